@@ -1,0 +1,122 @@
+"""The workshop's main job, end to end in local mode.
+
+``python -m recsys_workshop run`` checks the environment, fetches and verifies the data, executes
+every solution notebook in order (at the scale chosen by ``--scale``) and prints a summary.
+``python -m recsys_workshop data`` only fetches and verifies the data sets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATASETS = ("ml-100k", "ml-latest-small")
+
+
+def fetch_data(names: list[str]) -> list[dict[str, object]]:
+    from recsys_workshop import data
+
+    rows = []
+    for name in names:
+        started = time.perf_counter()
+        summary = data.load(name).summary()
+        rows.append({"dataset": name, **summary, "seconds": round(time.perf_counter() - started, 2)})
+    return rows
+
+
+def run_notebooks(folder: Path, out_dir: Path, only: list[str] | None, scale: str, timeout: int) -> list[dict]:
+    """Execute each notebook of ``folder`` in a fresh kernel; write the executed copies to ``out_dir``."""
+    import nbformat
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+
+    notebooks = sorted(folder.glob("[0-9][0-9]_*.ipynb"))
+    if only:
+        notebooks = [nb for nb in notebooks if any(nb.name.startswith(prefix) for prefix in only)]
+    if not notebooks:
+        raise SystemExit(f"no notebooks to run in {folder} (only={only})")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    os.environ["WORKSHOP_SCALE"] = scale
+    results = []
+    for path in notebooks:
+        notebook = nbformat.read(path, as_version=4)
+        client = NotebookClient(
+            notebook, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(folder)}}
+        )
+        started = time.perf_counter()
+        status = "ok"
+        try:
+            client.execute()
+        except CellExecutionError as error:
+            status = "FAILED"
+            print(f"\n{path.name} failed:\n{str(error)[-2000:]}", file=sys.stderr)
+        seconds = time.perf_counter() - started
+        nbformat.write(notebook, out_dir / path.name)
+        print(f"  {path.name:<40} {status:<6} {seconds:7.1f} s", flush=True)
+        results.append({"notebook": path.name, "status": status, "seconds": round(seconds, 1)})
+    return results
+
+
+def _run(args: argparse.Namespace) -> int:
+    from recsys_workshop import environment
+
+    print("== Environment ==")
+    machine = environment.machine()
+    print(f"  Python {machine['python']} on {machine['cpus']} CPUs, {machine['memory_gb']} GB")
+    missing = [name for name, version in environment.package_versions().items() if version == "missing"]
+    if missing:
+        print(f"  missing packages: {missing} (run `make install`)")
+        return 1
+    print("\n== Data ==")
+    for row in fetch_data(args.datasets):
+        print(
+            f"  {row['dataset']:<16} {row['ratings']:>9,} ratings {row['users']:>6,} users "
+            f"{row['items']:>6,} items  verified in {row['seconds']} s"
+        )
+    print(f"\n== Labs (solutions, WORKSHOP_SCALE={args.scale}) ==")
+    results = run_notebooks(REPO / "solutions", Path(args.output), args.only, args.scale, args.timeout)
+    failed = [r["notebook"] for r in results if r["status"] != "ok"]
+    total = sum(r["seconds"] for r in results)
+    print(
+        f"\n== Summary ==\n  {len(results) - len(failed)}/{len(results)} labs ran in {total:.0f} s; "
+        f"executed notebooks in {args.output}/"
+    )
+    if failed:
+        print(f"  FAILED: {', '.join(failed)}")
+        return 1
+    return 0
+
+
+def _data(args: argparse.Namespace) -> int:
+    for row in fetch_data(args.names):
+        print(f"{row['dataset']}: {row['ratings']:,} ratings, verified")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m recsys_workshop", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="the main job: data, every lab, a summary")
+    run.add_argument("--scale", choices=("full", "ci"), default=os.environ.get("WORKSHOP_SCALE", "full"))
+    run.add_argument("--only", nargs="*", help="lab number prefixes to run, e.g. 00 02")
+    run.add_argument("--datasets", nargs="*", default=list(DEFAULT_DATASETS))
+    run.add_argument("--output", default=str(REPO / "artifacts" / "notebooks"))
+    run.add_argument("--timeout", type=int, default=1800, help="seconds per cell")
+    run.set_defaults(func=_run)
+    fetch = sub.add_parser("data", help="download (or find) and verify the data sets")
+    fetch.add_argument("names", nargs="*", default=list(DEFAULT_DATASETS))
+    fetch.set_defaults(func=_data)
+    args = parser.parse_args(argv)
+    from recsys_workshop.data import MovieLensError
+
+    try:
+        return args.func(args)
+    except (MovieLensError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2

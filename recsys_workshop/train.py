@@ -1,0 +1,123 @@
+"""The one training function every Keras model of the workshop goes through.
+
+``train.fit(model, interactions, config=TrainConfig(...), validation=...)`` builds the model's Keras
+graph, trains it with early stopping on a validation split, keeps the best weights and returns the
+history as a DataFrame (one row per epoch) you can plot. It reads nothing from a notebook: the same
+call is what a training job runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import pandas as pd
+
+from recsys_workshop.data import random_split, validate_interactions
+
+OPTIMIZERS = {"adam": "Adam", "adagrad": "Adagrad", "sgd": "SGD"}
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Everything that decides how a model is trained (not what the model is)."""
+
+    epochs: int = 20
+    batch_size: int = 256
+    learning_rate: float = 1e-3
+    optimizer: str = "adam"  # "adam", "adagrad" or "sgd"
+    seed: int = 42
+    patience: int = 3  # epochs without validation improvement before stopping; 0 disables early stopping
+    validation_fraction: float = 0.1  # carved from the training data when no validation set is given
+    verbose: int | str = "auto"  # Keras: 0 silent, 1 progress bar, 2 one line per epoch
+
+    def __post_init__(self):
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError("epochs and batch_size must be >= 1")
+        if self.learning_rate <= 0:
+            raise ValueError("learning_rate must be > 0")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {self.optimizer!r}")
+        if not 0 <= self.validation_fraction < 1:
+            raise ValueError("validation_fraction must be in [0, 1)")
+
+
+def fit(
+    model,
+    interactions: pd.DataFrame,
+    *,
+    config: TrainConfig | None = None,
+    validation: pd.DataFrame | None = None,
+    items=None,
+) -> pd.DataFrame:
+    """Train a Keras-backed recommender (see :class:`recsys_workshop.models.keras_base.KerasRecommender`).
+
+    ``validation``: held-out interactions for early stopping; by default ``config.validation_fraction``
+    of ``interactions`` (random, seeded). The model is indexed on all of ``interactions``, so every
+    validation user and item has an embedding. Returns the per-epoch history (``loss``, ``val_loss``,
+    ``seconds``).
+    """
+    import keras
+
+    config = config or TrainConfig()
+    validate_interactions(interactions)
+    keras.utils.set_random_seed(config.seed)
+    model._index(interactions, items)
+    fit_part = interactions
+    if validation is None and config.validation_fraction > 0:
+        fit_part, validation = random_split(interactions, 1 - config.validation_fraction, seed=config.seed)
+
+    if validation is not None:
+        # pairs the model has no embedding for cannot be scored by the network: leave them out
+        known = (model.user_rows(validation["user_id"].to_numpy()) >= 0) & (
+            model.item_columns(validation["item_id"].to_numpy()) >= 0
+        )
+        validation = validation[known]
+
+    network = model.build()
+    optimizer = getattr(keras.optimizers, OPTIMIZERS[config.optimizer])(learning_rate=config.learning_rate)
+    network.compile(optimizer=optimizer, loss=model.loss, metrics=model.metrics())
+    x, y = model.examples(fit_part)
+    validation_data = model.examples(validation) if validation is not None and len(validation) else None
+    callbacks = [_EpochTimer()]
+    if config.patience and validation_data is not None:
+        callbacks.append(
+            keras.callbacks.EarlyStopping(monitor=model.monitor, patience=config.patience, restore_best_weights=True)
+        )
+    result = network.fit(
+        x,
+        y,
+        batch_size=config.batch_size,
+        epochs=config.epochs,
+        validation_data=validation_data,
+        callbacks=callbacks,
+        shuffle=True,
+        verbose=config.verbose,
+    )
+    model.network_ = network
+    model._after_fit(network)
+    history = pd.DataFrame(result.history)
+    history.index = pd.RangeIndex(1, len(history) + 1, name="epoch")
+    history["seconds"] = callbacks[0].seconds[: len(history)]
+    model.history_ = history
+    return history
+
+
+class _EpochTimer:
+    """Keras callback recording each epoch's wall time (created lazily to keep keras out of imports)."""
+
+    def __new__(cls):
+        import keras
+
+        class EpochTimer(keras.callbacks.Callback):
+            def __init__(self):
+                super().__init__()
+                self.seconds: list[float] = []
+
+            def on_epoch_begin(self, epoch, logs=None):
+                self._start = time.perf_counter()
+
+            def on_epoch_end(self, epoch, logs=None):
+                self.seconds.append(time.perf_counter() - self._start)
+
+        return EpochTimer()

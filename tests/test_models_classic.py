@@ -1,0 +1,154 @@
+"""Behaviour of the classical recommenders and of the shared recommend/score machinery."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recsys_workshop import data, models
+from recsys_workshop.models.base import NotFittedError
+from recsys_workshop.models.classic import cosine_scores, tfidf_item_features, user_profiles
+
+
+def planted_blocks(n_users=40, n_items=20, seed=0) -> pd.DataFrame:
+    """Two taste groups: users 0-19 interact with items 0-9, users 20-39 with items 10-19 (70% each)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for user in range(n_users):
+        group = range(0, 10) if user < n_users // 2 else range(10, 20)
+        for item in group:
+            if rng.random() < 0.7:
+                rows.append((user, item, 5.0, 0))
+    return pd.DataFrame(rows, columns=["user_id", "item_id", "rating", "timestamp"])
+
+
+ALL_MODELS = [models.MostPopular, models.ItemKNN, models.BiasBaseline, models.GlobalMean]
+
+
+@pytest.mark.parametrize("model_class", ALL_MODELS)
+def test_recommend_contract(model_class):
+    train = planted_blocks()
+    model = model_class().fit(train)
+    recs = model.recommend([0, 25, 0, 999], k=5)
+    assert list(recs.columns) == ["user_id", "item_id", "score", "rank"]
+    assert list(pd.unique(recs.user_id)) == [0, 25, 999], "users in the order given, duplicates removed"
+    assert not recs.duplicated(["user_id", "item_id"]).any()
+    seen = set(map(tuple, train[["user_id", "item_id"]].to_numpy()))
+    assert not any((u, i) in seen for u, i in recs[["user_id", "item_id"]].to_numpy())
+    assert (recs.groupby("user_id")["rank"].apply(list).map(lambda r: r == list(range(1, len(r) + 1)))).all()
+    assert recs.groupby("user_id").score.apply(lambda s: s.is_monotonic_decreasing).all()
+    assert len(recs[recs.user_id == 999]) == 5, "a cold user still gets k recommendations"
+    # with exclude_seen=False the user's seen items may come back, and results are deterministic
+    again = model.recommend([0, 25, 0, 999], k=5)
+    pd.testing.assert_frame_equal(recs, again)
+
+
+def test_recommend_rejects_bad_k_and_unfitted():
+    with pytest.raises(NotFittedError, match="fit"):
+        models.MostPopular().recommend([1], k=3)
+    model = models.MostPopular().fit(planted_blocks())
+    for bad in (0, -1, 2.5, "3"):
+        with pytest.raises(ValueError, match="k must be"):
+            model.recommend([1], k=bad)
+    with pytest.raises(TypeError, match="integers"):
+        model.recommend(["alice"], k=3)
+
+
+def test_recommend_returns_fewer_items_only_when_catalogue_is_exhausted():
+    train = planted_blocks()
+    model = models.MostPopular().fit(train)
+    user_0_seen = train[train.user_id == 0].item_id.nunique()
+    recs = model.recommend([0], k=100)
+    assert len(recs) == 20 - user_0_seen
+    assert len(model.recommend([0], k=100, exclude_seen=False)) == 20
+
+
+def test_score_pairs_and_unknown_items():
+    model = models.ItemKNN().fit(planted_blocks())
+    scores = model.score([0, 0, 999, 1], [0, 12345, 3, 19])
+    assert np.isnan(scores[1]) and np.isfinite(scores[[0, 2, 3]]).all()
+    biases = models.BiasBaseline().fit(planted_blocks())
+    unknown_item = biases.score([0, 999], [12345, 12345])
+    assert unknown_item.tolist() == pytest.approx([biases.mu_ + biases.user_bias_[0], biases.mu_])
+    with pytest.raises(ValueError, match="equal length"):
+        model.score([0, 1], [0])
+
+
+def test_item_knn_learns_planted_groups():
+    model = models.ItemKNN(n_neighbors=10).fit(planted_blocks())
+    recs = model.recommend(range(40), k=3)
+    in_group = np.where(recs.user_id < 20, recs.item_id < 10, recs.item_id >= 10)
+    # every item with a positive score is from the user's group (others only fill the list, at score 0)
+    assert in_group[recs.score > 0].all() and (recs.score[~in_group] == 0).all()
+    assert in_group[recs["rank"] == 1].all()
+    similar = model.similar_items(3, n=5)
+    assert (similar.item_id < 10).all()
+
+
+def test_most_popular_orders_by_count():
+    train = pd.DataFrame({"user_id": [1, 2, 3, 1, 2, 1], "item_id": [7, 7, 7, 8, 8, 9]})
+    recs = models.MostPopular().fit(train).recommend([4], k=3)
+    assert recs.item_id.tolist() == [7, 8, 9] and recs.score.tolist() == [3, 2, 1]
+
+
+def test_bias_baseline_recovers_planted_biases():
+    rng = np.random.default_rng(1)
+    users, items = np.meshgrid(np.arange(60), np.arange(30), indexing="ij")
+    user_bias, item_bias = rng.normal(0, 0.5, 60), np.linspace(-1, 1, 30)
+    ratings = 3.5 + user_bias[users] + item_bias[items] + rng.normal(0, 0.1, users.shape)
+    train = pd.DataFrame({"user_id": users.ravel(), "item_id": items.ravel(), "rating": ratings.ravel()})
+    model = models.BiasBaseline(reg_user=0.1, reg_item=0.1).fit(train)
+    assert np.corrcoef(model.item_bias_, item_bias)[0, 1] > 0.99
+    assert np.corrcoef(model.user_bias_, user_bias)[0, 1] > 0.99
+
+
+def test_bias_baseline_beats_global_mean_on_movielens(ml100k_ratings):
+    from recsys_workshop import metrics
+
+    train, test = data.random_split(ml100k_ratings, 0.8, seed=0)
+    rmse = {}
+    for model in (models.GlobalMean(), models.BiasBaseline()):
+        model.fit(train)
+        rmse[model.name] = metrics.rmse(test["rating"], model.score(test.user_id, test.item_id))
+    assert 1.11 < rmse["global-mean"] < 1.14
+    assert rmse["bias-baseline"] < 0.96
+
+
+def test_content_based_reaches_new_items_and_explains():
+    items = pd.DataFrame(
+        {
+            "item_id": [1, 2, 3, 4],
+            "title": ["a", "b", "c", "new western"],
+            "genres": [["Western"], ["Comedy"], ["Western", "Drama"], ["Western"]],
+        }
+    )
+    train = pd.DataFrame({"user_id": [10, 10, 11], "item_id": [1, 2, 2], "rating": [5.0, 1.0, 5.0]})
+    model = models.ContentBased(items).fit(train)
+    top = model.recommend([10], k=1)
+    assert top.item_id.tolist() == [4], "item 4 has no ratings but matches the user's taste"
+    assert model.explain(10, 4) == ["genre:Western"]
+    assert model.recommend([11], k=1).item_id.tolist() != [4]
+
+
+def test_profiles_and_cosine_agree_with_sklearn():
+    from sklearn.metrics.pairwise import cosine_similarity
+
+    tokens = pd.Series({1: ["genre:A", "genre:B"], 2: ["genre:B"], 3: ["genre:C", "tag:x"], 4: ["genre:A"]})
+    features, names = tfidf_item_features(tokens)
+    assert len(names) == 4
+    ratings = pd.DataFrame({"user_id": [1, 1, 2, 2], "item_id": [1, 3, 2, 4], "rating": [5.0, 4.0, 2.0, 4.0]})
+    users, profiles = user_profiles(ratings, features, np.array([1, 2, 3, 4]), like_threshold=4)
+    dense = features.toarray()
+    expected_user_1 = 5 * dense[0] + 4 * dense[2]
+    np.testing.assert_allclose(profiles[0], expected_user_1 / np.linalg.norm(expected_user_1))
+    np.testing.assert_allclose(profiles[1], dense[3] / np.linalg.norm(dense[3]))
+    np.testing.assert_allclose(cosine_scores(profiles, features), cosine_similarity(profiles, dense), atol=1e-12)
+
+
+def test_classic_models_do_not_import_tensorflow():
+    import subprocess
+    import sys
+
+    code = "import sys, recsys_workshop.models; print('tensorflow' in sys.modules or 'keras' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
