@@ -71,6 +71,35 @@ OVERLAYS = ("kind", "gke")
 CRDS_DIR_ENV = "KUBEFLOW_CRDS_DIR"
 DEFAULT_CRDS_DIR = REPO_ROOT.parent / "shared" / "k8s-crds"
 
+# The workshop profile as `cluster-setup/lib/common.sh` (install_profile) installs it and waits for it:
+# the controllers that must be Available in each namespace, and the CRDs that must be established.
+# A test keeps these in step with the script; lab 05 checks a live cluster against them.
+PROFILE_DEPLOYMENTS: dict[str, tuple[str, ...]] = {
+    "cert-manager": ("cert-manager", "cert-manager-cainjector", "cert-manager-webhook"),
+    "kubeflow": (
+        "training-operator",
+        "katib-controller",
+        "katib-db-manager",
+        "katib-mysql",
+        "katib-ui",
+        "ml-pipeline",
+        "ml-pipeline-ui",
+        "workflow-controller",
+    ),
+    "kserve": ("kserve-controller-manager",),
+}
+PROFILE_CRDS: tuple[str, ...] = (
+    "certificates.cert-manager.io",
+    "issuers.cert-manager.io",
+    "tfjobs.kubeflow.org",
+    "experiments.kubeflow.org",
+    "trials.kubeflow.org",
+    "suggestions.kubeflow.org",
+    "inferenceservices.serving.kserve.io",
+    "applications.app.k8s.io",
+    "workflows.argoproj.io",
+)
+
 # Kinds whose pods run until stopped: a container there that listens on a port is a server and needs probes.
 LONG_RUNNING_KINDS = frozenset({"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Pod"})
 # Every container of an InferenceService component is a server, declared ports or not (KServe: 8080).
@@ -660,10 +689,15 @@ def diff_overlays(
     left: str | Sequence[Mapping[str, Any]] = "kind",
     right: str | Sequence[Mapping[str, Any]] = "gke",
     context: int = 3,
+    labels: tuple[str, str] | None = None,
 ) -> str:
-    """Unified diff of two builds (overlay names or already built documents), resources in a stable order."""
+    """Unified diff of two builds (overlay names or already built documents), resources in a stable order.
+
+    The headers read ``overlays/<label>``: the overlay names, else ``labels``, else "left" and "right"."""
     left_docs, right_docs = _build(left), _build(right)
     names = [side if isinstance(side, str) else label for side, label in ((left, "left"), (right, "right"))]
+    if labels is not None:
+        names = list(labels)
     lines = difflib.unified_diff(
         _to_yaml(left_docs).splitlines(keepends=True),
         _to_yaml(right_docs).splitlines(keepends=True),
@@ -692,18 +726,64 @@ def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def overlay_differences(
-    left: str | Sequence[Mapping[str, Any]] = "kind", right: str | Sequence[Mapping[str, Any]] = "gke"
+    left: str | Sequence[Mapping[str, Any]] = "kind",
+    right: str | Sequence[Mapping[str, Any]] = "gke",
+    *,
+    collapse: bool = False,
 ) -> list[Difference]:
-    """Every field that differs between two builds, as a list a notebook can turn into a table."""
+    """Every field that differs between two builds, as a list a notebook can turn into a table.
+
+    By default one row per leaf value. With ``collapse=True`` a part present on one side only (a whole
+    resource, a TFJob's extra replica type, a new list) is one row that holds the part, whose path is that
+    of the part (``""`` for a whole resource); fields present on both sides are compared leaf by leaf.
+    """
     left_docs = {resource_id(d): d for d in _build(left)}
     right_docs = {resource_id(d): d for d in _build(right)}
-    differences = []
+    differences: list[Difference] = []
     for rid in sorted(left_docs.keys() | right_docs.keys()):
+        if collapse:
+            _tree_differences(rid, left_docs.get(rid), right_docs.get(rid), "", differences)
+            continue
         a, b = _flatten(left_docs.get(rid, {})), _flatten(right_docs.get(rid, {}))
         for path in sorted(a.keys() | b.keys()):
             if a.get(path) != b.get(path):
                 differences.append(Difference(rid, path, a.get(path), b.get(path)))
     return differences
+
+
+def _by_name(node: Any) -> dict[str, Any] | None:
+    """A list whose items all have a unique "name", as {name: item}; None for any other value."""
+    if not isinstance(node, list) or not node:
+        return None
+    names = [item.get("name") if isinstance(item, Mapping) else None for item in node]
+    if None in names or len(set(names)) != len(names):
+        return None
+    return dict(zip(names, node, strict=True))
+
+
+def _tree_differences(rid: str, a: Any, b: Any, path: str, out: list[Difference]) -> None:
+    """Append the differences between ``a`` and ``b`` to ``out``; a side that is absent (None) ends the
+    descent, so a part present on one side only is one Difference. Paths look like :func:`_flatten`'s."""
+    if a is None or b is None or a == b:
+        if a != b:
+            out.append(Difference(rid, path, a, b))
+        return
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        for key in sorted(a.keys() | b.keys(), key=str):
+            _tree_differences(rid, a.get(key), b.get(key), f"{path}.{key}" if path else str(key), out)
+        return
+    named_a, named_b = _by_name(a), _by_name(b)
+    if named_a is not None and named_b is not None:
+        for name in sorted(named_a.keys() | named_b.keys(), key=str):
+            _tree_differences(rid, named_a.get(name), named_b.get(name), f"{path}[{name}]", out)
+        return
+    if isinstance(a, list) and isinstance(b, list):
+        for index in range(max(len(a), len(b))):
+            item_a = a[index] if index < len(a) else None
+            item_b = b[index] if index < len(b) else None
+            _tree_differences(rid, item_a, item_b, f"{path}[{index}]", out)
+        return
+    out.append(Difference(rid, path, a, b))
 
 
 # ------------------------------------------------------------------------------------------------------------

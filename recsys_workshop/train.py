@@ -77,21 +77,28 @@ def fit(
     network = model.build()
     optimizer = getattr(keras.optimizers, OPTIMIZERS[config.optimizer])(learning_rate=config.learning_rate)
     network.compile(optimizer=optimizer, loss=model.loss, metrics=model.metrics())
-    x, y = model.examples(fit_part)
-    validation_data = model.examples(validation) if validation is not None and len(validation) else None
+    batched = getattr(model, "resample_each_epoch", False) or getattr(model, "in_batch_targets", False)
+    if batched:  # examples drawn anew each epoch (negatives) and/or targets that depend on the batch
+        inputs = {"x": _EpochDataset(model, fit_part, config.batch_size, config.seed, resample=True)}
+    else:
+        x, y = model.examples(fit_part)
+        inputs = {"x": x, "y": y, "batch_size": config.batch_size, "shuffle": True}
+    validation_data = None
+    if validation is not None and len(validation):
+        if getattr(model, "in_batch_targets", False):
+            validation_data = _EpochDataset(model, validation, config.batch_size, config.seed, resample=False)
+        else:
+            validation_data = model.examples(validation, epoch=-1)
     callbacks = [_EpochTimer()]
     if config.patience and validation_data is not None:
         callbacks.append(
             keras.callbacks.EarlyStopping(monitor=model.monitor, patience=config.patience, restore_best_weights=True)
         )
     result = network.fit(
-        x,
-        y,
-        batch_size=config.batch_size,
+        **inputs,
         epochs=config.epochs,
         validation_data=validation_data,
         callbacks=callbacks,
-        shuffle=True,
         verbose=config.verbose,
     )
     model.network_ = network
@@ -101,6 +108,47 @@ def fit(
     history["seconds"] = callbacks[0].seconds[: len(history)]
     model.history_ = history
     return history
+
+
+def _EpochDataset(model, interactions: pd.DataFrame, batch_size: int, seed: int, *, resample: bool):  # noqa: N802
+    """A ``keras.utils.PyDataset`` over ``model.examples(interactions, epoch)``: shuffled batches, examples
+    drawn anew after every epoch when ``resample`` (fresh negatives), and, for models with
+    ``in_batch_targets``, an identity matrix as each batch's target (in-batch softmax)."""
+    import keras
+    import numpy as np
+
+    in_batch = getattr(model, "in_batch_targets", False)
+
+    class EpochDataset(keras.utils.PyDataset):
+        def __init__(self):
+            super().__init__()
+            self.epoch = 0
+            self._draw()
+
+        def _draw(self) -> None:
+            self.x, self.y = model.examples(interactions, epoch=self.epoch if resample else -1)
+            n = len(next(iter(self.x.values())))
+            rng = np.random.default_rng([seed, self.epoch])
+            self.order = rng.permutation(n) if resample else np.arange(n)
+
+        def __len__(self) -> int:
+            if in_batch:  # every batch must have the same size: its target is a (batch, batch) matrix
+                return max(1, len(self.order) // batch_size)
+            return int(np.ceil(len(self.order) / batch_size))
+
+        def __getitem__(self, index: int):
+            rows = self.order[index * batch_size : (index + 1) * batch_size]
+            x = {name: values[rows] for name, values in self.x.items()}
+            if in_batch:
+                return x, np.eye(len(rows), dtype="float32")
+            return x, self.y[rows]
+
+        def on_epoch_end(self) -> None:
+            if resample:
+                self.epoch += 1
+                self._draw()
+
+    return EpochDataset()
 
 
 class _EpochTimer:

@@ -476,3 +476,59 @@ def test_kind_values_may_use_the_dummy_login_only_there():
 def test_jupyterhub_chart_is_pinned():
     assert re.fullmatch(r"\d+\.\d+\.\d+", V["JUPYTERHUB_CHART_VERSION"])
     assert V["JUPYTERHUB_CHART_REPO"] == "https://hub.jupyter.org/helm-chart/"
+
+
+# --- additions for lab 05: collapsed differences, the profile a live cluster is checked against --------------
+
+
+def test_collapsed_differences_report_one_sided_parts_once(built):
+    full = kube.overlay_differences(built["kind"], built["gke"])
+    collapsed = kube.overlay_differences(built["kind"], built["gke"], collapse=True)
+    rows = {(d.resource, d.path): d for d in collapsed}
+    worker = rows[("TFJob/recsys/recsys-train", "spec.tfReplicaSpecs.Worker")]
+    assert worker.left is None and worker.right == one(built["gke"], "TFJob")["spec"]["tfReplicaSpecs"]["Worker"]
+    spread = rows[("Deployment/recsys/recsys-api", "spec.template.spec.topologySpreadConstraints")]
+    assert spread.left is None and isinstance(spread.right, list)
+    # Values present on both sides are the same rows either way; every leaf row lies under a collapsed row.
+    assert [d for d in full if d.left is not None and d.right is not None] == [
+        d for d in collapsed if d.left is not None and d.right is not None
+    ]
+    for d in full:
+        assert any(
+            c.resource == d.resource and (d.path == c.path or d.path.startswith((c.path + ".", c.path + "[")))
+            for c in collapsed
+        ), d
+    assert len(collapsed) < len(full)
+
+
+def test_collapsed_differences_of_whole_resources_and_lists():
+    namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "only-left"}}
+    a = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"k": "1"}, "x": [1, 2]}
+    b = copy.deepcopy(a) | {"data": {"k": "2", "new": "v"}, "x": [1, 3, 4]}
+    rows = kube.overlay_differences([namespace, a], [b], collapse=True)
+    assert rows == [
+        kube.Difference("ConfigMap/c", "data.k", "1", "2"),
+        kube.Difference("ConfigMap/c", "data.new", None, "v"),
+        kube.Difference("ConfigMap/c", "x[1]", 2, 3),
+        kube.Difference("ConfigMap/c", "x[2]", None, 4),
+        kube.Difference("Namespace/only-left", "", namespace, None),
+    ]
+    assert kube.overlay_differences([a], [copy.deepcopy(a)], collapse=True) == []
+    text = kube.diff_overlays([a], [b], labels=("kind", "gke"))
+    assert text.startswith("--- overlays/kind\n+++ overlays/gke\n") and "-  k: '1'" in text
+
+
+def test_the_profile_lab_05_checks_is_the_one_the_scripts_install():
+    script = (REPO / "cluster-setup" / "lib" / "common.sh").read_text().replace("\\\n", " ")
+    body = script[script.index("install_profile()") :]
+    body = body[: body.index("\n}\n")]
+    crds, deployments = set(), {}
+    for line in body.splitlines():
+        words = line.split()
+        if words[:1] == ["wait_crds"]:
+            crds |= {w.removeprefix("crd/") for w in words if w.startswith("crd/")}
+        elif words[:1] == ["wait_deployments"]:
+            names = {w.removeprefix("deployment/") for w in words if w.startswith("deployment/")}
+            deployments.setdefault(words[2], set()).update(names)
+    assert crds == set(kube.PROFILE_CRDS)
+    assert deployments == {ns: set(names) for ns, names in kube.PROFILE_DEPLOYMENTS.items()}

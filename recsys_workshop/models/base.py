@@ -81,9 +81,9 @@ class Recommender:
         """Scores of every catalogue item for the known users at ``user_rows``: (len(rows), n_items)."""
         raise NotImplementedError
 
-    def _score_cold(self, n_users: int) -> np.ndarray:
+    def _score_cold(self, user_ids: np.ndarray) -> np.ndarray:
         """Scores for users without training history: item popularity (override for better)."""
-        return np.broadcast_to(self.item_counts_.astype(np.float64), (n_users, len(self.item_ids_)))
+        return np.broadcast_to(self.item_counts_.astype(np.float64), (len(user_ids), len(self.item_ids_)))
 
     # ------------------------------------------------------------------ helpers
 
@@ -101,14 +101,14 @@ class Recommender:
         self._check_fitted()
         return self._item_index.get_indexer(_as_ids(item_ids))
 
-    def _block(self, rows: np.ndarray) -> np.ndarray:
+    def _block(self, rows: np.ndarray, users: np.ndarray) -> np.ndarray:
         """Scores for a block of users, known or not (rows == -1 are cold)."""
         scores = np.empty((len(rows), len(self.item_ids_)), dtype=np.float64)
         known = rows >= 0
         if known.any():
             scores[known] = self._score_rows(rows[known])
         if (~known).any():
-            scores[~known] = self._score_cold(int((~known).sum()))
+            scores[~known] = self._score_cold(users[~known])
         return scores
 
     # ------------------------------------------------------------------ public API
@@ -126,7 +126,7 @@ class Recommender:
         unique_users, inverse = np.unique(users, return_inverse=True)
         rows = self.user_rows(unique_users)
         for start in range(0, len(unique_users), 1024):
-            block = self._block(rows[start : start + 1024])
+            block = self._block(rows[start : start + 1024], unique_users[start : start + 1024])
             pick = (inverse >= start) & (inverse < start + 1024) & (cols >= 0)
             out[pick] = block[inverse[pick] - start, cols[pick]]
         return out
@@ -149,7 +149,7 @@ class Recommender:
         frames = []
         for start in range(0, len(users), batch_size):
             block_rows = rows[start : start + batch_size]
-            scores = self._block(block_rows)
+            scores = self._block(block_rows, users[start : start + batch_size])
             if exclude_seen:
                 known = np.flatnonzero(block_rows >= 0)
                 seen = self.seen_[block_rows[known]].tocoo()

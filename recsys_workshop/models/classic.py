@@ -29,8 +29,8 @@ class GlobalMean(Recommender):
     def _score_rows(self, user_rows: np.ndarray) -> np.ndarray:
         return np.full((len(user_rows), len(self.item_ids_)), self.mean_)
 
-    def _score_cold(self, n_users: int) -> np.ndarray:
-        return self._score_rows(np.zeros(n_users, dtype=int))
+    def _score_cold(self, user_ids: np.ndarray) -> np.ndarray:
+        return self._score_rows(np.zeros(len(user_ids), dtype=int))
 
     def score(self, user_ids, item_ids) -> np.ndarray:
         """The mean rating, for known and unknown items alike."""
@@ -69,8 +69,8 @@ class BiasBaseline(Recommender):
     def _score_rows(self, user_rows: np.ndarray) -> np.ndarray:
         return self.mu_ + self.user_bias_[user_rows][:, None] + self.item_bias_[None, :]
 
-    def _score_cold(self, n_users: int) -> np.ndarray:
-        return np.broadcast_to(self.mu_ + self.item_bias_, (n_users, len(self.item_ids_)))
+    def _score_cold(self, user_ids: np.ndarray) -> np.ndarray:
+        return np.broadcast_to(self.mu_ + self.item_bias_, (len(user_ids), len(self.item_ids_)))
 
     def score(self, user_ids, item_ids) -> np.ndarray:
         """Predicted ratings; an item unseen in training gets ``mu + b_u`` (its bias is 0)."""
@@ -91,7 +91,7 @@ class MostPopular(Recommender):
         pass
 
     def _score_rows(self, user_rows: np.ndarray) -> np.ndarray:
-        return self._score_cold(len(user_rows)).copy()
+        return self._score_cold(user_rows).copy()
 
 
 def _top_k_per_column(similarity: np.ndarray, k: int) -> np.ndarray:

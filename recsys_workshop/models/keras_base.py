@@ -22,6 +22,8 @@ from recsys_workshop.models.base import Recommender
 class KerasRecommender(Recommender):
     loss: str = "mse"
     monitor: str = "val_loss"  # what early stopping watches; "val_rmse" adds an RMSE metric
+    resample_each_epoch: bool = False  # examples(...) called again every epoch (fresh negatives)
+    in_batch_targets: bool = False  # each batch's target is the identity matrix (in-batch softmax)
 
     def metrics(self) -> list:
         """Keras metrics to compile with (an RMSE for models that monitor ``val_rmse``)."""
@@ -38,7 +40,9 @@ class KerasRecommender(Recommender):
     def build(self):  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def examples(self, interactions: pd.DataFrame):  # pragma: no cover - abstract
+    def examples(self, interactions: pd.DataFrame, epoch: int = 0):  # pragma: no cover - abstract
+        """``(x, y)`` for Keras: ``x`` a dict of equal-length arrays. ``epoch`` is the training epoch (models
+        with ``resample_each_epoch`` draw fresh negatives from it) or -1 for the fixed validation set."""
         raise NotImplementedError
 
     def _after_fit(self, network) -> None:  # pragma: no cover - abstract

@@ -98,7 +98,7 @@ class MatrixFactorization(KerasRecommender):
         super()._index(train, items)
         self.global_mean_ = float(train["rating"].mean()) if "rating" in train else 0.0
 
-    def examples(self, interactions: pd.DataFrame):
+    def examples(self, interactions: pd.DataFrame, epoch: int = 0):
         x = {
             "user": self.user_rows(interactions["user_id"].to_numpy()).astype("int32"),
             "item": self.item_columns(interactions["item_id"].to_numpy()).astype("int32"),

@@ -1,0 +1,260 @@
+"""A hybrid deep recommender: ID embeddings *and* metadata, so it can score the unknown.
+
+- **User tower**: the user's ID embedding with embeddings of their age bucket, gender and occupation
+  (ml-100k / ml-1m demographics), through a dense layer.
+- **Item tower** (the "metadata tower"): the film's ID embedding with its genres (multi-hot), release
+  year and popularity, through a dense layer.
+- **Head**: an MLP on ``[user, item, user * item]``. Two heads share the towers' design: ``task="rating"``
+  regresses the rating (explicit feedback, MSE), ``task="ranking"`` scores a (user, item) pair as a
+  logit (implicit feedback, binary cross-entropy with sampled negatives).
+
+**Cold start.** Row 0 of each ID table means "unknown". During training every example's user ID and
+item ID are replaced by 0 with probability ``id_dropout`` (fresh every epoch), so the network learns
+to score from metadata alone. A user or film not seen in training is scored that way: from its
+demographics or its genres, year and popularity (0 for a new film).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from recsys_workshop.models.implicit import ImplicitRecommender
+
+AGE_BUCKETS = (18, 25, 35, 45, 50, 56)  # lower bounds after "under 18" (the ml-1m buckets)
+TASKS = ("rating", "ranking")
+
+
+def age_bucket(age: pd.Series | np.ndarray) -> np.ndarray:
+    """0 = unknown, 1 = under 18, 2 = 18-24, ..., 7 = 56+."""
+    age = np.asarray(age, dtype=float)
+    bucket = np.searchsorted(np.asarray(AGE_BUCKETS), age, side="right") + 1
+    return np.where(np.isnan(age), 0, bucket).astype("int32")
+
+
+def metadata_tower(item_id, genres, year, popularity, n_items: int, n_factors: int, seed: int | None = None):
+    """The item side: ID embedding + dense projection of genres + year and popularity, then a ReLU layer."""
+    import keras
+    from keras import layers
+
+    init = keras.initializers.RandomNormal(stddev=0.05, seed=seed)
+    embedded_id = layers.Embedding(n_items + 1, n_factors, embeddings_initializer=init, name="item_id_embedding")(
+        item_id
+    )
+    genre_vector = layers.Dense(8, activation="relu", name="genre_dense")(genres)
+    numeric = layers.Concatenate(name="item_numeric")([year, popularity])
+    features = layers.Concatenate(name="item_features")([embedded_id, genre_vector, numeric])
+    return layers.Dense(n_factors, activation="relu", name="item_tower")(features)
+
+
+def build_hybrid(
+    n_users: int,
+    n_items: int,
+    n_occupations: int,
+    n_genres: int,
+    *,
+    task: str = "rating",
+    n_factors: int = 32,
+    hidden: tuple[int, ...] = (64, 32),
+    global_mean: float = 0.0,
+    dropout: float = 0.0,
+    seed: int | None = None,
+):
+    import keras
+    from keras import layers, ops
+
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+    init = keras.initializers.RandomNormal(stddev=0.05, seed=seed)
+    inputs = {
+        "user": keras.Input(shape=(), dtype="int32", name="user"),
+        "age": keras.Input(shape=(), dtype="int32", name="age"),
+        "gender": keras.Input(shape=(), dtype="int32", name="gender"),
+        "occupation": keras.Input(shape=(), dtype="int32", name="occupation"),
+        "item": keras.Input(shape=(), dtype="int32", name="item"),
+        "genres": keras.Input(shape=(n_genres,), dtype="float32", name="genres"),
+        "year": keras.Input(shape=(1,), dtype="float32", name="year"),
+        "popularity": keras.Input(shape=(1,), dtype="float32", name="popularity"),
+    }
+    user_parts = [
+        layers.Embedding(n_users + 1, n_factors, embeddings_initializer=init, name="user_id_embedding")(inputs["user"]),
+        layers.Embedding(len(AGE_BUCKETS) + 2, 4, name="age_embedding")(inputs["age"]),
+        layers.Embedding(3, 2, name="gender_embedding")(inputs["gender"]),
+        layers.Embedding(n_occupations + 1, 4, name="occupation_embedding")(inputs["occupation"]),
+    ]
+    user_vector = layers.Dense(n_factors, activation="relu", name="user_tower")(layers.Concatenate()(user_parts))
+    item_vector = metadata_tower(
+        inputs["item"], inputs["genres"], inputs["year"], inputs["popularity"], n_items, n_factors, seed
+    )
+    x = layers.Concatenate(name="interaction")(
+        [user_vector, item_vector, layers.Multiply()([user_vector, item_vector])]
+    )
+    for i, width in enumerate(hidden, start=1):
+        x = layers.Dense(width, activation="relu", name=f"head_{i}")(x)
+        if dropout:
+            x = layers.Dropout(dropout, seed=seed)(x)
+    output = ops.squeeze(layers.Dense(1, name=f"{task}_head")(x), -1)
+    if task == "rating":
+        output = output + global_mean
+    return keras.Model(inputs, output, name=f"hybrid_{task}")
+
+
+class HybridModel(ImplicitRecommender):
+    """Deep model with metadata; see the module docstring. ``users`` and ``items`` describe every
+    user and film that may ever be scored (training ones and new ones)."""
+
+    def __init__(
+        self,
+        users: pd.DataFrame,
+        items: pd.DataFrame,
+        *,
+        task: str = "rating",
+        n_factors: int = 32,
+        hidden: tuple[int, ...] = (64, 32),
+        id_dropout: float = 0.1,
+        dropout: float = 0.0,
+        n_negatives: int = 4,
+        negatives: str = "uniform",
+        positive_threshold: float | None = None,
+        seed: int = 42,
+    ):
+        if task not in TASKS:
+            raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+        self.users, self.items, self.task = users, items, task
+        self.n_factors, self.hidden, self.id_dropout, self.dropout = n_factors, tuple(hidden), id_dropout, dropout
+        self.n_negatives, self.negatives, self.positive_threshold, self.seed = (
+            n_negatives,
+            negatives,
+            positive_threshold,
+            seed,
+        )
+        self.name = f"hybrid-{task}"
+        self.resample_each_epoch = True
+        if task == "rating":
+            self.monitor = "val_rmse"
+
+    @property
+    def loss(self):
+        import keras
+
+        return "mse" if self.task == "rating" else keras.losses.BinaryCrossentropy(from_logits=True)
+
+    # ------------------------------------------------------------------ features
+
+    def fit(self, train, *, items=None, config=None, validation=None):
+        catalogue = self.items["item_id"] if items is None else items
+        return super().fit(train, items=catalogue, config=config, validation=validation)
+
+    def _index(self, train, items) -> None:
+        super()._index(train, items)
+        from recsys_workshop.data import genre_matrix
+
+        self.global_mean_ = float(train["rating"].mean()) if "rating" in train else 0.0
+        self.occupations_ = pd.Index(sorted(self.users["occupation"].astype(str).unique()))
+        users = self.users.set_index("user_id")
+        self._user_age = age_bucket(users["age"]).astype("int32")
+        self._user_gender = np.where(users["gender"].astype(str) == "F", 1, 2).astype("int32")
+        self._user_occupation = (self.occupations_.get_indexer(users["occupation"].astype(str)) + 1).astype("int32")
+        self._user_lookup = pd.Index(users.index)
+        items_by_id = self.items.set_index("item_id").reindex(self.item_ids_)
+        self.genres_ = genre_matrix(self.items).reindex(self.item_ids_, fill_value=0).to_numpy("float32")
+        year = pd.to_numeric(items_by_id["year"], errors="coerce").astype(float)
+        self.year_ = np.nan_to_num((year.to_numpy() - 1990.0) / 20.0).astype("float32")[:, None]
+        self.popularity_ = np.log1p(self.item_counts_) / np.log1p(max(self.item_counts_.max(), 1))
+        self.popularity_ = self.popularity_.astype("float32")[:, None]
+        self.item_known_ = self.item_counts_ > 0
+
+    def _user_features(self, user_ids: np.ndarray, rows: np.ndarray) -> dict:
+        where = self._user_lookup.get_indexer(user_ids)
+        found = where >= 0
+
+        def pick(values):
+            return np.where(found, values[np.maximum(where, 0)], 0).astype("int32")
+
+        return {
+            "user": np.where(rows >= 0, rows + 1, 0).astype("int32"),
+            "age": pick(self._user_age),
+            "gender": pick(self._user_gender),
+            "occupation": pick(self._user_occupation),
+        }
+
+    def _item_features(self, cols: np.ndarray) -> dict:
+        known = self.item_known_[cols]
+        return {
+            "item": np.where(known, cols + 1, 0).astype("int32"),
+            "genres": self.genres_[cols],
+            "year": self.year_[cols],
+            "popularity": self.popularity_[cols],
+        }
+
+    def _inputs(self, rows: np.ndarray, cols: np.ndarray, rng: np.random.Generator | None = None) -> dict:
+        x = {**self._user_features(self.user_ids_[rows], rows), **self._item_features(cols)}
+        if rng is not None and self.id_dropout:
+            x["user"] = np.where(rng.random(len(rows)) < self.id_dropout, 0, x["user"]).astype("int32")
+            x["item"] = np.where(rng.random(len(cols)) < self.id_dropout, 0, x["item"]).astype("int32")
+        return x
+
+    # ------------------------------------------------------------------ training
+
+    def build(self):
+        return build_hybrid(
+            len(self.user_ids_),
+            len(self.item_ids_),
+            len(self.occupations_),
+            self.genres_.shape[1],
+            task=self.task,
+            n_factors=self.n_factors,
+            hidden=self.hidden,
+            global_mean=self.global_mean_,
+            dropout=self.dropout,
+            seed=self.seed,
+        )
+
+    def examples(self, interactions, epoch: int = 0):
+        rng = self._rng(epoch) if epoch >= 0 else None  # no ID dropout on the validation set
+        if self.task == "rating":
+            rows = self.user_rows(interactions["user_id"].to_numpy())
+            cols = self.item_columns(interactions["item_id"].to_numpy())
+            keep = (rows >= 0) & (cols >= 0)
+            return self._inputs(rows[keep], cols[keep], rng), interactions["rating"].to_numpy("float32")[keep]
+        x, y = self.pointwise_examples(interactions, epoch)
+        return self._inputs(x["user"], x["item"], rng), y
+
+    def _after_fit(self, network) -> None:
+        self.scorer_ = network
+
+    # ------------------------------------------------------------------ scoring
+
+    def _score_users(self, user_ids: np.ndarray, rows: np.ndarray, chunk: int = 1 << 16) -> np.ndarray:
+        n_items = len(self.item_ids_)
+        user_x = self._user_features(user_ids, rows)
+        item_x = self._item_features(np.arange(n_items))
+        out = np.empty((len(user_ids), n_items))
+        per_chunk = max(1, chunk // n_items)
+        for start in range(0, len(user_ids), per_chunk):
+            block = slice(start, start + per_chunk)
+            n = len(user_ids[block])
+            x = {k: np.repeat(v[block], n_items, axis=0) for k, v in user_x.items()}
+            x.update({k: np.tile(v, (n,) + (1,) * (v.ndim - 1)) for k, v in item_x.items()})
+            out[block] = np.asarray(self.scorer_(x, training=False)).reshape(n, n_items)
+        return out
+
+    def _score_rows(self, user_rows):
+        return self._score_users(self.user_ids_[user_rows], user_rows)
+
+    def _score_cold(self, user_ids):
+        """A user unknown at training time: scored from their demographics (``users``), no ID."""
+        return self._score_users(np.asarray(user_ids), np.full(len(user_ids), -1))
+
+    def score_new_user(self, age: int, gender: str, occupation: str, item_ids=None) -> pd.Series:
+        """Scores for a brand-new user described only by demographics (the API's cold-start path)."""
+        cols = np.arange(len(self.item_ids_)) if item_ids is None else self.item_columns(item_ids)
+        user_x = {
+            "user": np.zeros(1, "int32"),
+            "age": age_bucket([age]),
+            "gender": np.array([1 if gender == "F" else 2], "int32"),
+            "occupation": np.array([self.occupations_.get_indexer([occupation])[0] + 1], "int32"),
+        }
+        x = {k: np.repeat(v, len(cols), axis=0) for k, v in user_x.items()}
+        x.update(self._item_features(cols))
+        return pd.Series(np.asarray(self.scorer_(x, training=False)).reshape(-1), index=self.item_ids_[cols])
