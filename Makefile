@@ -3,6 +3,7 @@
 #   make test       the whole test suite, as CI runs it (sets itself up first)
 #   make lab        JupyterLab on the labs
 #   make labs       rebuild labs/ and solutions/ from source/
+#   make slides     build the instructor deck, slides/build/deck.html (SLIDES_ARGS=--pdf: also deck.pdf)
 SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
 .DEFAULT_GOAL := help
@@ -14,7 +15,7 @@ STAMP := $(VENV)/.installed
 WORKSHOP_SCALE ?= full
 PYTEST_ARGS ?=
 
-.PHONY: help install workshop test test-unit test-notebooks check-labs labs lab lint lock clean
+.PHONY: help install workshop test check-labs labs lab slides lint lock clean
 
 help:
 	@sed -n 's/^#   //p' $(MAKEFILE_LIST)
@@ -43,6 +44,9 @@ check-labs: $(STAMP)
 
 labs: $(STAMP)
 	$(BIN)/python -m recsys_workshop.labbuild
+
+slides: $(STAMP)
+	$(BIN)/python slides/build.py $(SLIDES_ARGS)
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab labs/

@@ -40,6 +40,7 @@ __all__ = [
     "MovieLensError",
     "cache_dir",
     "chrono_split",
+    "cold_start_split",
     "download",
     "genre_matrix",
     "head_share",
@@ -714,3 +715,21 @@ def genre_matrix(items: pd.DataFrame) -> pd.DataFrame:
     matrix = matrix.reindex(items["item_id"].to_numpy(), fill_value=0)
     matrix.columns.name = None
     return matrix.astype("float32")
+
+
+def cold_start_split(
+    df: pd.DataFrame, fraction: float = 0.2, *, by: str = "user", seed: int = 42
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Hold out a random ``fraction`` of the users (or items) *entirely*: every interaction of a held-out
+    user (item) goes to test, none to train. The test users (items) are unknown to a model trained on
+    train: the cold-start problem, measured."""
+    if by not in ("user", "item"):
+        raise ValueError(f"by must be 'user' or 'item', got {by!r}")
+    if not 0 < fraction < 1:
+        raise ValueError(f"fraction must be in (0, 1), got {fraction}")
+    validate_interactions(df)
+    key = f"{by}_id"
+    ids = np.sort(df[key].unique())
+    held_out = np.random.RandomState(seed).choice(ids, size=max(1, round(fraction * len(ids))), replace=False)
+    is_test = df[key].isin(held_out)
+    return df[~is_test], df[is_test]

@@ -935,6 +935,47 @@ def evaluate(
     row["novelty"] = novelty(train, recs)
     if item_features is not None:
         row["diversity"] = intra_list_diversity(recs, item_features)
-    row["serendipity"] = serendipity(train, recs, truth=test, item_features=item_features)
+    # serendipity compares a list with the user's history: undefined for cold users (NaN)
+    has_history = recs[USER].isin(train[USER]).any()
+    row["serendipity"] = serendipity(train, recs, truth=test, item_features=item_features) if has_history else np.nan
     row["popularity_bias"] = popularity_bias(train, recs)
     return pd.DataFrame([row])
+
+
+def evaluate_candidates(
+    model: Any,
+    truth: pd.DataFrame,
+    candidates: Iterable[Any],
+    k: int = 10,
+    *,
+    name: str | None = None,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Rank a fixed candidate set for every user of ``truth`` with ``model.score`` and report
+    :func:`ranking_metrics`: how well does the model order items it may never have seen?
+
+    Used for cold-start *items*: the candidates are films held out of training entirely. Each user's
+    candidates are sorted by score (NaN last, ties in a random order fixed by ``seed``: never by item
+    id, which in MovieLens correlates with popularity); the top ``k`` form their list. A model that
+    cannot tell unknown items apart (constant or NaN scores) therefore scores like a random ranking.
+    Returns one row like :func:`evaluate` (accuracy columns only).
+    """
+    k = _check_k(k)
+    truth = _check_interactions(truth, "truth")
+    items = np.sort(np.asarray(pd.unique(np.asarray(list(candidates)))))
+    if len(items) == 0:
+        raise ValueError("candidates is empty")
+    users = np.sort(pd.unique(truth[USER]))
+    scores = np.asarray(model.score(np.repeat(users, len(items)), np.tile(items, len(users))), dtype=float)
+    scores = np.where(np.isnan(scores), -np.inf, scores).reshape(len(users), len(items))
+    tie_break = np.random.default_rng(seed).random(scores.shape)
+    top = np.lexsort((tie_break, -scores), axis=1)[:, : min(k, len(items))]
+    recs = pd.DataFrame(
+        {
+            USER: np.repeat(users, top.shape[1]),
+            ITEM: items[top].ravel(),
+            RANK: np.tile(np.arange(1, top.shape[1] + 1), len(users)),
+        }
+    )
+    label = name or getattr(model, "name", None) or type(model).__name__
+    return pd.DataFrame([{"model": str(label), **ranking_metrics(truth, recs, k)}])

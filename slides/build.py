@@ -55,8 +55,15 @@ TITLE = "Deep-Learning Recommenders in Production"
 PYGMENTS_STYLE = "friendly"
 MAX_LAB_GOALS = 6
 
-sys.path.insert(0, str(SLIDES))  # deck_figures.py, beside this file
-sys.path.insert(0, str(REPO))  # recsys_workshop, when the package is not installed
+
+def _figures_module():
+    """``deck_figures.py``, beside this file (and the workshop package, should it not be installed)."""
+    for path in (str(REPO), str(SLIDES)):
+        if path not in sys.path:
+            sys.path.insert(0, path)
+    import deck_figures
+
+    return deck_figures
 
 
 class BuildError(RuntimeError):
@@ -204,7 +211,7 @@ def expand_lab(number: str, fallback_title: str) -> str:
     if len(info["goals"]) > MAX_LAB_GOALS:
         goals[-1] += " …"
     listing = "\n".join(f"- {goal}" for goal in goals)
-    return f"## Lab {number}: {title}\n\n<p class=\"lab-meta\">{meta}</p>\n\n{listing}"
+    return f'## Lab {number}: {title}\n\n<p class="lab-meta">{meta}</p>\n\n{listing}'
 
 
 def _yaml_path_exists(doc, path: list[str]) -> bool:
@@ -231,7 +238,9 @@ def prune(node, paths: list[list[str]]):
                 kept[key] = prune(value, below)
         return kept
     if isinstance(node, list):
-        return [prune(value, below) for i, value in enumerate(node) if (below := [p[1:] for p in paths if p[0] == str(i)])]
+        return [
+            prune(value, below) for i, value in enumerate(node) if (below := [p[1:] for p in paths if p[0] == str(i)])
+        ]
     return node
 
 
@@ -280,14 +289,16 @@ def referenced(slides: list[Slide]) -> tuple[list[str], list[str]]:
 
 
 def generate(figure_names: list[str], table_names: list[str], out_dir: Path, log: Callable[[str], None]):
-    import deck_figures
+    deck_figures = _figures_module()
 
     unknown = [n for n in figure_names if n not in deck_figures.FIGURES] + [
         n for n in table_names if n not in deck_figures.TABLES
     ]
     if unknown:
-        raise BuildError(f"deck.md refers to unknown figures/tables {unknown}; deck_figures.py defines "
-                         f"{sorted(deck_figures.FIGURES)} and tables {sorted(deck_figures.TABLES)}")
+        raise BuildError(
+            f"deck.md refers to unknown figures/tables {unknown}; deck_figures.py defines "
+            f"{sorted(deck_figures.FIGURES)} and tables {sorted(deck_figures.TABLES)}"
+        )
     context = deck_figures.Context(out_dir / "figures", log=log)
     figures, tables = {}, {}
     for name in figure_names:
@@ -347,7 +358,7 @@ def markdown_renderer():
 
 
 def slide_html(slide: Slide, md, figures: dict, tables: dict) -> str:
-    import deck_figures
+    deck_figures = _figures_module()
 
     where = slide.where
     body = LAB_DIRECTIVE.sub(lambda m: expand_lab(m.group(1), m.group(2).strip()), slide.body)
@@ -550,9 +561,9 @@ def export_pdf(deck: Path, pdf: Path, *, notes: bool = False) -> int:
             page.wait_for_function("() => Array.from(document.images).every(i => i.complete)")
             page.pdf(path=str(pdf), print_background=True, prefer_css_page_size=True,
                      width=f"{WIDTH}px", height=f"{HEIGHT}px")  # fmt: skip
-            return page.evaluate("() => document.querySelectorAll('.pdf-page').length")
         finally:
             browser.close()
+    return len(re.findall(rb"/Type\s*/Page(?![a-zA-Z])", pdf.read_bytes()))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -564,6 +575,7 @@ def build(out_dir: Path = DEFAULT_OUT, *, pdf: bool = False, pdf_notes: bool = F
           log: Callable[[str], None] = print) -> dict:  # fmt: skip
     started = time.perf_counter()
     out_dir.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(out_dir / "figures", ignore_errors=True)  # no figure survives from an earlier build
     slides = parse_deck(DECK.read_text(encoding="utf-8"))
     log(f"deck.md: {len(slides)} slides")
     reveal_version = ensure_reveal(log)

@@ -205,9 +205,7 @@ def long_tail(ctx: Context) -> Result:
         xytext=(0.3, head - 0.25),
         arrowprops={"arrowstyle": "->", "color": "#333333"},
     )
-    right.set(
-        xlabel="fraction of films (most popular first)", ylabel="share of all ratings", title="Cumulative share"
-    )
+    right.set(xlabel="fraction of films (most popular first)", ylabel="share of all ratings", title="Cumulative share")
     fig.tight_layout()
     return Figure(
         _save(fig, ctx, "long_tail"), "recsys_workshop.data.item_popularity and head_share on ml-100k (lab 00)"
@@ -227,7 +225,11 @@ def sparsity(ctx: Context) -> Result:
     fig, ax = plt.subplots(figsize=(11, 4.6))
     # 100,000 dots: rasterised inside the SVG (axes and text stay vector), else the file is 7 MB
     ax.scatter(
-        ratings["item_id"].map(film_order), ratings["user_id"].map(user_order), s=0.3, color="black", lw=0,
+        ratings["item_id"].map(film_order),
+        ratings["user_id"].map(user_order),
+        s=0.3,
+        color="black",
+        lw=0,
         rasterized=True,
     )
     ax.set(
@@ -258,27 +260,38 @@ def mf_learning_curve(ctx: Context) -> Result:
 
 
 def _place_labels(fig, ax, points: list[tuple[float, float, str]]) -> None:
-    """Label points without overlaps: try a few offsets around each point, keep the first that is free."""
+    """Label points without overlaps: try positions on growing rings around each point (with a leader line
+    when far), keep the first one that is free and inside the axes."""
+    import math
+
+    from matplotlib.text import Text
+
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
     axes_box = ax.get_window_extent(renderer)
     taken = []
-    candidates = [(6, 6, "left"), (6, -16, "left"), (-6, 6, "right"), (-6, -16, "right"),
-                  (0, 12, "center"), (0, -22, "center"), (10, -5, "left"), (-10, -5, "right")]  # fmt: skip
+    candidates = [(6, 6)]
+    for radius in (10, 22, 36, 52, 70, 95, 120):
+        for step in range(12):
+            angle = math.pi / 4 - step * math.pi / 6
+            candidates.append((radius * math.cos(angle), radius * math.sin(angle)))
+    style = {"boxstyle": "round,pad=0.12", "fc": "white", "ec": "none", "alpha": 0.75}
     for x, y, text in points:
-        for dx, dy, ha in candidates:
-            label = ax.annotate(
-                text, (x, y), xytext=(dx, dy), textcoords="offset points", ha=ha, fontsize=12,
-                bbox={"boxstyle": "round,pad=0.12", "fc": "white", "ec": "none", "alpha": 0.75},
-            )  # fmt: skip
-            box = label.get_window_extent(renderer)
+        for dx, dy in candidates:
+            ha = "left" if dx > 1 else ("right" if dx < -1 else "center")
+            va = "bottom" if dy > 1 else ("top" if dy < -1 else "center")
+            arrow = {"arrowstyle": "-", "color": "#555555", "lw": 0.8} if math.hypot(dx, dy) > 20 else None
+            label = ax.annotate(text, (x, y), xytext=(dx, dy), textcoords="offset points", ha=ha, va=va,
+                                fontsize=12, bbox=style, arrowprops=arrow)  # fmt: skip
+            label.update_positions(renderer)
+            box = Text.get_window_extent(label, renderer)  # the text alone, without its leader line
             inside = axes_box.x0 <= box.x0 and box.x1 <= axes_box.x1 and axes_box.y0 <= box.y0 and box.y1 <= axes_box.y1
             if inside and not any(box.overlaps(other) for other in taken):
                 taken.append(box)
                 break
             label.remove()
         else:  # nowhere free: accept the first position
-            ax.annotate(text, (x, y), xytext=candidates[0][:2], textcoords="offset points", fontsize=12)
+            ax.annotate(text, (x, y), xytext=candidates[0], textcoords="offset points", fontsize=12, bbox=style)
 
 
 def item_factors(ctx: Context) -> Result:
@@ -371,14 +384,16 @@ def load_test(ctx: Context) -> Result:
     users.plot(seconds, history["User Count"], color="#777777", ls=":", label="users")
     users.set_ylabel("users")
     top.set(ylabel="per second", title=f"Load test ({path.name})")
-    top.legend(loc="upper left")
+    lines = top.get_lines() + users.get_lines()
+    top.legend(lines, [line.get_label() for line in lines], loc="upper left")
     for column, colour in (("50%", "#2ca02c"), ("95%", "#ff7f0e"), ("99%", "#d62728")):
         if column in history:
             bottom.plot(seconds, pd.to_numeric(history[column], errors="coerce"), color=colour, label=f"p{column[:-1]}")
     bottom.set(xlabel="seconds since start", ylabel="latency (ms)")
     bottom.legend(loc="upper left")
     fig.tight_layout()
-    return Figure(_save(fig, ctx, "load_test"), f"Locust statistics history {path.relative_to(REPO) if path.is_relative_to(REPO) else path}")
+    shown = path.relative_to(REPO) if path.is_relative_to(REPO) else path
+    return Figure(_save(fig, ctx, "load_test"), f"Locust statistics history {shown}")
 
 
 # --------------------------------------------------------------------------------------------------

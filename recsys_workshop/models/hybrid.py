@@ -4,7 +4,8 @@
   (ml-100k / ml-1m demographics), through a dense layer.
 - **Item tower** (the "metadata tower"): the film's ID embedding with its genres (multi-hot), release
   year and popularity, through a dense layer.
-- **Head**: an MLP on ``[user, item, user * item]``. Two heads share the towers' design: ``task="rating"``
+- **Head**: an MLP on ``[user, item, user * item]``, plus a user bias and an item bias (the "wide"
+  part: popularity needs no deep network). Two heads share the towers' design: ``task="rating"``
   regresses the rating (explicit feedback, MSE), ``task="ranking"`` scores a (user, item) pair as a
   logit (implicit feedback, binary cross-entropy with sampled negatives).
 
@@ -94,6 +95,10 @@ def build_hybrid(
         if dropout:
             x = layers.Dropout(dropout, seed=seed)(x)
     output = ops.squeeze(layers.Dense(1, name=f"{task}_head")(x), -1)
+    # the "wide" part: per-user and per-item biases (row 0, "unknown", learns the average newcomer)
+    user_bias = layers.Embedding(n_users + 1, 1, embeddings_initializer="zeros", name="user_bias")(inputs["user"])
+    item_bias = layers.Embedding(n_items + 1, 1, embeddings_initializer="zeros", name="item_bias")(inputs["item"])
+    output = output + ops.squeeze(user_bias, -1) + ops.squeeze(item_bias, -1)
     if task == "rating":
         output = output + global_mean
     return keras.Model(inputs, output, name=f"hybrid_{task}")
@@ -111,7 +116,7 @@ class HybridModel(ImplicitRecommender):
         task: str = "rating",
         n_factors: int = 32,
         hidden: tuple[int, ...] = (64, 32),
-        id_dropout: float = 0.1,
+        id_dropout: float = 0.5,
         dropout: float = 0.0,
         n_negatives: int = 4,
         negatives: str = "uniform",

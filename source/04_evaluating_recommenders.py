@@ -1,0 +1,308 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Lab 04: evaluating recommenders
+#
+# **Time:** about 45 minutes (the full-size run trains nine models: start it, then read on).
+#
+# **You will**
+# - compare every model of labs 01-03 on the same split, in one table: accuracy (precision, recall,
+#   NDCG, MAP) and what lies beyond it (coverage, novelty, diversity, serendipity, popularity bias);
+# - measure the cold start: users and films held out of training entirely, where the hybrid model's
+#   metadata has to do the work that collaborative filtering cannot;
+# - see, with numbers, three ways offline metrics mislead.
+#
+# Every number comes from `recsys_workshop.metrics`, whose ranking metrics follow exactly the
+# definitions of Microsoft Recommenders (so they can be compared with their published benchmark), and
+# are cross-checked in the test suite against scikit-learn and keras-rs.
+
+# %% tags=["parameters"]
+import os
+
+WORKSHOP_SCALE = os.environ.get("WORKSHOP_SCALE", "full")  # "full" or "ci"
+K = 10
+SEED = 42
+EPOCHS = {"full": 30, "ci": 1}[WORKSHOP_SCALE]  # upper bound: early stopping decides
+BATCH_SIZE = {"full": 256, "ci": 2048}[WORKSHOP_SCALE]
+FACTORS = {"full": 64, "ci": 16}[WORKSHOP_SCALE]
+
+# %%
+import time
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from recsys_workshop import data, metrics, models, selfcheck
+from recsys_workshop.models.hybrid import HybridModel
+from recsys_workshop.models.mf import MatrixFactorization
+from recsys_workshop.models.ncf import NCF
+from recsys_workshop.models.triplet import TripletModel
+from recsys_workshop.models.two_tower import TwoTower
+from recsys_workshop.train import TrainConfig
+
+movielens = data.load("ml-100k")
+ratings, items, users = movielens.ratings, movielens.items, movielens.users
+genres = data.genre_matrix(items)  # item features for diversity and serendipity
+
+# %% [markdown]
+# ## 1. One split, every model
+#
+# The protocol of Microsoft Recommenders' MovieLens benchmark: for each film, 75% of its ratings train
+# and 25% test (seed 42); every model recommends 10 films each test user has not rated in training;
+# every test rating counts as relevant.
+
+# %%
+train, test = data.stratified_split(ratings, 0.75, filter_by="item", seed=SEED)
+config = TrainConfig(epochs=EPOCHS, batch_size=BATCH_SIZE, learning_rate=2e-3, seed=SEED, patience=2, verbose=0)
+
+candidates = {
+    "most-popular": lambda: models.MostPopular(),
+    "item-knn": lambda: models.ItemKNN(n_neighbors=100),
+    "content-based": lambda: models.ContentBased(items),
+    "mf+bias": lambda: MatrixFactorization(FACTORS, l2=0.1, seed=SEED),
+    "neumf": lambda: NCF("neumf", n_factors=FACTORS // 2, seed=SEED),
+    "triplet-bpr": lambda: TripletModel(FACTORS, loss="bpr", seed=SEED),
+    "two-tower": lambda: TwoTower(FACTORS, items=items, seed=SEED),
+    "hybrid": lambda: HybridModel(users, items, task="ranking", n_factors=FACTORS // 2, seed=SEED),
+}
+trained, seconds = {}, {}
+for name, make in candidates.items():
+    started = time.perf_counter()
+    model = make()
+    trained[name] = model.fit(train, config=config) if hasattr(model, "build") else model.fit(train)
+    seconds[name] = time.perf_counter() - started
+    print(f"{name:<14} trained in {seconds[name]:5.1f} s")
+
+# %%
+table = pd.concat(
+    [metrics.evaluate(model, train, test, K, item_features=genres, name=name) for name, model in trained.items()],
+    ignore_index=True,
+).set_index("model")
+table["train s"] = pd.Series(seconds)
+accuracy = ["precision@10", "recall@10", "ndcg@10", "map"]
+beyond = ["coverage", "novelty", "diversity", "serendipity", "popularity_bias"]
+table[accuracy + beyond + ["train s"]].round(3)
+
+# %%
+fig, axes = plt.subplots(2, 5, figsize=(17, 6))
+for ax, column in zip(axes.ravel(), accuracy + beyond + ["train s"]):
+    table[column].plot.barh(ax=ax, color="tab:blue" if column in accuracy else "tab:orange")
+    ax.set(title=column, ylabel="")
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# Accuracy is not everything: plot each model's NDCG against its novelty and catalogue coverage. The
+# models that recommend the long tail pay for it in accuracy on this data, because the test set itself
+# is dominated by popular films (section 4 comes back to this).
+
+# %%
+fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+for name, row in table.iterrows():
+    left.scatter(row["novelty"], row["ndcg@10"])
+    left.annotate(name, (row["novelty"], row["ndcg@10"]), fontsize=8)
+    right.scatter(row["coverage"], row["ndcg@10"])
+    right.annotate(name, (row["coverage"], row["ndcg@10"]), fontsize=8)
+left.set(xlabel="novelty (mean self-information, bits)", ylabel="NDCG@10")
+right.set(xlabel="catalogue coverage", ylabel="NDCG@10")
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# ### Exercise 4.1: NDCG by hand
+#
+# For one user, `recommended` is their ranked list and `relevant` the set of films they rated in the
+# test set. With binary relevance,
+#
+# $$\mathrm{DCG@k} = \sum_{r=1}^{k} \frac{\mathbb{1}[\text{item at rank } r \text{ is relevant}]}{\log_2(r+1)},
+# \qquad \mathrm{NDCG@k} = \frac{\mathrm{DCG@k}}{\mathrm{IDCG@k}}$$
+#
+# where IDCG@k is the DCG of a perfect list: all relevant items first, i.e.
+# $\sum_{r=1}^{\min(k, |\text{relevant}|)} 1/\log_2(r+1)$. Write `ndcg_one_user(recommended, relevant, k)`.
+
+# %%
+def ndcg_one_user(recommended: list, relevant: set, k: int) -> float:
+    ### BEGIN SOLUTION
+    gains = [1.0 if item in relevant else 0.0 for item in recommended[:k]]
+    dcg = sum(g / np.log2(rank + 2) for rank, g in enumerate(gains))
+    ideal = sum(1.0 / np.log2(rank + 2) for rank in range(min(k, len(relevant))))
+    return dcg / ideal if ideal > 0 else 0.0
+    ### END SOLUTION
+
+
+# %%
+# Self-check
+def _check_ndcg() -> bool:
+    recs = trained["item-knn"].recommend(test.user_id.unique()[:50], k=K)
+    truth = test[test.user_id.isin(recs.user_id)]
+    mine = np.mean([
+        ndcg_one_user(recs[recs.user_id == u].sort_values("rank").item_id.tolist(),
+                      set(truth[truth.user_id == u].item_id), K)
+        for u in recs.user_id.unique()
+    ])
+    small = ndcg_one_user([3, 1, 2], {1, 9}, 3)
+    return abs(mine - metrics.ndcg_at_k(truth, recs, K)) < 1e-9 and abs(small - (1 / np.log2(3)) / (1 + 1 / np.log2(3))) < 1e-12
+
+
+selfcheck.check(
+    "4.1",
+    _check_ndcg,
+    hint="Rank r (1-based) is discounted by log2(r + 1). IDCG puts min(k, |relevant|) hits first. "
+    "Return 0 when there is nothing relevant.",
+)
+
+# %% [markdown]
+# ### Exercise 4.2: catalogue coverage
+#
+# Write `coverage(recs, catalogue_size)`: the share of the catalogue that appears in at least one
+# recommendation list (`recs` has columns `user_id, item_id, ...`).
+
+# %%
+def coverage(recs: pd.DataFrame, catalogue_size: int) -> float:
+    ### BEGIN SOLUTION
+    return recs["item_id"].nunique() / catalogue_size
+    ### END SOLUTION
+
+
+# %%
+# Self-check
+selfcheck.check(
+    "4.2",
+    lambda: all(
+        abs(coverage(m.recommend(test.user_id.unique(), k=K), train.item_id.nunique())
+            - metrics.catalogue_coverage(m.recommend(test.user_id.unique(), k=K), train)) < 1e-12
+        for m in (trained["most-popular"], trained["item-knn"])
+    ),
+    hint="Count the distinct item_id values in recs and divide by the catalogue size.",
+)
+
+# %% [markdown]
+# ## 2. Cold start: users nobody knows
+#
+# Hold out 20% of the *users* entirely: none of their ratings is in training. Collaborative filtering
+# has no row for them. Pure CF can only guess at random; the workshop's CF models fall back to the most
+# popular films (a non-personalised heuristic). The hybrid model scores them from their age, gender and
+# occupation.
+
+# %%
+cold_train, cold_test = data.cold_start_split(ratings, 0.2, by="user", seed=SEED)
+print(f"{cold_test.user_id.nunique()} users held out, {len(cold_test):,} of their ratings to predict")
+hybrid_cold = HybridModel(users, items, task="ranking", n_factors=FACTORS // 2, seed=SEED).fit(cold_train, config=config)
+mf_cold = MatrixFactorization(FACTORS, l2=0.1, seed=SEED).fit(cold_train, config=config)
+
+
+class RandomRanking(models.MostPopular):
+    """What pure collaborative filtering can do for a user it has never seen: nothing better than chance."""
+
+    name = "pure CF (random)"
+
+    def _score_cold(self, user_ids):
+        return np.random.default_rng(SEED).random((len(user_ids), len(self.item_ids_)))
+
+
+cold_users = pd.concat(
+    [
+        metrics.evaluate(RandomRanking().fit(cold_train), cold_train, cold_test, K),
+        metrics.evaluate(mf_cold, cold_train, cold_test, K, name="mf+bias (popular fallback)"),
+        metrics.evaluate(hybrid_cold, cold_train, cold_test, K, name="hybrid (demographics)"),
+    ],
+    ignore_index=True,
+).set_index("model")[["precision@10", "ndcg@10", "map"]]
+cold_users.round(4)
+
+# %% [markdown]
+# ## 3. Cold start: films nobody has rated
+#
+# Now hold out 10% of the *films*. For every test user we rank only these new films and check which
+# they actually rated. MF has no vector for a new film (every new film gets the same score, so the
+# order is random); content-based and the hybrid model read the film's genres and year.
+
+# %%
+item_train, item_test = data.cold_start_split(ratings, 0.1, by="item", seed=SEED)
+new_films = item_test.item_id.unique()
+hybrid_items = HybridModel(users, items, task="ranking", n_factors=FACTORS // 2, seed=SEED).fit(item_train, config=config)
+mf_items = MatrixFactorization(FACTORS, l2=0.1, seed=SEED).fit(item_train, config=config)
+cold_items = pd.concat(
+    [
+        metrics.evaluate_candidates(mf_items, item_test, new_films, K, name="mf+bias"),
+        metrics.evaluate_candidates(models.ContentBased(items).fit(item_train), item_test, new_films, K),
+        metrics.evaluate_candidates(hybrid_items, item_test, new_films, K, name="hybrid (metadata)"),
+    ],
+    ignore_index=True,
+).set_index("model")[["precision@10", "ndcg@10", "map"]]
+cold_items.round(4)
+
+# %%
+gain_users = cold_users.loc["hybrid (demographics)", "ndcg@10"] - cold_users.loc["mf+bias (popular fallback)", "ndcg@10"]
+gain_items = cold_items.loc["hybrid (metadata)", "ndcg@10"] - cold_items.loc["mf+bias", "ndcg@10"]
+print(f"cold users: hybrid NDCG@10 {cold_users.loc['hybrid (demographics)', 'ndcg@10']:.3f} vs "
+      f"CF {cold_users.loc['mf+bias (popular fallback)', 'ndcg@10']:.3f} ({gain_users:+.3f}); "
+      f"random {cold_users.loc['pure CF (random)', 'ndcg@10']:.3f}")
+print(f"cold films: hybrid NDCG@10 {cold_items.loc['hybrid (metadata)', 'ndcg@10']:.3f} vs "
+      f"CF {cold_items.loc['mf+bias', 'ndcg@10']:.3f} ({gain_items:+.3f})")
+
+# %% [markdown]
+# ## 4. When offline metrics mislead
+#
+# **(a) The test set is biased like the training set.** People rate what they were shown and chose to
+# watch: popular films. A held-out rating is therefore more likely to be a popular film, which rewards
+# popular recommendations. An offline winner can lose an online A/B test against a model that surfaces
+# the long tail users did not know they wanted.
+#
+# **(b) Random splits leak the future.** The stratified split above holds out random ratings, so a
+# model trains on ratings made *after* the ones it is tested on. Holding out each user's latest
+# ratings (a chronological split) is closer to production, and the numbers drop:
+
+# %%
+def compare_splits(model_factory) -> pd.Series:
+    out = {}
+    for label, (tr, te) in {
+        "random (stratified)": data.stratified_split(ratings, 0.8, filter_by="user", seed=SEED),
+        "chronological": data.chrono_split(ratings, 0.8, filter_by="user"),
+    }.items():
+        out[label] = metrics.evaluate(model_factory().fit(tr), tr, te, K).loc[0, "ndcg@10"]
+    return pd.Series(out)
+
+
+pd.DataFrame({"item-knn": compare_splits(models.ItemKNN), "most-popular": compare_splits(models.MostPopular)}).round(3)
+
+# %% [markdown]
+# **(c) Sampled metrics flatter.** The NCF paper's protocol ranks each user's held-out film among 99
+# random films rather than the whole catalogue. Random films are easy to beat, so hit rates look far
+# better than on the full ranking, and the order of models can even change (Krichene & Rendle,
+# *On Sampled Metrics for Item Recommendation*, KDD 2020):
+
+# %%
+loo = data.leave_one_out_split(ratings, n_negatives=99, seed=SEED)
+popular = models.MostPopular().fit(loo.train)
+candidates_99 = loo.candidates()
+candidates_99["score"] = popular.score(candidates_99.user_id, candidates_99.item_id)
+candidates_99["rank"] = candidates_99.groupby("user_id")["score"].rank(ascending=False, method="first")
+sampled_hr = candidates_99.loc[candidates_99.label == 1, "rank"].le(K).mean()
+full_hr = metrics.hit_rate_at_k(loo.test, popular.recommend(loo.test.user_id, k=K), K)
+print(f"most-popular HR@10: {sampled_hr:.3f} among 100 sampled candidates, {full_hr:.3f} over the whole catalogue")
+
+# %% [markdown]
+# Other traps: differences smaller than the seed-to-seed spread (the benchmark reports mean and
+# standard deviation over seeds for this reason), metrics that are not what the business optimises
+# (watch time, retention, revenue), and feedback loops: a deployed recommender shapes the data its
+# successor trains on. Offline evaluation chooses candidates; an online experiment (lab 10's A/B and
+# bandit routing) decides.
+#
+# ## What you saw
+# - One table for every model: accuracy, and the coverage/novelty/diversity it costs or buys.
+# - Cold start, measured: metadata lets the hybrid model recommend to new users and new films, where
+#   collaborative filtering falls back to popularity or to chance.
+# - Random splits, sampled metrics and biased test sets each make offline numbers look better than
+#   production will.
+#
+# **Next:** lab 05, Kubernetes and Kubeflow: taking these models to a platform.

@@ -1,0 +1,310 @@
+"""The instructor deck (``slides/``): the source is complete, the build makes one self-contained HTML file,
+the deck presents offline in headless Chromium, and the PDF handout exports.
+
+The browser tests build the deck once (``slides/build.py --pdf`` into a temporary folder: figures are
+regenerated from the workshop's code, so MovieLens must be available) and open it through Playwright with
+Debian's Chromium (``/usr/bin/chromium``, or ``$CHROMIUM``) and every non-``file:`` request blocked.
+They need ``playwright`` (Python), Chromium and, on the first build, ``npm``: without them they are
+skipped, unless ``SLIDES_TEST_REQUIRED=1`` (as in CI), which turns the skip into a failure.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SLIDES = REPO / "slides"
+DECK = SLIDES / "deck.md"
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+BROWSER_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+WIDTH, HEIGHT = 1280, 720
+LABS = [f"{n:02d}" for n in range(13)]
+
+
+# --------------------------------------------------------------------------------------------------
+# The source, read independently of the build
+# --------------------------------------------------------------------------------------------------
+
+
+def source_slides() -> list[str]:
+    """deck.md cut on lines that are exactly ``---``, except inside fenced code blocks."""
+    slides, current, fence = [], [], None
+    for line in DECK.read_text(encoding="utf-8").splitlines():
+        marker = re.match(r"^\s*(`{3,}|~{3,})", line)
+        if marker and (fence is None or marker.group(1)[0] == fence):
+            fence = None if fence else marker.group(1)[0]
+        if fence is None and line.rstrip() == "---":
+            slides.append("\n".join(current))
+            current = []
+        else:
+            current.append(line)
+    slides.append("\n".join(current))
+    return slides
+
+
+def notes_of(slide: str) -> str:
+    match = re.search(r"^Note:(.*)", slide, re.M | re.S)
+    return match.group(1).strip() if match else ""
+
+
+def test_deck_has_a_sensible_size():
+    assert 40 <= len(source_slides()) <= 70
+
+
+def test_every_slide_has_speaker_notes():
+    missing = [i for i, slide in enumerate(source_slides(), start=1) if len(notes_of(slide)) < 40]
+    assert not missing, f"slides without (real) speaker notes: {missing}"
+
+
+def test_every_lab_has_a_pointer_in_order():
+    pointers = re.findall(r"^\{\{lab:(\d\d)\|", DECK.read_text(encoding="utf-8"), re.M)
+    assert pointers == LABS, "each section ends with its lab: 00 to 12, in order, once each"
+
+
+def test_deck_covers_the_workshop():
+    text = DECK.read_text(encoding="utf-8").lower()
+    topics = [
+        "novelty", "serendipity", "diversity", "business objective", "content-based", "explicit", "implicit",
+        "latent factors", "cold start", "hybrid", "deep mf", "metadata", "triplet", "ml platform", "container",
+        "kubernetes", "kubeflow", "training at scale", "grid", "random", "bayesian", "pipeline", "versioning",
+        "rollback", "a/b", "bandit", "api layer", "reference architecture", "argo cd", "gitops", "load test",
+        "mlflow", "sagemaker", "vertex ai", "metaflow", "ray", "bentoml", "seldon", "tf serving", "next steps",
+    ]  # fmt: skip
+    missing = [topic for topic in topics if topic not in text]
+    assert not missing, f"deck.md does not mention {missing}"
+
+
+def test_figures_are_generated_not_pasted():
+    text = DECK.read_text(encoding="utf-8")
+    images = re.findall(r"!\[[^\]]*\]\(([^)\s]+)\)", text)
+    assert images, "the deck has charts"
+    assert all(src.startswith("figures/") and src.endswith(".svg") for src in images), images
+    for wanted in ("long_tail", "item_factors", "model_comparison", "load_test"):
+        assert f"figures/{wanted}.svg" in images
+    assert not re.search(r"\]\((?:https?:)?//", text), "no links or images on the network"
+
+
+def test_reveal_is_pinned_exactly():
+    package = json.loads((SLIDES / "package.json").read_text())
+    lock = json.loads((SLIDES / "package-lock.json").read_text())
+    version = package["dependencies"]["reveal.js"]
+    assert re.fullmatch(r"\d+\.\d+\.\d+", version), "an exact version, no range"
+    assert lock["packages"]["node_modules/reveal.js"]["version"] == version
+
+
+def _build_module():
+    spec = importlib.util.spec_from_file_location("slides_build", SLIDES / "build.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_build_refuses_what_would_not_present_offline():
+    build = _build_module()
+    assert build.external_references('<img src="data:image/png;base64,AA"><a href="#slide-2">x</a>') == []
+    for page in (
+        '<img src="https://example.org/a.png">',
+        '<script src="//cdn.example.org/reveal.js"></script>',
+        '<link rel="stylesheet" href="theme.css">',
+        "<style>@import url(https://fonts.example.org/x.css);</style>",
+        "<style>body { background: url(bg.png); }</style>",
+    ):
+        assert build.external_references(page), page
+    with pytest.raises(build.BuildError, match="speaker notes"):
+        build.parse_deck("## A slide\n\n- no notes\n")
+    slides = build.parse_deck("# One\n\nNote:\nsay it\n\n---\n\n```yaml\n---\n```\n\nNote:\nyaml inside\n")
+    assert len(slides) == 2, "a --- inside a code fence does not split slides"
+
+
+def test_manifest_excerpts_follow_the_manifests():
+    build = _build_module()
+    excerpt = build.expand_manifest("cluster-setup/manifests/base/train-job.yaml", "kind\nmetadata.name", "test")
+    assert "kind: TFJob" in excerpt and "name: recsys-train" in excerpt and "tfReplicaSpecs" not in excerpt
+    with pytest.raises(build.BuildError, match="no spec.nothing"):
+        build.expand_manifest("cluster-setup/manifests/base/train-job.yaml", "spec.nothing", "test")
+
+
+# --------------------------------------------------------------------------------------------------
+# The build and the browser
+# --------------------------------------------------------------------------------------------------
+
+
+def _require_tools() -> None:
+    missing = []
+    if importlib.util.find_spec("playwright") is None:
+        missing.append("the playwright Python package")
+    if not Path(CHROMIUM).exists():
+        missing.append(f"Chromium at {CHROMIUM} (apt-get install -y chromium, or set CHROMIUM)")
+    if shutil.which("npm") is None and not (SLIDES / "node_modules" / "reveal.js").is_dir():
+        missing.append("npm (to install reveal.js)")
+    if missing:
+        message = "the slides browser tests need " + ", ".join(missing)
+        if os.environ.get("SLIDES_TEST_REQUIRED") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory) -> Path:
+    """slides/build.py --pdf into a fresh folder (figures regenerated), once per session."""
+    _require_tools()
+    out = tmp_path_factory.mktemp("slides")
+    env = {**os.environ, "CHROMIUM": CHROMIUM, "TF_CPP_MIN_LOG_LEVEL": "3", "MPLBACKEND": "Agg"}
+    result = subprocess.run(
+        [sys.executable, str(SLIDES / "build.py"), "--out", str(out), "--pdf"],
+        capture_output=True, text=True, env=env, timeout=1800,
+    )  # fmt: skip
+    assert result.returncode == 0, f"build failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    return out
+
+
+@pytest.fixture(scope="session")
+def browser(built):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        instance = playwright.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
+        yield instance
+        instance.close()
+
+
+class OfflinePage:
+    """A page in a fresh context where every request that is not a local file is recorded and aborted."""
+
+    def __init__(self, browser):
+        self.network: list[str] = []
+        self.errors: list[str] = []
+        self.context = browser.new_context(viewport={"width": WIDTH, "height": HEIGHT})
+        self.context.route("**/*", self._route)
+        self.context.on("console", lambda m: self.errors.append(f"console.{m.type}: {m.text}") if m.type == "error"
+                        else None)  # fmt: skip
+        self.context.on("requestfailed", lambda r: self.errors.append(f"request failed: {r.url[:100]}"))
+        self.context.on("page", self._watch)
+        self.page = self.context.new_page()
+
+    def _route(self, route):
+        url = route.request.url
+        if url.startswith(("file:", "data:", "about:")):
+            route.continue_()
+        else:
+            self.network.append(url)
+            route.abort()
+
+    def _watch(self, page):
+        page.on("pageerror", lambda error: self.errors.append(f"page error: {error}"))
+
+    def open(self, deck: Path, query: str = ""):
+        self.page.goto(deck.as_uri() + query)
+        self.page.wait_for_function("() => window.Reveal && Reveal.isReady()")
+        return self.page
+
+    def close(self):
+        self.context.close()
+
+
+def test_build_is_one_self_contained_file(built):
+    page = (built / "deck.html").read_text(encoding="utf-8")
+    remote = re.findall(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:|//)[^"'\s>]*""", page, re.I)
+    assert not remote, f"references to the network: {remote[:5]}"
+    assert not re.search(r"<link[^>]+stylesheet", page, re.I), "stylesheets are inlined"
+    assert not re.search(r"@import", page), "no CSS imports"
+    assert not re.findall(r"url\(\s*['\"]?(?!data:|#)", page), "CSS url() only with data: URIs"
+    figures = sorted(p.name for p in (built / "figures").glob("*.svg"))
+    summary = json.loads((built / "deck.json").read_text())
+    generated = [name for name, status in summary["figures"].items() if status == "generated"]
+    assert sorted(f"{name}.svg" for name in generated) == figures
+    assert {"long_tail", "item_factors", "model_comparison"} <= set(generated), "charts from the labs' code"
+
+
+def test_deck_presents_offline_and_every_slide_renders(built, browser):
+    expected = len(source_slides())
+    summary = json.loads((built / "deck.json").read_text())
+    offline = OfflinePage(browser)
+    try:
+        page = offline.open(built / "deck.html")
+        total = page.evaluate("Reveal.getTotalSlides()")
+        assert total == expected == summary["slides"], "one reveal slide per slide of deck.md"
+        page.wait_for_function("() => Array.from(document.images).every(i => i.complete)")
+        broken = page.evaluate(
+            "() => Array.from(document.images).filter(i => i.naturalWidth === 0).map(i => i.alt || i.src.slice(0, 40))"
+        )
+        assert not broken, f"images that do not load: {broken}"
+        n_figures = page.evaluate("document.querySelectorAll('img.figure').length")
+        n_generated = sum(status == "generated" for status in summary["figures"].values())
+        n_pending = page.evaluate("document.querySelectorAll('.pending').length")
+        assert n_figures >= n_generated > 0
+        assert n_pending == sum(status == "pending" for status in [*summary["figures"].values(),
+                                                                  *summary["tables"].values()])  # fmt: skip
+        problems = []
+        for index in range(total):
+            state = page.evaluate(
+                """() => {
+                    const slide = Reveal.getCurrentSlide();
+                    const box = slide.getBoundingClientRect();
+                    return {
+                        h: Reveal.getIndices().h, id: slide.id, kind: slide.className,
+                        visible: getComputedStyle(slide).display !== 'none' && box.width > 0 && box.height > 0,
+                        text: slide.innerText.trim().length,
+                        height: Math.max(slide.scrollHeight, slide.offsetHeight),
+                        width: slide.scrollWidth,
+                        notes: (Reveal.getSlideNotes(slide) || '').trim().length,
+                        heading: (slide.querySelector('h1, h2') || {}).textContent || '',
+                    };
+                }"""
+            )
+            where = f"slide {index + 1} ({state['heading'][:50]!r})"
+            assert state["h"] == index and state["id"] == f"slide-{index + 1}", where
+            if not state["visible"] or state["text"] == 0:
+                problems.append(f"{where}: not rendered")
+            if state["height"] > HEIGHT or state["width"] > WIDTH:
+                problems.append(f"{where}: content {state['width']}x{state['height']} overflows {WIDTH}x{HEIGHT}")
+            if state["notes"] == 0:
+                problems.append(f"{where}: no speaker notes")
+            if index + 1 < total:
+                page.keyboard.press("ArrowRight")
+                page.wait_for_function(f"() => Reveal.getIndices().h === {index + 1}")
+        assert page.evaluate("Reveal.isLastSlide()")
+        assert not problems, "\n".join(problems)
+        labs = page.evaluate("Array.from(document.querySelectorAll('section.lab h2')).map(h => h.textContent)")
+        assert [label[4:6] for label in labs] == LABS, labs
+        assert not offline.network, f"the deck tried to reach the network: {offline.network[:5]}"
+        assert not offline.errors, offline.errors
+    finally:
+        offline.close()
+
+
+def test_speaker_view_works_offline(built, browser):
+    offline = OfflinePage(browser)
+    try:
+        page = offline.open(built / "deck.html")
+        page.evaluate("Reveal.slide(5)")
+        with page.expect_popup() as popup:
+            page.keyboard.press("s")
+        speaker = popup.value
+        speaker.wait_for_function(
+            "() => (document.querySelector('.speaker-controls-notes') || {innerText: ''}).innerText.length > 40"
+        )
+        current = next(f for f in speaker.frames if "receiver" in f.url and "postMessageEvents" in f.url)
+        current.wait_for_function("() => window.Reveal && Reveal.isReady() && Reveal.getIndices().h === 5")
+        assert not offline.network, offline.network[:5]
+        assert not offline.errors, offline.errors
+    finally:
+        offline.close()
+
+
+def test_pdf_handout(built):
+    pdf = built / "deck.pdf"
+    data = pdf.read_bytes()
+    assert data.startswith(b"%PDF-")
+    pages = len(re.findall(rb"/Type\s*/Page(?![a-zA-Z])", data))
+    assert pages == len(source_slides()), "one page per slide"
