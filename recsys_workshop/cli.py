@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow: warnings and errors only
 DEFAULT_DATASETS = ("ml-100k", "ml-latest-small")
 
 
@@ -61,6 +62,35 @@ def run_notebooks(folder: Path, out_dir: Path, only: list[str] | None, scale: st
     return results
 
 
+def model_summary(scale: str) -> pd.DataFrame:  # noqa: F821 - pandas imported lazily
+    """The reference models so far, trained and evaluated on one split (Microsoft Recommenders'
+    protocol on ml-100k: stratified per item, 75/25, seed 42, top-10, seen items removed)."""
+    import pandas as pd
+
+    from recsys_workshop import data, metrics, models
+    from recsys_workshop.models.mf import MatrixFactorization
+    from recsys_workshop.train import TrainConfig
+
+    ml = data.load("ml-100k", progress=False)
+    train, test = data.stratified_split(ml.ratings, 0.75, filter_by="item", seed=42)
+    config = TrainConfig(epochs=40 if scale == "full" else 2, batch_size=64 if scale == "full" else 1024, verbose=0)
+    candidates = {
+        "most-popular": lambda: models.MostPopular().fit(train),
+        "content-based": lambda: models.ContentBased(ml.items).fit(train),
+        "item-knn": lambda: models.ItemKNN().fit(train),
+        "mf+bias": lambda: MatrixFactorization(64, l2=0.1).fit(train, config=config),
+    }
+    rows = []
+    for name, make in candidates.items():
+        started = time.perf_counter()
+        model = make()
+        row = metrics.evaluate(model, train, test, k=10, name=name)
+        row["train_s"] = round(time.perf_counter() - started, 1)
+        rows.append(row)
+    columns = ["model", "precision@10", "recall@10", "ndcg@10", "map", "coverage", "novelty", "train_s"]
+    return pd.concat(rows, ignore_index=True)[columns]
+
+
 def _run(args: argparse.Namespace) -> int:
     from recsys_workshop import environment
 
@@ -77,6 +107,9 @@ def _run(args: argparse.Namespace) -> int:
             f"  {row['dataset']:<16} {row['ratings']:>9,} ratings {row['users']:>6,} users "
             f"{row['items']:>6,} items  verified in {row['seconds']} s"
         )
+    print(f"\n== Reference models (ml-100k, stratified 75/25, top-10, WORKSHOP_SCALE={args.scale}) ==")
+    summary = model_summary(args.scale)
+    print(summary.round(4).to_string(index=False))
     print(f"\n== Labs (solutions, WORKSHOP_SCALE={args.scale}) ==")
     results = run_notebooks(REPO / "solutions", Path(args.output), args.only, args.scale, args.timeout)
     failed = [r["notebook"] for r in results if r["status"] != "ok"]

@@ -23,6 +23,8 @@ def test_main_job_runs_lab_00_and_prints_a_summary(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     assert "ml-latest-small" in result.stdout and "verified" in result.stdout
     assert "00_environment_and_data.ipynb" in result.stdout and "1/1 labs ran" in result.stdout
+    for model in ("most-popular", "content-based", "item-knn", "mf+bias"):
+        assert model in result.stdout, f"the summary must report {model}"
     assert (tmp_path / "00_environment_and_data.ipynb").is_file()
 
 

@@ -1,0 +1,187 @@
+"""Quality benchmark of the deep models (and the classical ones beside them), full size.
+
+Protocols (the ``protocol`` field of the records):
+
+- ``strata2018-explicit``: ml-100k, random 64/16/20 split, seed 0: test RMSE. Anchor: deep model with
+  metadata 0.9477 (2018 Strata RecSys tutorial). Target <= 0.905.
+- ``msr-stratified-75``: ml-100k, Microsoft Recommenders' protocol (stratified per item 75/25, seed 42,
+  top-10, seen removed): MAP, NDCG@10, precision@10, recall@10. Anchors (their README): BiVAE NDCG
+  0.4751 / P 0.4118, BPR 0.4420 / 0.3882, LightGCN 0.4198, NCF 0.3961 / 0.3473.
+- ``ncf-loo-99``: leave-one-out, the held-out item ranked among 99 sampled negatives (He et al. 2017):
+  HR@10, NDCG@10. ml-1m anchors: NeuMF 0.726 / 0.445. Runs on ml-100k here (``--loo-dataset ml-1m``
+  where the data is available).
+- ``ml100k-ua-auc``: ml-100k ``ua.base``/``ua.test``, ratings >= 4 are positives; per user, every item
+  except the user's training positives is ranked; mean per-user ROC AUC. Anchor 0.9236.
+
+Hyper-parameters are chosen on validation splits carved from the training data, never on test.
+
+    python bench/deep.py                 # every protocol, 3 seeds
+    python bench/deep.py --seeds 1 --protocols msr-stratified-75
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from bench.common import Results, measure  # noqa: E402
+from recsys_workshop import data, metrics, models  # noqa: E402
+
+ANCHORS = {
+    ("strata2018-explicit", "hybrid-rating", "rmse"): 0.9477,
+    ("msr-stratified-75", "neumf", "ndcg@10"): 0.3961,
+    ("msr-stratified-75", "neumf", "precision@10"): 0.3473,
+    ("msr-stratified-75", "triplet-bpr", "ndcg@10"): 0.4420,
+    ("msr-stratified-75", "triplet-bpr", "precision@10"): 0.3882,
+    ("ncf-loo-99", "neumf", "hr@10"): 0.726,
+    ("ncf-loo-99", "neumf", "ndcg@10"): 0.445,
+    ("ml100k-ua-auc", "triplet-margin", "auc"): 0.9236,
+}
+PROTOCOLS = ("strata2018-explicit", "msr-stratified-75", "ncf-loo-99", "ml100k-ua-auc")
+
+
+def config(seed: int, **overrides):
+    from recsys_workshop.train import TrainConfig
+
+    settings = {"epochs": 40, "batch_size": 256, "learning_rate": 1e-3, "patience": 3, "verbose": 0, "seed": seed}
+    settings.update(overrides)
+    return TrainConfig(**settings)
+
+
+def implicit_models(ml: data.MovieLens, seed: int) -> dict:
+    from recsys_workshop.models.hybrid import HybridModel
+    from recsys_workshop.models.ncf import NCF
+    from recsys_workshop.models.triplet import TripletModel
+    from recsys_workshop.models.two_tower import TwoTower
+
+    return {
+        "most-popular": (lambda: models.MostPopular(), None),
+        "item-knn": (lambda: models.ItemKNN(n_neighbors=100), None),
+        "gmf": (lambda: NCF("gmf", n_factors=32, seed=seed), config(seed)),
+        "mlp": (lambda: NCF("mlp", n_factors=32, seed=seed), config(seed)),
+        "neumf": (lambda: NCF("neumf", n_factors=32, seed=seed), config(seed)),
+        "triplet-bpr": (lambda: TripletModel(64, loss="bpr", seed=seed), config(seed, batch_size=64)),
+        "two-tower": (lambda: TwoTower(64, items=ml.items, seed=seed), config(seed, learning_rate=2e-3)),
+        "hybrid-ranking": (lambda: HybridModel(ml.users, ml.items, task="ranking", seed=seed), config(seed)),
+    }
+
+
+def fit(make, train_config, train):
+    model = make()
+    return model.fit(train, config=train_config) if train_config is not None else model.fit(train)
+
+
+def strata_explicit(results: Results, ml: data.MovieLens, seeds: list[int]) -> None:
+    from recsys_workshop.models.hybrid import HybridModel
+
+    train, valid, test = data.random_split(ml.ratings, [0.64, 0.16, 0.2], seed=0)
+    for seed in seeds:
+        with measure() as m:
+            model = HybridModel(ml.users, ml.items, task="rating", id_dropout=0.1, seed=seed)
+            model.fit(train, validation=valid, config=config(seed))
+        prediction = np.clip(model.score(test.user_id, test.item_id), 1.0, 5.0)
+        results.add(
+            "strata2018-explicit",
+            "ml-100k",
+            "hybrid-rating",
+            {"rmse": metrics.rmse(test["rating"], prediction)},
+            seed=seed,
+            n=len(test),
+            measurement=m,
+        )
+
+
+def msr_stratified(results: Results, ml: data.MovieLens, seeds: list[int]) -> None:
+    train, test = data.stratified_split(ml.ratings, 0.75, filter_by="item", seed=42)
+    for seed in seeds:
+        for name, (make, train_config) in implicit_models(ml, seed).items():
+            with measure() as m:
+                model = fit(make, train_config, train)
+            row = metrics.evaluate(model, train, test, k=10, name=name).iloc[0]
+            values = {key: row[key] for key in ("map", "ndcg@10", "precision@10", "recall@10")}
+            results.add(
+                "msr-stratified-75", "ml-100k", name, values, seed=seed, n=test.user_id.nunique(), measurement=m
+            )
+            print(f"  msr seed {seed} {name}: NDCG@10 {values['ndcg@10']:.4f} ({m.seconds:.0f} s)", flush=True)
+
+
+def leave_one_out(results: Results, ml: data.MovieLens, seeds: list[int], dataset: str) -> None:
+    loo = data.leave_one_out_split(ml.ratings, n_negatives=99, seed=42)
+    candidates = loo.candidates()
+    for seed in seeds:
+        for name, (make, train_config) in implicit_models(ml, seed).items():
+            if name in ("two-tower", "hybrid-ranking", "item-knn", "mlp"):
+                continue
+            with measure() as m:
+                model = fit(make, train_config, loo.train)
+            scored = candidates.assign(score=model.score(candidates.user_id, candidates.item_id))
+            # rank of the held-out item among its 100 candidates (ties counted pessimistically)
+            scored["rank"] = scored.groupby("user_id")["score"].rank(ascending=False, method="max")
+            rank = scored.loc[scored.label == 1, "rank"].to_numpy()
+            values = {
+                "hr@10": float(np.mean(rank <= 10)),
+                "ndcg@10": float(np.mean(np.where(rank <= 10, 1 / np.log2(rank + 1), 0.0))),
+            }
+            results.add("ncf-loo-99", dataset, name, values, seed=seed, n=len(loo.test), measurement=m)
+            print(f"  loo seed {seed} {name}: HR@10 {values['hr@10']:.4f}", flush=True)
+
+
+def ua_auc(results: Results, seeds: list[int]) -> None:
+    from recsys_workshop.models.triplet import TripletModel
+
+    train, test = data.official_split("ua")
+    positives_test = test[test.rating >= 4]
+    for seed in seeds:
+        for loss in ("margin", "bpr"):
+            with measure() as m:
+                model = TripletModel(64, loss=loss, positive_threshold=4.0, seed=seed)
+                model.fit(train, config=config(seed, batch_size=64, epochs=15, patience=0, validation_fraction=0.0))
+            users = np.sort(positives_test.user_id.unique())
+            grid = pd.DataFrame(
+                {"user_id": np.repeat(users, len(model.item_ids_)), "item_id": np.tile(model.item_ids_, len(users))}
+            )
+            train_positives = train[train.rating >= 4][["user_id", "item_id"]].assign(_drop=1)
+            grid = grid.merge(train_positives, on=["user_id", "item_id"], how="left")
+            grid = grid[grid["_drop"].isna()].drop(columns="_drop")
+            grid["score"] = model.score(grid.user_id, grid.item_id)
+            value = metrics.auc(positives_test, grid, per_user=True)
+            results.add(
+                "ml100k-ua-auc", "ml-100k", f"triplet-{loss}", {"auc": value}, seed=seed, n=len(users), measurement=m
+            )
+            print(f"  ua-auc seed {seed} triplet-{loss}: AUC {value:.4f}", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--protocols", nargs="*", default=list(PROTOCOLS), choices=PROTOCOLS)
+    parser.add_argument("--loo-dataset", default="ml-100k", choices=("ml-100k", "ml-1m"))
+    args = parser.parse_args()
+    seeds = list(range(args.seeds))
+    ml = data.load("ml-100k")
+    results = Results("deep")
+    if "strata2018-explicit" in args.protocols:
+        strata_explicit(results, ml, seeds)
+    if "msr-stratified-75" in args.protocols:
+        msr_stratified(results, ml, seeds)
+    if "ncf-loo-99" in args.protocols:
+        leave_one_out(
+            results, ml if args.loo_dataset == "ml-100k" else data.load(args.loo_dataset), seeds, args.loo_dataset
+        )
+    if "ml100k-ua-auc" in args.protocols:
+        ua_auc(results, seeds)
+    path = results.write()
+    print(results.table(ANCHORS))
+    print(f"\nwrote {path}")
+
+
+if __name__ == "__main__":
+    main()
