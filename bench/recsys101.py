@@ -45,8 +45,8 @@ ANCHORS = {
 # Chosen by `--tune` on the strata2018 validation split (see bench/results/recsys101-tuning.json):
 # the configuration with the lowest validation RMSE, and its best epoch.
 MF_CONFIGS = {
-    "mf": {"n_factors": 64, "l2": 0.1, "learning_rate": 1e-3, "batch_size": 64, "epochs": 9},
-    "mf+bias": {"n_factors": 64, "l2": 0.1, "learning_rate": 1e-3, "batch_size": 64, "epochs": 9},
+    "mf": {"n_factors": 64, "l2": 0.05, "learning_rate": 1e-3, "batch_size": 64, "epochs": 10},
+    "mf+bias": {"n_factors": 64, "l2": 0.1, "learning_rate": 1e-3, "batch_size": 64, "epochs": 8},
 }
 TUNING_GRID = {"n_factors": [32, 64, 128], "l2": [0.05, 0.1, 0.2], "learning_rate": [1e-3], "batch_size": [64]}
 
