@@ -154,3 +154,24 @@ def test_sampler_refuses_saturated_users():
         NegativeSampler(seen).sample(np.array([0]), np.random.default_rng(0))
     with pytest.raises(ValueError, match="strategy"):
         NegativeSampler(seen, "random")
+
+
+def test_pair_scores_match_full_rows_for_network_models():
+    """``score`` takes a shortcut through the network for pairs: it must agree with ``recommend``'s rows."""
+    train = two_groups()
+    users, items, _ = hybrid_world()
+    ncf = NCF("neumf", n_factors=4, mlp_layers=(8, 4), seed=0).fit(train, config=TrainConfig(epochs=1, **FAST))
+    pairs_users, pairs_items = np.array([1, 5, 45, 999, 1]), np.array([3, 30, 2, 7, 12345])
+    scores = ncf.score(pairs_users, pairs_items)
+    rows = ncf._block(ncf.user_rows(pairs_users[:4]), pairs_users[:4])
+    expected = rows[np.arange(4), ncf.item_columns(pairs_items[:4])]
+    np.testing.assert_allclose(scores[:4], expected, rtol=1e-5, atol=1e-6)
+    assert np.isnan(scores[4])
+    _, hybrid_items, hybrid_ratings = hybrid_world()
+    hybrid = HybridModel(users, hybrid_items, n_factors=4, hidden=(8,), seed=0)
+    hybrid.fit(hybrid_ratings[hybrid_ratings.user_id <= 60], config=TrainConfig(epochs=1, **FAST))
+    who, what = np.array([1, 70, 3]), np.array([2, 38, 40])
+    rows = hybrid._block(hybrid.user_rows(who), who)
+    np.testing.assert_allclose(
+        hybrid.score(who, what), rows[np.arange(3), hybrid.item_columns(what)], rtol=1e-5, atol=1e-5
+    )

@@ -81,6 +81,9 @@ class Recommender:
         """Scores of every catalogue item for the known users at ``user_rows``: (len(rows), n_items)."""
         raise NotImplementedError
 
+    # Optional hook: ``_score_pairs(user_ids, user_rows, item_cols) -> scores`` scores (user, item) pairs
+    # directly (rows may be -1 for cold users); ``score`` then never builds whole catalogue rows.
+
     def _score_cold(self, user_ids: np.ndarray) -> np.ndarray:
         """Scores for users without training history: item popularity (override for better)."""
         return np.broadcast_to(self.item_counts_.astype(np.float64), (len(user_ids), len(self.item_ids_)))
@@ -123,6 +126,10 @@ class Recommender:
             )
         out = np.full(len(users), np.nan)
         cols = self.item_columns(items)
+        if hasattr(self, "_score_pairs"):  # models that score a pair directly (networks) skip full rows
+            valid = cols >= 0
+            out[valid] = self._score_pairs(users[valid], self.user_rows(users[valid]), cols[valid])
+            return out
         unique_users, inverse = np.unique(users, return_inverse=True)
         rows = self.user_rows(unique_users)
         for start in range(0, len(unique_users), 1024):

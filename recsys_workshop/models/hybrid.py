@@ -247,6 +247,15 @@ class HybridModel(ImplicitRecommender):
     def _score_rows(self, user_rows):
         return self._score_users(self.user_ids_[user_rows], user_rows)
 
+    def _score_pairs(self, user_ids, user_rows, item_cols, chunk: int = 1 << 16):
+        """Pairs straight through the network (cold users from their demographics)."""
+        x = {**self._user_features(np.asarray(user_ids), user_rows), **self._item_features(item_cols)}
+        out = np.empty(len(item_cols))
+        for start in range(0, len(item_cols), chunk):
+            part = {name: values[start : start + chunk] for name, values in x.items()}
+            out[start : start + chunk] = np.asarray(self.scorer_(part, training=False)).reshape(-1)
+        return out
+
     def _score_cold(self, user_ids):
         """A user unknown at training time: scored from their demographics (``users``), no ID."""
         return self._score_users(np.asarray(user_ids), np.full(len(user_ids), -1))

@@ -13,6 +13,8 @@ unseen items, fresh every epoch.
 
 from __future__ import annotations
 
+import numpy as np
+
 from recsys_workshop.models.implicit import ImplicitRecommender
 
 KINDS = ("gmf", "mlp", "neumf")
@@ -115,3 +117,13 @@ class NCF(ImplicitRecommender):
 
     def _score_rows(self, user_rows):
         return self.network_scores(user_rows)
+
+    def _score_pairs(self, user_ids, user_rows, item_cols, chunk: int = 1 << 17):
+        """Known users through the network; cold users get the popularity fallback, as in ``recommend``."""
+        out = self.item_counts_[item_cols].astype(np.float64)
+        known = np.flatnonzero(user_rows >= 0)
+        for start in range(0, len(known), chunk):
+            pick = known[start : start + chunk]
+            batch = {"user": user_rows[pick].astype("int32"), "item": item_cols[pick].astype("int32")}
+            out[pick] = np.asarray(self.scorer_(batch, training=False)).reshape(-1)
+        return out
