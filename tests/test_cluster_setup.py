@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from tool_stub import STUB
 
 from recsys_workshop import kube
 
@@ -27,23 +28,6 @@ SHELL_FILES = SCRIPTS + ["lib/common.sh", "lib/gke.sh", "versions.env"]
 V = kube.versions()
 
 # Read-only calls the prerequisite checks may make, and what the stub answers.
-STUB = r"""#!/usr/bin/env bash
-name="$(basename "$0")"
-printf '%s %s\n' "$name" "$*" >> "$STUB_LOG"
-case "$name $*" in
-  "kind version") echo "${STUB_KIND_VERSION:-kind v0.31.0 go1.25.5 linux/amd64}" ;;
-  "docker version --format {{.Server.Version}}") echo "28.2.2" ;;
-  "docker info --format {{.DockerRootDir}}") echo "/" ;;
-  "kubectl version --client -o json") printf '{\n  "clientVersion": {"gitVersion": "v1.35.2"}\n}\n' ;;
-  "helm version --template {{.Version}}") echo "v3.19.0" ;;
-  "gcloud version --format value(\"Google Cloud SDK\")") echo "528.0.0" ;;
-  "gcloud auth list --filter=status:ACTIVE --format value(account)") echo "student@example.com" ;;
-  "gcloud config get-value project") echo "" ;;
-  "gcloud container clusters describe "*) exit 1 ;;
-  "gcloud compute regions describe "*) echo "24.0 0.0" ;;
-  *) echo "stub: unexpected call: $name $*" >&2; exit 97 ;;
-esac
-"""
 READ_ONLY_CALL = re.compile(
     r"^(kind version|docker (version|info) --format|kubectl version --client|helm version --template"
     r"|gcloud (version|auth list|config get-value|container clusters describe|compute regions describe))"

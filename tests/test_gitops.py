@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from tool_stub import STUB
 
 from recsys_workshop import kube
 
@@ -32,21 +33,6 @@ FORK = "https://github.com/alice/recsys-workshop.git"
 CONTEXT = f"kind-{V['KIND_CLUSTER_NAME']}"
 
 # Answers the read-only version queries of the prerequisite checks; anything else fails loudly (exit 97).
-STUB = r"""#!/usr/bin/env bash
-name="$(basename "$0")"
-printf '%s %s\n' "$name" "$*" >> "$STUB_LOG"
-case "$name $*" in
-  "kind version") echo "kind v0.31.0 go1.25.5 linux/amd64" ;;
-  "docker version --format {{.Server.Version}}") echo "28.2.2" ;;
-  "docker info --format {{.DockerRootDir}}") echo "/" ;;
-  "kubectl version --client -o json") printf '{\n  "clientVersion": {"gitVersion": "v1.35.2"}\n}\n' ;;
-  "helm version --template {{.Version}}") echo "v3.19.0" ;;
-  "gcloud version --format value(\"Google Cloud SDK\")") echo "528.0.0" ;;
-  "gcloud auth list --filter=status:ACTIVE --format value(account)") echo "student@example.com" ;;
-  "gcloud config get-value project") echo "" ;;
-  *) echo "stub: unexpected call: $name $*" >&2; exit 97 ;;
-esac
-"""
 READ_ONLY = re.compile(
     r"^(kind version|docker (version|info) --format|kubectl version --client|helm version --template"
     r"|gcloud (version|auth list|config get-value))"
