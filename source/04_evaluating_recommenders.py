@@ -251,6 +251,15 @@ print(f"cold films: hybrid NDCG@10 {cold_items.loc['hybrid (metadata)', 'ndcg@10
       f"CF {cold_items.loc['mf+bias', 'ndcg@10']:.3f} ({gain_items:+.3f})")
 
 # %% [markdown]
+# Read these numbers honestly. Against *pure* collaborative filtering the hybrid wins everywhere: on
+# new users it is far above chance, and on new films it clearly beats MF, which cannot tell them apart
+# (in our full-size runs: NDCG@10 about 0.51 against 0.07 for new users, 0.15 against 0.075 for new
+# films). Against the popularity *fallback*, though, the demographic guess for a new user is about
+# level or slightly behind (about 0.51 against 0.53): in ml-100k, age, gender and occupation say little
+# that popularity does not already say about a stranger. That is why production systems combine them:
+# popular items to start, personalisation as soon as the first clicks arrive (lab 10's cold-start
+# fallback and bandit do exactly that).
+#
 # ## 4. When offline metrics mislead
 #
 # **(a) The test set is biased like the training set.** People rate what they were shown and chose to
