@@ -42,6 +42,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from recsys_workshop.train.job import merge_config
+
 __all__ = [
     "ClusterInfo",
     "Difference",
@@ -1080,26 +1082,6 @@ def _probe_in_cluster(client: Any, config: Any, timeout: float) -> ClusterInfo |
 
 # ------------------------------------------------------------------------------------------------------------
 # Trial configs and the command line
-
-
-def merge_config(base: Mapping[str, Any], assignments: Iterable[str]) -> dict[str, Any]:
-    """``base`` with ``key=value`` assignments applied; values are JSON when they parse (``0.01``, ``32``,
-    ``true``), else strings; ``a.b=1`` sets a nested key."""
-    merged = copy.deepcopy(dict(base))
-    for assignment in assignments:
-        key, sep, raw = assignment.partition("=")
-        if not sep or not key:
-            raise ValueError(f"expected key=value, got {assignment!r}")
-        try:
-            value = json.loads(raw)
-        except json.JSONDecodeError:
-            value = raw
-        target = merged
-        *parents, leaf = key.split(".")
-        for parent in parents:
-            target = target.setdefault(parent, {})
-        target[leaf] = value
-    return merged
 
 
 def _print_findings(name: str, groups: Mapping[str, list[Finding]]) -> int:

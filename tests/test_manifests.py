@@ -284,10 +284,10 @@ def test_crd_schema_catches_an_invalid_inference_service(kind_docs):
 def test_katib_checks_catch_unknown_fields_and_undeclared_parameters(kind_docs):
     experiment = one(kind_docs, "Experiment")
     experiment["spec"]["objective"]["objectiveMetric"] = "ndcg"
-    experiment["spec"]["trialTemplate"]["trialParameters"].pop()  # embeddingDim, still used in the trialSpec
+    dropped = experiment["spec"]["trialTemplate"]["trialParameters"].pop()  # still used in the trialSpec
     found = messages(kube.validate_custom([experiment]))
     assert "spec.objective.objectiveMetric: unknown field" in found
-    assert "${trialParameters.embeddingDim} is not declared" in found
+    assert f"${{trialParameters.{dropped['name']}}} is not declared" in found
 
 
 def test_katib_checks_catch_bad_values(kind_docs):
@@ -295,7 +295,8 @@ def test_katib_checks_catch_bad_values(kind_docs):
     spec = experiment["spec"]
     spec["objective"]["type"] = "max"
     spec["algorithm"]["algorithmName"] = "simulated-annealing"
-    spec["parameters"][0]["feasibleSpace"] = {"min": "0.1", "max": "0.01"}
+    double = next(p for p in spec["parameters"] if p["parameterType"] == "double")
+    double["feasibleSpace"] = {"min": "0.1", "max": "0.01"}
     spec["parallelTrialCount"] = spec["maxTrialCount"] + 1
     spec["trialTemplate"]["primaryContainerName"] = "main"
     found = messages(kube.validate_custom([experiment]))

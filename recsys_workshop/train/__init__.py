@@ -4,6 +4,20 @@
 graph, trains it with early stopping on a validation split, keeps the best weights and returns the
 history as a DataFrame (one row per epoch) you can plot. It reads nothing from a notebook: the same
 call is what a training job runs.
+
+Two engines behind the one function:
+
+- in a notebook, Keras ``model.fit`` (progress bar, callbacks);
+- with ``strategy=`` (a ``tf.distribute`` strategy, e.g. ``MultiWorkerMirroredStrategy`` on a TFJob) or
+  ``checkpoint_dir=``, the custom loop of :mod:`recsys_workshop.train.distributed`: Keras 3 ``fit``
+  fails under ``MultiWorkerMirroredStrategy`` (keras-team/keras#20585), so the loop calls
+  ``strategy.run`` itself, checkpoints every epoch and resumes from the latest checkpoint.
+
+Both prepare the data the same way (:func:`prepare`), and both end with ``model._after_fit``.
+
+The training *job* (``python -m recsys_workshop.train --config job.json``: data, split, model, this
+function, evaluation, export) is :mod:`recsys_workshop.train.job`; :mod:`recsys_workshop.train.launcher`
+starts it as N local worker processes with the ``TF_CONFIG`` a TFJob would give them.
 """
 
 from __future__ import annotations
@@ -49,6 +63,8 @@ def fit(
     config: TrainConfig | None = None,
     validation: pd.DataFrame | None = None,
     items=None,
+    strategy=None,
+    checkpoint_dir=None,
 ) -> pd.DataFrame:
     """Train a Keras-backed recommender (see :class:`recsys_workshop.models.keras_base.KerasRecommender`).
 
@@ -56,23 +72,18 @@ def fit(
     of ``interactions`` (random, seeded). The model is indexed on all of ``interactions``, so every
     validation user and item has an embedding. Returns the per-epoch history (``loss``, ``val_loss``,
     ``seconds``).
+
+    ``strategy`` / ``checkpoint_dir``: train with the distributed custom loop instead of Keras ``fit``
+    (see the module docstring); checkpoints go to ``checkpoint_dir`` and a rerun resumes from them.
     """
     import keras
 
     config = config or TrainConfig()
-    validate_interactions(interactions)
-    keras.utils.set_random_seed(config.seed)
-    model._index(interactions, items)
-    fit_part = interactions
-    if validation is None and config.validation_fraction > 0:
-        fit_part, validation = random_split(interactions, 1 - config.validation_fraction, seed=config.seed)
+    fit_part, validation = prepare(model, interactions, config, validation, items)
+    if strategy is not None or checkpoint_dir is not None:
+        from recsys_workshop.train.distributed import fit_custom
 
-    if validation is not None:
-        # pairs the model has no embedding for cannot be scored by the network: leave them out
-        known = (model.user_rows(validation["user_id"].to_numpy()) >= 0) & (
-            model.item_columns(validation["item_id"].to_numpy()) >= 0
-        )
-        validation = validation[known]
+        return fit_custom(model, fit_part, validation, config, strategy=strategy, checkpoint_dir=checkpoint_dir)
 
     network = model.build()
     optimizer = getattr(keras.optimizers, OPTIMIZERS[config.optimizer])(learning_rate=config.learning_rate)
@@ -108,6 +119,26 @@ def fit(
     history["seconds"] = callbacks[0].seconds[: len(history)]
     model.history_ = history
     return history
+
+
+def prepare(model, interactions: pd.DataFrame, config: TrainConfig, validation, items):
+    """Seed, index the model on all of ``interactions`` and carve the validation split (when none is
+    given). Returns ``(fit_part, validation)``, validation restricted to pairs the model can score."""
+    import keras
+
+    validate_interactions(interactions)
+    keras.utils.set_random_seed(config.seed)
+    model._index(interactions, items)
+    fit_part = interactions
+    if validation is None and config.validation_fraction > 0:
+        fit_part, validation = random_split(interactions, 1 - config.validation_fraction, seed=config.seed)
+    if validation is not None:
+        # pairs the model has no embedding for cannot be scored by the network: leave them out
+        known = (model.user_rows(validation["user_id"].to_numpy()) >= 0) & (
+            model.item_columns(validation["item_id"].to_numpy()) >= 0
+        )
+        validation = validation[known]
+    return fit_part, validation
 
 
 def _EpochDataset(model, interactions: pd.DataFrame, batch_size: int, seed: int, *, resample: bool):  # noqa: N802

@@ -1,0 +1,331 @@
+"""Hyper-parameter tuning: one search space, declared once, run by Katib on a cluster or Optuna locally.
+
+:data:`SEARCH_SPACE` names each hyper-parameter by its key in the job config (``model.n_factors``,
+``train.learning_rate``, ...). From it:
+
+- :func:`katib_experiment` renders a Katib ``v1beta1`` Experiment (random, grid or Bayesian search;
+  objective ``ndcg_at_10`` on the validation split, maximised; parallel and maximum trial counts). Each
+  trial is a TFJob running ``python -m recsys_workshop.train`` on the shared config with the trial's
+  values merged in, and Katib reads the ``ndcg_at_10=...`` line the job prints.
+- :func:`tune_local` drives the very same entrypoint with Optuna (random, grid, or TPE for the
+  Bayesian search): each trial is a fresh ``python -m recsys_workshop.train`` process (as a trial pod
+  would be) with the same overrides, and its metric is read from its output the way Katib reads it.
+
+Trials optimise NDCG@10 on a validation split carved from the training part
+(``objective=validation``), never on the test split: the test split is for the final, tuned model only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+OBJECTIVE = "ndcg_at_10"
+#: local name -> (Katib algorithmName, Optuna sampler)
+ALGORITHMS = {"random": "random", "grid": "grid", "bayesian": "bayesianoptimization"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Parameter:
+    """One hyper-parameter: ``key`` in the job config, and its values: ``choices`` (categorical), or a
+    ``double`` range ``[low, high]`` sampled uniformly, with ``step`` giving the grid points."""
+
+    key: str
+    _: dataclasses.KW_ONLY
+    choices: tuple = ()
+    low: float | None = None
+    high: float | None = None
+    step: float | None = None
+
+    @property
+    def name(self) -> str:  # what Katib calls it: the last part of the key
+        return self.key.rsplit(".", 1)[-1]
+
+    @property
+    def trial_name(self) -> str:  # camelCase, as Katib's trialParameters are usually named
+        head, *rest = self.name.split("_")
+        return head + "".join(part.title() for part in rest)
+
+    def grid(self) -> list:
+        if self.choices:
+            return list(self.choices)
+        count = int(round((self.high - self.low) / self.step)) + 1
+        return [round(self.low + i * self.step, 10) for i in range(count)]
+
+
+SEARCH_SPACE: tuple[Parameter, ...] = (
+    Parameter("model.n_factors", choices=(8, 16, 32, 64)),
+    Parameter("model.mlp_layers", choices=("32-16-8", "64-32-16", "128-64-32")),
+    Parameter("train.learning_rate", low=0.0005, high=0.0105, step=0.0025),
+    Parameter("model.l2", choices=(0.0, 1e-6, 1e-5, 1e-4)),
+    Parameter("model.n_negatives", choices=(2, 4, 8)),
+)
+
+
+def _katib_value(value) -> str:
+    return str(value)
+
+
+def katib_parameters(space: Sequence[Parameter] = SEARCH_SPACE, algorithm: str = "random") -> list[dict]:
+    """The Experiment's ``spec.parameters``: categorical/discrete lists, doubles as ranges (with their
+    ``step`` for grid search, which Katib needs to enumerate them)."""
+    rendered = []
+    for p in space:
+        if p.choices:
+            numeric = all(isinstance(c, int | float) and not isinstance(c, bool) for c in p.choices)
+            rendered.append(
+                {
+                    "name": p.name,
+                    "parameterType": "discrete" if numeric else "categorical",
+                    "feasibleSpace": {"list": [_katib_value(c) for c in p.choices]},
+                }
+            )
+        else:
+            space_ = {"min": _katib_value(p.low), "max": _katib_value(p.high)}
+            if algorithm == "grid":
+                space_["step"] = _katib_value(p.step)
+            rendered.append({"name": p.name, "parameterType": "double", "feasibleSpace": space_})
+    return rendered
+
+
+def trial_assignments(space: Sequence[Parameter] = SEARCH_SPACE) -> list[str]:
+    """The ``key=value`` overrides of a trial, with Katib's placeholders for the values."""
+    fixed = ["objective=validation", "model_dir=null", "checkpoint_dir=/work/checkpoints"]
+    return [f"{p.key}=${{trialParameters.{p.trial_name}}}" for p in space] + fixed
+
+
+def katib_experiment(
+    space: Sequence[Parameter] = SEARCH_SPACE,
+    *,
+    algorithm: str = "random",
+    max_trials: int = 12,
+    parallel_trials: int = 2,
+    max_failed: int = 3,
+    trial_spec: Mapping[str, Any],
+    name: str = "recsys-tune",
+) -> dict:
+    """A Katib v1beta1 Experiment over ``space``. ``trial_spec`` is the TFJob each trial runs (the one in
+    ``cluster-setup/manifests/base/tune-experiment.yaml``); its init container receives
+    :func:`trial_assignments`."""
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"algorithm must be one of {sorted(ALGORITHMS)}, got {algorithm!r}")
+    if not 1 <= parallel_trials <= max_trials:
+        raise ValueError("need 1 <= parallel_trials <= max_trials")
+    return {
+        "apiVersion": "kubeflow.org/v1beta1",
+        "kind": "Experiment",
+        "metadata": {"name": name},
+        "spec": {
+            "objective": {"type": "maximize", "objectiveMetricName": OBJECTIVE},
+            "algorithm": {"algorithmName": ALGORITHMS[algorithm]},
+            "parallelTrialCount": parallel_trials,
+            "maxTrialCount": max_trials,
+            "maxFailedTrialCount": max_failed,
+            "metricsCollectorSpec": {"collector": {"kind": "StdOut"}},
+            "parameters": katib_parameters(space, algorithm),
+            "trialTemplate": {
+                "primaryContainerName": "tensorflow",
+                "primaryPodLabels": {"training.kubeflow.org/replica-type": "chief"},
+                "trialParameters": [
+                    {"name": p.trial_name, "description": f"{p.key} of the job config", "reference": p.name}
+                    for p in space
+                ],
+                "trialSpec": dict(trial_spec),
+            },
+        },
+    }
+
+
+def _suggest(trial, p: Parameter):
+    if p.choices:
+        return trial.suggest_categorical(p.key, list(p.choices))
+    return trial.suggest_float(p.key, p.low, p.high)
+
+
+def sampler(algorithm: str, space: Sequence[Parameter] = SEARCH_SPACE, seed: int = 42):
+    """Optuna's sampler for ``algorithm``: random, grid (every point of :meth:`Parameter.grid`, in a
+    seeded random order) or bayesian (TPE)."""
+    import optuna
+
+    if algorithm == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if algorithm == "grid":
+        return optuna.samplers.GridSampler({p.key: p.grid() for p in space}, seed=seed)
+    if algorithm == "bayesian":
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(4, len(space)))
+    raise ValueError(f"algorithm must be one of {sorted(ALGORITHMS)}, got {algorithm!r}")
+
+
+def tune_local(
+    base,
+    *,
+    workdir: str | os.PathLike[str],
+    algorithm: str = "bayesian",
+    n_trials: int = 8,
+    space: Sequence[Parameter] = SEARCH_SPACE,
+    seed: int = 42,
+    trial_timeout: float = 1800,
+    log=print,
+):
+    """Run ``n_trials`` trials of the training job ``base`` (a :class:`~recsys_workshop.train.job.JobConfig`)
+    with Optuna; returns the study. Each trial runs in its own process via
+    :class:`~recsys_workshop.train.launcher.LocalJob`; the best parameters go to
+    ``workdir/best_params.json`` (see :func:`save_best`)."""
+    import optuna
+
+    from recsys_workshop.train.job import JobConfig, merge_config
+    from recsys_workshop.train.launcher import JobFailed, LocalJob
+
+    workdir = Path(workdir)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize", sampler=sampler(algorithm, space, seed), study_name=algorithm)
+
+    def objective(trial):
+        values = {p.key: _suggest(trial, p) for p in space}
+        assignments = [f"{key}={json.dumps(value)}" for key, value in values.items()]
+        trial_dir = workdir / f"trial-{trial.number:03d}"
+        fixed = ["objective=validation", "model_dir=null", "metrics_path=null", f"checkpoint_dir={trial_dir / 'ckpt'}"]
+        config = JobConfig.from_dict(merge_config(base.to_dict(), [*assignments, *fixed]))
+        try:
+            result = LocalJob(config, 1, workdir=trial_dir, max_restarts=0).run(timeout=trial_timeout)
+        except JobFailed as error:
+            log(f"trial {trial.number} failed: {str(error).splitlines()[0]}")
+            raise optuna.TrialPruned() from None
+        value = result.metrics[OBJECTIVE]
+        trial.set_user_attr("seconds", result.seconds)
+        log(f"trial {trial.number}: {OBJECTIVE}={value:.4f} " + " ".join(f"{k}={v}" for k, v in values.items()))
+        return value
+
+    study.optimize(objective, n_trials=n_trials)
+    save_best(study, workdir / "best_params.json", algorithm=algorithm)
+    return study
+
+
+def save_best(study, path: str | os.PathLike[str], *, algorithm: str) -> dict:
+    """Write the best trial (its config overrides and objective) as JSON; the pipeline reads it."""
+    best = study.best_trial
+    record = {
+        "objective": OBJECTIVE,
+        "value": best.value,
+        "params": best.params,
+        "algorithm": algorithm,
+        "trials": len(study.trials),
+    }
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    return record
+
+
+def best_overrides(path: str | os.PathLike[str]) -> list[str]:
+    """``key=value`` overrides from a :func:`save_best` file, ready for the job config."""
+    record = json.loads(Path(path).read_text(encoding="utf-8"))
+    return [f"{key}={json.dumps(value)}" for key, value in record["params"].items()]
+
+
+def plot_study(study):
+    """Two panels: the objective of every trial with the best so far, and each parameter's importance."""
+    import matplotlib.pyplot as plt
+    import optuna
+
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    fig, (history, importance) = plt.subplots(1, 2, figsize=(11, 3.8))
+    numbers = [t.number for t in done]
+    values = [t.value for t in done]
+    history.plot(numbers, values, "o", label="trial")
+    best = [max(values[: i + 1]) for i in range(len(values))]
+    history.step(numbers, best, where="post", label="best so far")
+    history.set(xlabel="trial", ylabel=OBJECTIVE, title=f"{study.study_name} search")
+    history.legend()
+    if len(done) >= 2:
+        scores = optuna.importance.get_param_importances(study)
+        importance.barh(list(scores)[::-1], list(scores.values())[::-1])
+        importance.set(xlabel="importance (fANOVA)", title="which hyper-parameters mattered")
+    else:
+        importance.set_axis_off()
+    fig.tight_layout()
+    return fig
+
+
+MANIFEST = Path(__file__).resolve().parents[1] / "cluster-setup" / "manifests" / "base" / "tune-experiment.yaml"
+MANIFEST_HEADER = """\
+# Tuning: a Katib Experiment whose trials are TFJobs running the same entrypoint as the labs.
+# GENERATED from recsys_workshop/tune.py (SEARCH_SPACE) by `python -m recsys_workshop.tune manifest --write`:
+# edit the search space there, not here (a test fails when they differ). The trial spec below the
+# parameters is kept as it is. Each trial's init container writes the shared config with the trial's
+# values merged in (python -m recsys_workshop.kube write-config), so the training code only ever reads
+# --config; the entrypoint prints "ndcg_at_10=<value>" (on a validation split of the training data) and
+# Katib's StdOut collector reads it.
+"""
+
+
+def manifest_experiment(path: str | os.PathLike[str] = MANIFEST) -> dict:
+    """The Experiment of the kustomize base re-rendered from :data:`SEARCH_SPACE`, keeping its trial spec
+    (with the init container's overrides regenerated) and its trial counts."""
+    import copy
+
+    import yaml
+
+    current = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    spec = current["spec"]
+    trial_spec = copy.deepcopy(spec["trialTemplate"]["trialSpec"])
+    pod = trial_spec["spec"]["tfReplicaSpecs"]["Chief"]["template"]["spec"]
+    init = pod["initContainers"][0]
+    init["args"] = [*init["args"][:2], *trial_assignments()]
+    experiment = katib_experiment(
+        algorithm=next(k for k, v in ALGORITHMS.items() if v == spec["algorithm"]["algorithmName"]),
+        max_trials=spec["maxTrialCount"],
+        parallel_trials=spec["parallelTrialCount"],
+        max_failed=spec["maxFailedTrialCount"],
+        trial_spec=trial_spec,
+        name=current["metadata"]["name"],
+    )
+    experiment["metadata"] = current["metadata"]
+    return experiment
+
+
+def manifest_text(path: str | os.PathLike[str] = MANIFEST) -> str:
+    import yaml
+
+    return MANIFEST_HEADER + yaml.safe_dump(manifest_experiment(path), sort_keys=False, width=110)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m recsys_workshop.tune", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    manifest = commands.add_parser("manifest", help="print (or --write) the Katib Experiment of the kustomize base")
+    manifest.add_argument("--write", action="store_true")
+    local = commands.add_parser("local", help="tune locally with Optuna")
+    local.add_argument("--config", required=True)
+    local.add_argument("--algorithm", choices=sorted(ALGORITHMS), default="bayesian")
+    local.add_argument("--trials", type=int, default=8)
+    local.add_argument("--workdir", default="artifacts/tuning")
+    local.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+    args = parser.parse_args(argv)
+    if args.command == "manifest":
+        text = manifest_text()
+        if args.write:
+            MANIFEST.write_text(text, encoding="utf-8")
+        else:
+            sys.stdout.write(text)
+        return 0
+    from recsys_workshop.train.job import JobConfig
+
+    study = tune_local(
+        JobConfig.from_file(args.config, args.overrides),
+        workdir=args.workdir,
+        algorithm=args.algorithm,
+        n_trials=args.trials,
+    )
+    print(f"best {OBJECTIVE}={study.best_value:.4f} with {study.best_params}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
