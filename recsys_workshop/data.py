@@ -25,6 +25,7 @@ import io
 import os
 import re
 import tempfile
+import time
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -39,6 +40,8 @@ __all__ = [
     "MovieLens",
     "MovieLensError",
     "cache_dir",
+    "check_ratings",
+    "check_split",
     "chrono_split",
     "cold_start_split",
     "download",
@@ -519,6 +522,77 @@ def validate_interactions(df: pd.DataFrame, *, require: Sequence[str] = ("user_i
     if missing:
         raise ValueError(f"interactions are missing column(s) {missing}; they have {list(df.columns)}")
     return df
+
+
+def check_ratings(df: pd.DataFrame, *, rating_range: tuple[float, float] = (0.5, 5.0)) -> list[str]:
+    """Every problem that makes a ratings table unfit for training, as readable sentences (empty: fit).
+
+    Schema (columns ``user_id``, ``item_id``, ``rating``, ``timestamp``; integer ids; numeric ratings),
+    missing values, ratings outside ``rating_range``, ids below 1, timestamps before 1995 (MovieLens
+    started in 1997) or in the future, and duplicate ``(user_id, item_id)`` pairs. A pipeline's
+    validation step stops the run when this list is not empty.
+    """
+    if not isinstance(df, pd.DataFrame):
+        return [f"expected a pandas DataFrame, got {type(df).__name__}"]
+    problems = []
+    missing = [c for c in ("user_id", "item_id", "rating", "timestamp") if c not in df.columns]
+    if missing:
+        return [f"missing column(s) {missing}; the table has {list(df.columns)}"]
+    if df.empty:
+        return ["the table has no rows"]
+    for column in ("user_id", "item_id", "rating", "timestamp"):
+        nulls = int(df[column].isna().sum())
+        if nulls:
+            problems.append(f"{column}: {nulls:,} missing value(s)")
+    for column in ("user_id", "item_id", "timestamp"):
+        if not pd.api.types.is_integer_dtype(df[column]):
+            problems.append(f"{column}: expected integers, found dtype {df[column].dtype}")
+    if not pd.api.types.is_numeric_dtype(df["rating"]):
+        problems.append(f"rating: expected numbers, found dtype {df['rating'].dtype}")
+    if problems:
+        return problems
+    low, high = rating_range
+    outside = df[(df["rating"] < low) | (df["rating"] > high)]
+    if len(outside):
+        examples = ", ".join(str(v) for v in sorted(outside["rating"].unique())[:5])
+        problems.append(f"rating: {len(outside):,} value(s) outside [{low}, {high}] (e.g. {examples})")
+    for column in ("user_id", "item_id"):
+        bad = int((df[column] < 1).sum())
+        if bad:
+            problems.append(f"{column}: {bad:,} id(s) below 1")
+    first, now = 788_918_400, time.time()  # 1995-01-01
+    stale = int(((df["timestamp"] < first) | (df["timestamp"] > now)).sum())
+    if stale:
+        problems.append(f"timestamp: {stale:,} value(s) before 1995 or in the future")
+    duplicated = df.duplicated(["user_id", "item_id"], keep=False)
+    if duplicated.any():
+        pairs = df.loc[duplicated, ["user_id", "item_id"]].drop_duplicates()
+        shown = ", ".join(f"({u}, {i})" for u, i in pairs.head(3).itertuples(index=False))
+        problems.append(f"{len(pairs):,} duplicate (user_id, item_id) pair(s), e.g. {shown}")
+    return problems
+
+
+def check_split(train: pd.DataFrame, test: pd.DataFrame) -> list[str]:
+    """Leakage and coverage problems between a training and a test split (empty: none).
+
+    A ``(user_id, item_id)`` pair in both splits is leakage: the model would be tested on what it was
+    trained on. A test user absent from training cannot be scored by a collaborative model (use a
+    cold-start protocol on purpose, not by accident).
+    """
+    problems = []
+    for name, df in (("train", train), ("test", test)):
+        if df.empty:
+            problems.append(f"the {name} split is empty")
+    if problems:
+        return problems
+    both = train[["user_id", "item_id"]].merge(test[["user_id", "item_id"]].drop_duplicates(), how="inner")
+    if len(both):
+        shown = ", ".join(f"({u}, {i})" for u, i in both.head(3).itertuples(index=False))
+        problems.append(f"leakage: {len(both):,} (user_id, item_id) pair(s) are in both splits, e.g. {shown}")
+    cold = np.setdiff1d(test["user_id"].unique(), train["user_id"].unique())
+    if len(cold):
+        problems.append(f"{len(cold):,} test user(s) have no training interactions (e.g. {cold[:3].tolist()})")
+    return problems
 
 
 def to_implicit(df: pd.DataFrame, threshold: float = 4.0) -> pd.DataFrame:

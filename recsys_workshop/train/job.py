@@ -162,21 +162,31 @@ def split_data(config: JobConfig, ratings):
     return train, test
 
 
-def run(config: JobConfig, *, log=print) -> dict[str, float]:
+def run(config: JobConfig, *, log=print, train=None, evaluation=None, model_dir: str | None = None, evaluate=True):
     """Run the job in this process (one worker of the cluster ``TF_CONFIG`` describes, if any); returns
-    the metrics on the chief (an empty dict on the other workers)."""
+    the metrics on the chief (an empty dict on the other workers).
+
+    ``train`` / ``evaluation``: ready-made splits (a pipeline's split step) instead of loading and
+    splitting ``config.dataset``. ``model_dir`` overrides ``config.model_dir``. ``evaluate=False``
+    skips the top-k metrics (a pipeline evaluates in its own step).
+    """
     from recsys_workshop import data, metrics
     from recsys_workshop.train import fit
     from recsys_workshop.train.distributed import is_chief, strategy_from_env
 
     strategy = strategy_from_env()  # first: TensorFlow wants the cluster set up before any other op
     chief = is_chief(strategy)
-    movielens = data.load(config.dataset, progress=False)
-    train, evaluation = split_data(config, movielens.ratings)
+    movielens = None
+    if train is None:
+        movielens = data.load(config.dataset, progress=False)
+        train, evaluation = split_data(config, movielens.ratings)
+    elif config.model["name"] == "hybrid":
+        movielens = data.load(config.dataset, progress=False)  # the hybrid model needs the metadata
     model = build_model(config.model, movielens)
+    held_out = f" and {len(evaluation):,} {config.objective}" if evaluation is not None else ""
     log(
-        f"{config.model['name']} on {config.dataset}: {len(train):,} training and {len(evaluation):,} "
-        f"{config.objective} ratings, {strategy.num_replicas_in_sync} replica(s)"
+        f"{config.model['name']} on {config.dataset}: {len(train):,} training{held_out} ratings, "
+        f"{strategy.num_replicas_in_sync} replica(s)"
     )
     started = time.perf_counter()
     history = fit(model, train, config=config.train, strategy=strategy, checkpoint_dir=config.checkpoint_dir)
@@ -184,35 +194,40 @@ def run(config: JobConfig, *, log=print) -> dict[str, float]:
     log(f"weights_sha256={weights_digest(model.network_)}")  # every worker: data parallelism keeps them equal
     if not chief:
         return {}
-    row = metrics.evaluate(model, train, evaluation, config.top_k).iloc[0]
     k = config.top_k
+    seconds_per_epoch = history["examples_per_second"].iloc[1:] if len(history) > 1 else history["examples_per_second"]
     results = {
-        f"ndcg_at_{k}": float(row[f"ndcg@{k}"]),
-        f"precision_at_{k}": float(row[f"precision@{k}"]),
-        f"recall_at_{k}": float(row[f"recall@{k}"]),
-        f"map_at_{k}": float(row[f"map@{k}"]),
         "epochs": len(history),
         "train_seconds": train_seconds,
-        "examples_per_second": float(history["examples_per_second"].iloc[1:].mean())
-        if len(history) > 1
-        else float(history["examples_per_second"].iloc[0]),
+        "examples_per_second": float(seconds_per_epoch.mean()),
     }
+    if evaluate and evaluation is not None:
+        row = metrics.evaluate(model, train, evaluation, k).iloc[0]
+        results = {
+            f"ndcg_at_{k}": float(row[f"ndcg@{k}"]),
+            f"precision_at_{k}": float(row[f"precision@{k}"]),
+            f"recall_at_{k}": float(row[f"recall@{k}"]),
+            f"map_at_{k}": float(row[f"map@{k}"]),
+            **results,
+        }
     for name, value in results.items():  # Katib's StdOut collector reads these lines
         log(f"{name}={value:.6g}")
     if config.metrics_path:
         Path(config.metrics_path).parent.mkdir(parents=True, exist_ok=True)
         Path(config.metrics_path).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-    if config.model_dir:
+    model_dir = model_dir or config.model_dir
+    if model_dir:
         from recsys_workshop import export
 
         metadata = {
             "dataset": config.dataset,
-            "metrics": {f"ndcg@{k}": results[f"ndcg_at_{k}"], f"precision@{k}": results[f"precision_at_{k}"]},
+            "metrics": {name.replace("_at_", "@"): value for name, value in results.items() if "_at_" in name},
             "evaluated_on": config.objective,
             "train_config": dataclasses.asdict(config.train),
             "job_config": config.to_dict(),
         }
-        path = export.export_model(model, config.model_dir, metadata=metadata)
+        path = export.export_model(model, model_dir, metadata=metadata)
+        results["exported"] = str(path)
         log(f"exported {path}")
     return results
 

@@ -1,0 +1,185 @@
+"""The logic of the pipeline's steps (:mod:`recsys_workshop.pipelines`), as plain tested functions.
+
+A KFP component runs its function body in a fresh process where ``kfp.dsl`` is reduced to the runtime
+types, so this module must not import the module that declares the components: each component calls
+one ``step_*`` function from here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+METRIC = "ndcg@10"
+COLUMNS = {"user_id": "int64", "item_id": "int64", "rating": "float64", "timestamp": "int64"}
+
+
+class ValidationFailed(ValueError):
+    """The data did not pass a validation step; the message is the report."""
+
+
+# ---------------------------------------------------------------------------------------------- step logic
+
+
+def step_ingest(dataset: str, ratings_csv: str, out_path: str) -> dict[str, int]:
+    """Write the ratings to ``out_path`` (CSV): MovieLens ``dataset`` through the workshop loader, or a
+    CSV of your own (``ratings_csv``: columns user_id, item_id, rating, timestamp)."""
+    import pandas as pd
+
+    from recsys_workshop import data
+
+    if ratings_csv:
+        ratings = pd.read_csv(ratings_csv)
+    else:
+        ratings = data.load_ratings(dataset, progress=False)
+    ratings.to_csv(out_path, index=False)
+    return {"rows": len(ratings), "columns": len(ratings.columns)}
+
+
+def read_ratings(path: str):
+    """A ratings CSV written by a pipeline step, with the workshop's column types where they fit."""
+    import pandas as pd
+
+    frame = pd.read_csv(path)
+    for column, dtype in COLUMNS.items():
+        if column in frame and frame[column].notna().all():
+            try:
+                frame[column] = frame[column].astype(dtype)
+            except (TypeError, ValueError):
+                pass  # left as read: the validation step reports the wrong type
+    return frame
+
+
+def report(title: str, problems: list[str], facts: Mapping[str, Any]) -> str:
+    lines = [f"# {title}: {'FAILED' if problems else 'passed'}", ""]
+    lines += [f"- {key}: {value}" for key, value in facts.items()]
+    if problems:
+        lines += ["", "## Problems", ""] + [f"- {p}" for p in problems]
+    return "\n".join(lines) + "\n"
+
+
+def step_validate(ratings_path: str, report_path: str, rating_min: float, rating_max: float) -> None:
+    """Schema, ranges, missing values, duplicates (:func:`recsys_workshop.data.check_ratings`); raises
+    :class:`ValidationFailed` with the report when anything is wrong."""
+    from recsys_workshop import data
+
+    ratings = read_ratings(ratings_path)
+    problems = data.check_ratings(ratings, rating_range=(rating_min, rating_max))
+    facts = {"rows": f"{len(ratings):,}", "columns": ", ".join(ratings.columns)}
+    if not problems:
+        facts |= {"users": f"{ratings['user_id'].nunique():,}", "items": f"{ratings['item_id'].nunique():,}"}
+    text = report("Data validation", problems, facts)
+    Path(report_path).write_text(text, encoding="utf-8")
+    if problems:
+        raise ValidationFailed(text)
+
+
+def step_split(
+    ratings_path: str, method: str, ratio: float, seed: int, train_path: str, test_path: str, report_path: str
+) -> dict[str, int]:
+    """Split as the training job does (:func:`recsys_workshop.train.job.split_data`), then check the
+    splits for leakage (:func:`recsys_workshop.data.check_split`)."""
+    from recsys_workshop import data
+    from recsys_workshop.train.job import JobConfig, split_data
+
+    ratings = read_ratings(ratings_path)
+    config = JobConfig.from_dict({"split": {"method": method, "ratio": ratio, "seed": seed}})
+    train, test = split_data(config, ratings)
+    problems = data.check_split(train, test)
+    text = report("Split check", problems, {"train": f"{len(train):,}", "test": f"{len(test):,}", "method": method})
+    Path(report_path).write_text(text, encoding="utf-8")
+    if problems:
+        raise ValidationFailed(text)
+    train.to_csv(train_path, index=False)
+    test.to_csv(test_path, index=False)
+    return {"train": len(train), "test": len(test)}
+
+
+def step_train(train_path: str, job_config: str, model_path: str) -> dict[str, Any]:
+    """Train with the job config (JSON) on the pipeline's training split and export version 1 of the
+    model under ``model_path``. Returns the training figures (epochs, seconds)."""
+    from recsys_workshop.train.job import JobConfig, run
+
+    config = JobConfig.from_dict({**json.loads(job_config or "{}"), "model_dir": None, "checkpoint_dir": None})
+    train = read_ratings(train_path)
+    return run(config, train=train, evaluation=None, model_dir=model_path, evaluate=False)
+
+
+def evaluate_version(version_dir: str | os.PathLike[str], train, test, k: int = 10) -> dict[str, float]:
+    """Top-k metrics of an exported version, computed through the model server's own code path
+    (:class:`recsys_workshop.serving.LoadedVersion`): what is measured is what would be served."""
+    import numpy as np
+    import pandas as pd
+
+    from recsys_workshop import metrics
+    from recsys_workshop.serving import LoadedVersion
+
+    version = LoadedVersion.load(version_dir)
+    users = np.sort(test["user_id"].unique())
+    seen = train.groupby("user_id")["item_id"].apply(list).to_dict()
+    items, scores, _ = version.top_k(users, k, [seen.get(int(u), []) for u in users])
+    recs = pd.DataFrame(
+        {
+            "user_id": np.repeat(users, [len(i) for i in items]),
+            "item_id": np.concatenate(items),
+            "score": np.concatenate(scores).astype(float),
+        }
+    )
+    recs["rank"] = recs.groupby("user_id").cumcount() + 1
+    return {name: float(value) for name, value in metrics.ranking_metrics(test, recs, k).items()}
+
+
+def latest_version_dir(base: str | os.PathLike[str]) -> Path | None:
+    from recsys_workshop.export import list_versions
+
+    versions = list_versions(base) if Path(base).is_dir() else []
+    return Path(base) / str(versions[-1]) if versions else None
+
+
+def step_compare(
+    candidate_dir: str, train_path: str, test_path: str, deployed_dir: str, k: int, min_improvement: float
+) -> dict[str, Any]:
+    """Champion vs challenger on the same held-out data: the candidate and the latest deployed version
+    are both evaluated on this run's test split. ``better`` when there is no deployed model, or the
+    candidate's NDCG@k beats it by more than ``min_improvement``."""
+    train, test = read_ratings(train_path), read_ratings(test_path)
+    candidate = evaluate_version(candidate_dir, train, test, k)[f"ndcg@{k}"]
+    deployed_version = latest_version_dir(deployed_dir)
+    if deployed_version is None:
+        return {"better": True, "candidate": candidate, "deployed": None, "reason": "nothing deployed yet"}
+    deployed = evaluate_version(deployed_version, train, test, k)[f"ndcg@{k}"]
+    better = candidate > deployed + min_improvement
+    verdict = "better" if better else "not better"
+    reason = f"candidate ndcg@{k} {candidate:.4f} vs deployed v{deployed_version.name} {deployed:.4f}: {verdict}"
+    return {"better": better, "candidate": candidate, "deployed": deployed, "reason": reason}
+
+
+def step_push(candidate_dir: str, deployed_dir: str, metrics: Mapping[str, float]) -> str:
+    """Copy the candidate into ``deployed_dir`` as the next version (atomically: a temp folder renamed
+    into place), with its metrics in ``metadata.json``. A model server watching the folder serves it."""
+    from recsys_workshop.export import METADATA_FILE, next_version
+
+    base = Path(deployed_dir)
+    base.mkdir(parents=True, exist_ok=True)
+    version = next_version(base)
+    staging = base / f".push-{version}-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        shutil.copytree(candidate_dir, staging)
+        metadata_path = staging / METADATA_FILE
+        metadata = json.loads(metadata_path.read_text(encoding="utf-8"))
+        metadata.update(version=version, metrics={**metadata.get("metrics", {}), **metrics})
+        metadata_path.write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")
+        os.rename(staging, base / str(version))
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return str(base / str(version))
+
+
+def step_evaluate(version_dir: str, train_path: str, test_path: str, k: int) -> dict[str, float]:
+    return evaluate_version(version_dir, read_ratings(train_path), read_ratings(test_path), k)
