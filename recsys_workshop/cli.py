@@ -1,7 +1,10 @@
 """The workshop's main job, end to end in local mode.
 
-``python -m recsys_workshop run`` checks the environment, fetches and verifies the data, executes
-every solution notebook in order (at the scale chosen by ``--scale``) and prints a summary.
+``python -m recsys_workshop run`` checks the environment, fetches and verifies the data, trains the
+reference models, runs the continuous-training pipeline with the KFP local runner (its model goes to
+``artifacts/models/recsys``), starts the serving stack on it (model server + API on loopback),
+queries it and stops it, then executes every solution notebook in order (at the scale chosen by
+``--scale``) and prints a summary.
 ``python -m recsys_workshop data`` only fetches and verifies the data sets.
 """
 
@@ -91,6 +94,40 @@ def model_summary(scale: str) -> pd.DataFrame:  # noqa: F821 - pandas imported l
     return pd.concat(rows, ignore_index=True)[columns]
 
 
+def pipeline_and_stack(scale: str, out_dir: Path) -> dict:
+    """Run the continuous-training pipeline locally (pushing to ``out_dir/models/recsys`` if better),
+    then serve the deployed model and ask the API for a user's recommendations. Returns what it saw."""
+    import json
+
+    from recsys_workshop import pipelines
+    from recsys_workshop.api import local_stack
+    from recsys_workshop.export import list_versions, load_metadata
+    from recsys_workshop.train.job import merge_config
+
+    config = json.loads((REPO / "cluster-setup" / "manifests" / "base" / "train.json").read_text())
+    config = merge_config(config, ["train.verbose=0"] + ([] if scale == "full" else ["train.epochs=2"]))
+    models = out_dir / "models" / "recsys"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    run = pipelines.run_local(out_dir / "pipeline-root", models, job_config=config, log_path=out_dir / "pipeline.log")
+    versions = list_versions(models)
+    metrics_ = load_metadata(models / str(versions[-1]))["metrics"]
+    print(
+        f"  run {run.name}: {time.perf_counter() - started:.0f} s; deployed versions {versions}; "
+        f"latest ndcg@10 {metrics_.get('ndcg@10', float('nan')):.4f} (task logs: {out_dir / 'pipeline.log'})"
+    )
+    with local_stack(models) as stack:
+        answer = stack.get("/recommendations/196?k=5")
+        print(
+            f"  model server {stack.model_url}, API {stack.api_url}: user 196 gets (source {answer['source']}, "
+            f"arm {answer['arm']})"
+        )
+        for item in answer["items"]:
+            print(f"    {item['item_id']:>5}  {item['title'][:50]:<50} {item.get('reason', '')[:40]}")
+    print("  stack stopped")
+    return {"versions": versions, "answer": answer}
+
+
 def _run(args: argparse.Namespace) -> int:
     from recsys_workshop import environment
 
@@ -110,6 +147,8 @@ def _run(args: argparse.Namespace) -> int:
     print(f"\n== Reference models (ml-100k, stratified 75/25, top-10, WORKSHOP_SCALE={args.scale}) ==")
     summary = model_summary(args.scale)
     print(summary.round(4).to_string(index=False))
+    print(f"\n== Continuous training (KFP local runner) and the serving stack, WORKSHOP_SCALE={args.scale} ==")
+    pipeline_and_stack(args.scale, Path(args.artifacts))
     print(f"\n== Labs (solutions, WORKSHOP_SCALE={args.scale}) ==")
     results = run_notebooks(REPO / "solutions", Path(args.output), args.only, args.scale, args.timeout)
     failed = [r["notebook"] for r in results if r["status"] != "ok"]
@@ -141,6 +180,9 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--datasets", nargs="*", default=list(DEFAULT_DATASETS))
     run.add_argument("--output", default=str(REPO / "artifacts" / "notebooks"))
     run.add_argument("--timeout", type=int, default=1800, help="seconds per cell")
+    run.add_argument(
+        "--artifacts", default=str(REPO / "artifacts"), help="pipeline runs and the deployed models/recsys go here"
+    )
     run.set_defaults(func=_run)
     fetch = sub.add_parser("data", help="download (or find) and verify the data sets")
     fetch.add_argument("names", nargs="*", default=list(DEFAULT_DATASETS))

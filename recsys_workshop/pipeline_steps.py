@@ -140,6 +140,14 @@ def latest_version_dir(base: str | os.PathLike[str]) -> Path | None:
     return Path(base) / str(versions[-1]) if versions else None
 
 
+def is_better(candidate: float, deployed: float | None, min_improvement: float = 0.0) -> bool:
+    """The push gate: nothing deployed yet, or the candidate beats the deployed model by more than
+    ``min_improvement`` (a tie is not an improvement: a new version must earn its rollout)."""
+    if min_improvement < 0:
+        raise ValueError("min_improvement must be >= 0")
+    return deployed is None or candidate > deployed + min_improvement
+
+
 def step_compare(
     candidate_dir: str, train_path: str, test_path: str, deployed_dir: str, k: int, min_improvement: float
 ) -> dict[str, Any]:
@@ -152,7 +160,7 @@ def step_compare(
     if deployed_version is None:
         return {"better": True, "candidate": candidate, "deployed": None, "reason": "nothing deployed yet"}
     deployed = evaluate_version(deployed_version, train, test, k)[f"ndcg@{k}"]
-    better = candidate > deployed + min_improvement
+    better = is_better(candidate, deployed, min_improvement)
     verdict = "better" if better else "not better"
     reason = f"candidate ndcg@{k} {candidate:.4f} vs deployed v{deployed_version.name} {deployed:.4f}: {verdict}"
     return {"better": better, "candidate": candidate, "deployed": deployed, "reason": reason}

@@ -26,6 +26,7 @@ here (:func:`job_config_with_best` merges the tuner's best parameters into it).
 
 import json
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -171,6 +172,7 @@ def compile_pipeline(path: str | os.PathLike[str]) -> Path:
     """Write the pipeline as KFP v2 YAML (upload it in the Kubeflow Pipelines UI or with the kfp client)."""
     from kfp import compiler
 
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     compiler.Compiler().compile(training_pipeline, str(path))
     return Path(path)
 
@@ -185,10 +187,22 @@ def job_config_with_best(base: Mapping[str, Any], best_params_path: str | os.Pat
     return dict(base)
 
 
-def run_local(pipeline_root: str | os.PathLike[str], deployed_dir: str | os.PathLike[str], **arguments):
-    """Run :func:`training_pipeline` with the KFP local runner; returns the pipeline task (its
-    ``outputs`` are empty for this pipeline: read the artifacts under ``pipeline_root``). A dict
-    ``job_config`` is serialised for you. Raises ``RuntimeError`` when a task fails."""
+class PipelineFailed(RuntimeError):
+    """A local run failed; the message carries the failing validation report when there is one."""
+
+
+def run_local(
+    pipeline_root: str | os.PathLike[str],
+    deployed_dir: str | os.PathLike[str],
+    *,
+    log_path: str | os.PathLike[str] | None = None,
+    **arguments,
+) -> Path:
+    """Run :func:`training_pipeline` with the KFP local runner and return the run's folder under
+    ``pipeline_root`` (one sub-folder per task, holding its artifacts). A dict ``job_config`` is
+    serialised for you. ``log_path``: send the tasks' (long) output there instead of stdout.
+    Raises :class:`PipelineFailed` when a task fails, with the validation report if that was the cause."""
+    import contextlib
     import warnings
 
     from kfp import local
@@ -197,6 +211,65 @@ def run_local(pipeline_root: str | os.PathLike[str], deployed_dir: str | os.Path
     warnings.filterwarnings("ignore", message="You may be attemping to run a task", category=RuntimeWarning)
     if isinstance(arguments.get("job_config"), Mapping):
         arguments["job_config"] = json.dumps(arguments["job_config"])
-    Path(pipeline_root).mkdir(parents=True, exist_ok=True)
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(Path(pipeline_root).resolve()))
-    return training_pipeline(deployed_dir=str(Path(deployed_dir).resolve()), **arguments)
+    root = Path(pipeline_root).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    before = set(root.iterdir())
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root))
+    with contextlib.ExitStack() as stack:
+        if log_path is not None:
+            log = stack.enter_context(open(log_path, "a", encoding="utf-8"))  # noqa: SIM115 - closed by the stack
+            stack.enter_context(contextlib.redirect_stdout(log))
+        try:
+            training_pipeline(deployed_dir=str(Path(deployed_dir).resolve()), **arguments)
+            failure = None
+        except RuntimeError as error:
+            failure = error
+    runs = sorted(set(root.iterdir()) - before, key=lambda path: path.stat().st_mtime)
+    run_dir = runs[-1] if runs else root
+    if failure is not None:
+        reports = [run_dir / step / "report" for step in ("validate-data", "split-data")]
+        failed = [r.read_text(encoding="utf-8") for r in reports if r.is_file() and "FAILED" in r.read_text()]
+        plain = re.sub(r"\x1b\[[0-9;]*m", "", str(failure))  # KFP colours its messages for a terminal
+        raise PipelineFailed("\n".join([plain, *failed])) from None
+    return run_dir
+
+
+def main(argv=None) -> int:
+    import argparse
+    import sys
+
+    from recsys_workshop.train.job import merge_config
+
+    parser = argparse.ArgumentParser(prog="python -m recsys_workshop.pipelines", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    compile_ = commands.add_parser("compile", help="write the pipeline YAML for Kubeflow Pipelines")
+    compile_.add_argument("output", nargs="?", default="artifacts/pipeline.yaml")
+    run = commands.add_parser("run", help="run the pipeline locally (KFP local runner)")
+    run.add_argument(
+        "--config", default=str(Path(__file__).resolve().parents[1] / "cluster-setup/manifests/base/train.json")
+    )
+    run.add_argument("--deployed-dir", default="artifacts/models/recsys")
+    run.add_argument("--pipeline-root", default="artifacts/pipeline-root")
+    run.add_argument("--best-params", default=None, help="a tuning run's best_params.json to train with")
+    run.add_argument("--ratings-csv", default="", help="your own ratings instead of MovieLens")
+    run.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="job config overrides, e.g. train.epochs=2")
+    args = parser.parse_args(argv)
+    if args.command == "compile":
+        print(compile_pipeline(args.output))
+        return 0
+    try:
+        config = merge_config(json.loads(Path(args.config).read_text(encoding="utf-8")), args.overrides)
+        config = job_config_with_best(config, args.best_params)
+        folder = run_local(args.pipeline_root, args.deployed_dir, job_config=config, ratings_csv=args.ratings_csv)
+    except (OSError, ValueError) as error:  # unreadable config, bad override
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except PipelineFailed as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(f"run folder: {folder}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

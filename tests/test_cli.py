@@ -19,8 +19,11 @@ def test_data_command_verifies_the_datasets():
 
 
 def test_main_job_runs_lab_00_and_prints_a_summary(tmp_path):
-    result = run("run", "--scale", "ci", "--only", "00", "--output", str(tmp_path))
+    result = run("run", "--scale", "ci", "--only", "00", "--output", str(tmp_path), "--artifacts", str(tmp_path / "a"))
     assert result.returncode == 0, result.stdout + result.stderr
+    # the continuous-training pipeline pushed a first version, and the stack served it and stopped
+    assert "deployed versions [1]" in result.stdout and (tmp_path / "a" / "models" / "recsys" / "1").is_dir()
+    assert "user 196 gets (source model" in result.stdout and "stack stopped" in result.stdout
     assert "ml-latest-small" in result.stdout and "verified" in result.stdout
     assert "00_environment_and_data.ipynb" in result.stdout and "1/1 labs ran" in result.stdout
     for model in ("most-popular", "content-based", "item-knn", "mf+bias"):

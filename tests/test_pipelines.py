@@ -108,23 +108,39 @@ def test_a_first_run_pushes_its_model(deployed):
     assert reports and "Data validation: passed" in reports[0].read_text()
 
 
-def test_a_model_that_is_not_better_is_refused(deployed, capfd):
-    pipelines.run_local(deployed / "runs", deployed / "deployed", job_config=WORSE_JOB)
+def test_a_model_that_is_not_better_is_refused(deployed, tmp_path):
+    run = pipelines.run_local(deployed / "runs", deployed / "deployed", job_config=WORSE_JOB, log_path=tmp_path / "log")
     assert list_versions(deployed / "deployed") == [1], "the weaker model must not be pushed"
-    out = capfd.readouterr().out
+    assert (run / "push-model").is_dir() or "push-model" in (tmp_path / "log").read_text()
+    out = (tmp_path / "log").read_text()
     assert "not better" in out and "nothing pushed" in out
 
 
-def test_bad_data_stops_the_run_with_a_readable_report(deployed, tmp_path, capfd):
+def test_bad_data_stops_the_run_with_a_readable_report(deployed, tmp_path):
     ratings = data.load_ratings("ml-100k", progress=False).head(2000)
-    broken = pd.concat([ratings, ratings.head(5)])  # duplicated rows
+    broken = pd.concat([ratings, ratings.head(5)], ignore_index=True)  # duplicated rows
     broken.loc[broken.index[:3], "rating"] = 11.0
     csv = tmp_path / "ratings.csv"
     broken.to_csv(csv, index=False)
-    with pytest.raises(RuntimeError, match="FAILURE"):
-        pipelines.run_local(tmp_path / "runs", deployed / "deployed", ratings_csv=str(csv), job_config=SMALL_JOB)
-    out = capfd.readouterr().out
-    assert "Data validation: FAILED" in out and "duplicate (user_id, item_id) pair(s)" in out
-    assert "value(s) outside [0.5, 5.0]" in out
+    with pytest.raises(pipelines.PipelineFailed) as failed:
+        pipelines.run_local(
+            tmp_path / "runs",
+            deployed / "deployed",
+            ratings_csv=str(csv),
+            job_config=SMALL_JOB,
+            log_path=tmp_path / "log",
+        )
+    message = str(failed.value)
+    assert "Data validation: FAILED" in message and "5 duplicate (user_id, item_id) pair(s)" in message
+    assert "3 value(s) outside [0.5, 5.0] (e.g. 11.0)" in message
+    assert "ValidationFailed" in (tmp_path / "log").read_text(), "the task's traceback went to the log"
     assert not list((tmp_path / "runs").glob("*/train-model")), "nothing after the failed validation ran"
     assert list_versions(deployed / "deployed") == [1]
+
+
+def test_the_command_line_compiles_and_reports_bad_config(tmp_path, capsys):
+    assert pipelines.main(["compile", str(tmp_path / "p.yaml")]) == 0
+    assert yaml.safe_load((tmp_path / "p.yaml").read_text())["pipelineInfo"]["name"] == "recsys-continuous-training"
+    assert pipelines.main(["run", "--deployed-dir", str(tmp_path / "d"), "not-an-override"]) == 2
+    assert "error: expected key=value, got 'not-an-override'" in capsys.readouterr().err
+    assert not (tmp_path / "d").exists(), "nothing ran"

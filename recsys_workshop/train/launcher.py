@@ -77,6 +77,7 @@ class JobResult:
     metrics: dict[str, float]
     logs: dict[str, Path]
     seconds: float
+    peak_mb: float  # the largest resident memory of one worker process, sampled while it ran
 
 
 class LocalJob:
@@ -101,6 +102,7 @@ class LocalJob:
         self.config = config
         self.env = {**os.environ, **(env or {})}
         self.restarts = 0
+        self.peak_mb = 0.0
         self.processes: dict[str, subprocess.Popen] = {}
         self._started = 0.0
 
@@ -156,6 +158,7 @@ class LocalJob:
         """Wait for every process; restart the group from the latest checkpoint when one fails."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
+            self._sample_memory()
             codes = {name: process.poll() for name, process in self.processes.items()}
             failed = [name for name, code in codes.items() if code not in (None, 0)]
             if failed:
@@ -175,11 +178,21 @@ class LocalJob:
                     metrics=read_metrics(self.logs["chief-0"]),
                     logs=self.logs,
                     seconds=time.perf_counter() - self._started,
+                    peak_mb=self.peak_mb,
                 )
             if deadline is not None and time.monotonic() > deadline:
                 self.stop()
                 raise JobFailed(f"the job ran over {timeout:.0f} s and was stopped; logs in {self.workdir / 'logs'}")
             time.sleep(0.2)
+
+    def _sample_memory(self) -> None:
+        import psutil
+
+        for process in self.processes.values():
+            try:
+                self.peak_mb = max(self.peak_mb, psutil.Process(process.pid).memory_info().rss / 2**20)
+            except psutil.Error:  # already gone
+                pass
 
     def run(self, timeout: float | None = None) -> JobResult:
         try:

@@ -1,0 +1,315 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Lab 06: Training at scale, data parallelism and the TFJob
+#
+# **Time:** about 45 minutes.
+#
+# **You will**
+# - see how data-parallel training works: every worker holds the whole model, takes a slice of each
+#   batch, and an *all-reduce* sums the gradients so that every worker applies the same update;
+# - read the `TF_CONFIG` that the Kubeflow Training Operator gives each pod of a TFJob, and build one;
+# - run the workshop's training job as 2 local worker processes under
+#   `tf.distribute.MultiWorkerMirroredStrategy`, check that both end with identical weights and the
+#   same NDCG@10 as one worker, and measure the throughput of 1 and 2 workers;
+# - kill a worker in the middle of training and watch the job resume from its last checkpoint;
+# - read the TFJob manifest that runs the same command on a cluster and, with a cluster, submit it.
+#
+# The training job is `python -m recsys_workshop.train --config job.json`: the same command in this
+# lab, in a Katib trial (lab 07), in the pipeline (lab 08) and in the TFJob's pods.
+
+# %% tags=["parameters"]
+import os
+
+WORKSHOP_SCALE = os.environ.get("WORKSHOP_SCALE", "full")  # "full" or "ci" (the test suite's quick run)
+EPOCHS = 8 if WORKSHOP_SCALE == "full" else 3
+BATCH_SIZE = 1024 if WORKSHOP_SCALE == "full" else 2048  # the *global* batch, shared by the workers
+WORKERS = 2
+RUN_DIR = "artifacts/lab06"  # job configs, logs and checkpoints of this lab's runs
+
+# %%
+import json
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pandas as pd
+from IPython.display import display
+
+from recsys_workshop import kube, selfcheck
+from recsys_workshop.train.job import JobConfig
+from recsys_workshop.train.launcher import LocalJob, cluster_tf_config, tf_configs
+
+shutil.rmtree(RUN_DIR, ignore_errors=True)  # every run of the lab starts afresh
+JOB = JobConfig.from_dict(
+    {
+        "dataset": "ml-100k",
+        "model": {"name": "mf", "n_factors": 32},  # explicit MF: quick to train, easy to compare
+        "split": {"method": "stratified", "ratio": 0.75, "seed": 42},
+        "train": {"epochs": EPOCHS, "batch_size": BATCH_SIZE, "learning_rate": 0.01, "patience": 0, "verbose": 0},
+    }
+)
+print(json.dumps(JOB.to_dict(), indent=1)[:600], "...")
+
+# %% [markdown]
+# ## 1. Data parallelism in one picture
+#
+# ```
+#                 global batch of 2048 ratings (one shuffled epoch, cut in batches)
+#        ┌───────────────────────────────┬───────────────────────────────┐
+#        │ rows 0-1023                   │ rows 1024-2047                │
+#        v                               v                               
+#   chief (worker 0)                worker 1            each holds the whole model
+#   forward + backward              forward + backward
+#   gradient g0                     gradient g1
+#        └───────────── all-reduce: g = g0 + g1 ─────────┘   (over the network, gRPC)
+#   apply g  ─────────── same update on both ───────────  apply g
+# ```
+#
+# Each step, every worker computes the gradient of its half of the batch, the all-reduce sums the
+# halves, and both apply the same update: their weights stay identical, step after step. With the
+# loss of each half divided by the number of workers, the sum is exactly the gradient of the whole
+# batch, so 2 workers follow the same path as 1 (up to floating-point rounding).
+#
+# `tf.distribute.MultiWorkerMirroredStrategy` does the all-reduce. Keras 3's `model.fit` fails under
+# it (keras-team/keras#20585), so `recsys_workshop.train` runs its own loop: `strategy.run(step)` on
+# each worker's slice, `strategy.reduce` for the loss, a checkpoint after every epoch
+# (`recsys_workshop/train/distributed.py`, about 150 lines; read it).
+#
+# **When does it pay?** Data parallelism cuts the compute per worker, but adds an all-reduce per step.
+# It pays when a step's compute is large compared with moving the gradients: big models, big batches,
+# one worker per machine or GPU. You will measure the opposite case too.
+#
+# ## 2. `TF_CONFIG`: how a worker knows its cluster
+#
+# A TFJob with a `Chief` and `Worker` replicas starts one pod per replica. The Training Operator
+# gives each pod an environment variable `TF_CONFIG`: the address of every replica, and which one
+# this pod is. Here is what the chief of a TFJob with one extra worker receives:
+
+# %%
+print(json.dumps(cluster_tf_config("recsys-train", "recsys", workers=1), indent=2))
+
+# %% [markdown]
+# The addresses are the pods' stable DNS names (a headless Service per replica, port 2222). The
+# local launcher does the same with ports on 127.0.0.1.
+#
+# ### Exercise 6.1: build a `TF_CONFIG`
+#
+# Write `tf_config(addresses, task_type, index)`: `addresses` lists the replicas' `host:port`, the
+# chief's first and then the workers'. Return the dict a TFJob would give that replica:
+# `{"cluster": {"chief": [...], "worker": [...]}, "task": {"type": ..., "index": ...},
+# "environment": "cloud"}`. Leave `"worker"` out when there is only the chief. Raise `ValueError`
+# for a task that is not in the cluster (for example worker 3 of a 2-replica job).
+
+# %%
+def tf_config(addresses: list[str], task_type: str, index: int) -> dict:
+    ### BEGIN SOLUTION
+    cluster = {"chief": addresses[:1]}
+    if len(addresses) > 1:
+        cluster["worker"] = addresses[1:]
+    if task_type not in cluster or not 0 <= index < len(cluster[task_type]):
+        raise ValueError(f"{task_type} {index} is not in the cluster {cluster}")
+    return {"cluster": cluster, "task": {"type": task_type, "index": index}, "environment": "cloud"}
+    ### END SOLUTION
+
+
+# %%
+# Self-check
+def _check_tf_config():
+    hosts = ["127.0.0.1:2222", "127.0.0.1:2223", "127.0.0.1:2224"]
+    expected = tf_configs(hosts)  # what the workshop's launcher gives its processes
+    selfcheck.equal(tf_config(hosts, "chief", 0), expected[0], "the chief's TF_CONFIG")
+    selfcheck.equal(tf_config(hosts, "worker", 1), expected[2], "worker 1's TF_CONFIG")
+    selfcheck.equal(tf_config(hosts[:1], "chief", 0), tf_configs(hosts[:1])[0], "a chief alone")
+    try:
+        tf_config(hosts, "worker", 2)
+    except ValueError:
+        pass
+    else:
+        raise AssertionError("worker 2 of a job with 2 workers should raise ValueError")
+
+
+selfcheck.check("6.1", _check_tf_config, hint="The chief is addresses[0], the workers are addresses[1:].")
+
+# %% [markdown]
+# ## 3. One worker, then two
+#
+# `LocalJob(config, workers=n)` writes the config to `job.json`, starts `n` processes of
+# `python -m recsys_workshop.train --config job.json`, each with its `TF_CONFIG`, and waits. The chief
+# evaluates and prints its metrics as `name=value` lines; every worker prints a SHA-256 of its weights.
+
+# %%
+runs = {}
+for workers in (1, WORKERS):
+    runs[workers] = LocalJob(JOB, workers, workdir=f"{RUN_DIR}/workers-{workers}").run(timeout=1800)
+    print(f"{workers} worker(s): {runs[workers].seconds:.0f} s, restarts {runs[workers].restarts}")
+
+
+def weights_digest(log: Path) -> str:
+    return next(line.split("=", 1)[1] for line in log.read_text().splitlines() if line.startswith("weights_sha256="))
+
+
+two = runs[WORKERS]
+digests = {name: weights_digest(log) for name, log in two.logs.items()}
+print({name: digest[:16] + "..." for name, digest in digests.items()})
+print("identical weights on every worker:", len(set(digests.values())) == 1)
+print(Path(two.logs["chief-0"]).read_text().split("replica(s)")[0].splitlines()[-1] + "replica(s)")
+
+# %%
+summary = pd.DataFrame(
+    {
+        f"{n} worker(s)": {
+            "ndcg@10": run.metrics["ndcg_at_10"],
+            "precision@10": run.metrics["precision_at_10"],
+            "examples/s": run.metrics["examples_per_second"],
+            "train seconds": run.metrics["train_seconds"],
+        }
+        for n, run in runs.items()
+    }
+)
+display(summary.round(4))
+
+# %% [markdown]
+# The metrics agree (the two runs saw the same batches; only the order of floating-point additions
+# differs). The throughput does not improve: on this machine both workers share the same CPU cores,
+# and every step now waits for an all-reduce through gRPC. That is the honest result of data
+# parallelism on one small machine. On a cluster each worker has its own node, and a larger model
+# makes each step's compute dominate the all-reduce.
+#
+# ### Exercise 6.2: scaling efficiency
+#
+# *Scaling efficiency* is the speed-up divided by the number of workers: 1.0 is perfect scaling (twice
+# the workers, twice the examples per second), 0.5 means that two workers go as fast as one. Write
+# `scaling_efficiency(throughput_1, throughput_n, n)`; raise `ValueError` if a throughput is not
+# positive or `n < 1`.
+
+# %%
+def scaling_efficiency(throughput_1: float, throughput_n: float, n: int) -> float:
+    ### BEGIN SOLUTION
+    if throughput_1 <= 0 or throughput_n <= 0 or n < 1:
+        raise ValueError("throughputs must be positive and n >= 1")
+    return throughput_n / throughput_1 / n
+    ### END SOLUTION
+
+
+# %%
+# Self-check
+def _check_efficiency():
+    selfcheck.close(scaling_efficiency(1000, 2000, 2), 1.0, what="perfect scaling")
+    selfcheck.close(scaling_efficiency(1000, 1500, 2), 0.75, what="1.5x with 2 workers")
+    selfcheck.close(scaling_efficiency(1000, 4000, 8), 0.5, what="4x with 8 workers")
+    for bad in ((0, 10, 2), (10, 10, 0)):
+        try:
+            scaling_efficiency(*bad)
+        except ValueError:
+            continue
+        raise AssertionError(f"scaling_efficiency{bad} should raise ValueError")
+
+
+selfcheck.check("6.2", _check_efficiency, hint="speed-up = throughput_n / throughput_1; divide by n.")
+efficiency = scaling_efficiency(runs[1].metrics["examples_per_second"], two.metrics["examples_per_second"], WORKERS)
+print(f"scaling efficiency of {WORKERS} workers on this machine: {efficiency:.2f}")
+
+# %% [markdown]
+# ## 4. A worker dies: resume from the checkpoint
+#
+# After every epoch the chief writes a checkpoint (weights, optimizer state, epoch number) to the job's
+# `checkpoint_dir`; on a cluster it is on a persistent volume. When a pod dies, the TFJob's restart
+# policy brings it back; with `MultiWorkerMirroredStrategy` the others cannot continue alone, so the
+# whole group restarts, and resumes from the latest checkpoint: at most one epoch is lost.
+#
+# The launcher behaves the same way. We start 2 workers, wait for the first checkpoint and kill
+# worker 1 with `SIGKILL` (no chance to clean up, like a node that disappears).
+
+# %%
+job = LocalJob(JOB, WORKERS, workdir=f"{RUN_DIR}/killed").start()
+state = Path(RUN_DIR) / "killed" / "checkpoints" / "state.json"
+deadline = time.monotonic() + 900
+while not (state.exists() and json.loads(state.read_text())["history"]):
+    if time.monotonic() > deadline:
+        job.stop()
+        raise TimeoutError("no checkpoint after 15 minutes")
+    time.sleep(0.2)
+os.kill(job.pids["worker-0"], signal.SIGKILL)
+print(f"killed worker-0 (pid {job.pids['worker-0']}) after epoch {len(json.loads(state.read_text())['history'])}")
+killed = job.wait(timeout=1800)
+job.stop()
+print(f"restarts: {killed.restarts}")
+for line in Path(killed.logs["chief-0"]).read_text().splitlines():
+    if line.startswith(("--- attempt", "resumed", "epoch ")):
+        print(line[:110])
+
+# %%
+history = pd.DataFrame(json.loads(state.read_text())["history"], index=pd.RangeIndex(1, EPOCHS + 1, name="epoch"))
+ax = history[["loss", "val_loss"]].plot(marker="o", figsize=(6, 3.5), title="Training across a killed worker")
+ax.set_ylabel("MSE")
+plt.show()
+print(f"ndcg@10 after the kill: {killed.metrics['ndcg_at_10']:.4f}, without it: {two.metrics['ndcg_at_10']:.4f}")
+
+# %% [markdown]
+# The epochs before the kill were not redone: the restarted job read the checkpoint and went on. The
+# data order of each epoch depends only on the seed and the epoch number, so the resumed run trains
+# on the same batches as an uninterrupted one and reaches the same model.
+#
+# ## 5. The same job as a TFJob
+#
+# On a cluster, the TFJob below runs `python -m recsys_workshop.train --config /etc/recsys/train.json`
+# in a `Chief` pod (and, in the GKE overlay, a `Worker` pod too). The config is the ConfigMap made from
+# `cluster-setup/manifests/base/train.json`: the same fields as `JOB` above.
+
+# %%
+docs = kube.kustomize_build(kube.overlay_dir("gke"))
+tfjob = next(d for d in docs if d["kind"] == "TFJob")
+for replica, spec in tfjob["spec"]["tfReplicaSpecs"].items():
+    container = spec["template"]["spec"]["containers"][0]
+    print(f"{replica}: {spec['replicas']} replica(s), restartPolicy {spec['restartPolicy']}, "
+          f"{' '.join(container['command'] + container['args'])}")
+train_json = json.loads(next(d for d in docs if d["kind"] == "ConfigMap")["data"]["train.json"])
+print("model:", train_json["model"], "| checkpoints:", train_json["checkpoint_dir"])
+findings = kube.validate_custom([tfjob])
+print("TFJob valid against the Training Operator's CRD:", not findings, findings)
+
+# %% [markdown]
+# **With a cluster** (`cluster-setup/kind/up` or `gke/up`, lab 05), the next cell applies the overlay's
+# TFJob with `kubectl` and lists its pods; follow them with
+# `kubectl -n recsys get pods -l training.kubeflow.org/job-name=recsys-train -w` and read the chief's
+# log with `kubectl -n recsys logs recsys-train-chief-0`. Without one it says so and does nothing.
+
+# %%
+context = kube.cluster_context(timeout=5)
+if context is not None and context.reachable:
+    kubectl = kube.find_kubectl()
+    overlay = kube.overlay_dir("kind")
+    applied = subprocess.run([kubectl, "apply", "-k", str(overlay)], capture_output=True, text=True, check=False)
+    print(applied.stdout or applied.stderr)
+    pods = subprocess.run(
+        [kubectl, "-n", "recsys", "get", "pods", "-l", "training.kubeflow.org/job-name=recsys-train"],
+        capture_output=True, text=True, check=False,
+    )
+    print(pods.stdout or pods.stderr)
+else:
+    print("No reachable cluster: the TFJob was validated offline above and not submitted.")
+
+# %% [markdown]
+# ## What you saw
+# - Data parallelism: each worker takes a slice of every batch; the all-reduce makes the update the
+#   same everywhere, so the workers stay identical and match single-worker training.
+# - `TF_CONFIG`: the whole cluster and this replica's place in it, as the Training Operator writes it.
+# - On one machine, 2 workers are *slower* than 1: the all-reduce costs more than the compute it
+#   shares. Scale out when the compute per step is large, and measure.
+# - Checkpoints every epoch to a shared volume turn a lost worker into a restart that costs at most
+#   one epoch.
+# - The TFJob runs the very same command with the very same config.
+#
+# **Next:** lab 07, hyper-parameter tuning: many runs of this job with different settings.
