@@ -47,7 +47,10 @@ def test_a_rendered_trial_gives_a_valid_job_config():
 
 
 def test_the_grid_covers_every_point_once():
-    space = (tune.Parameter("model.n_factors", choices=(8, 16)), tune.Parameter("train.learning_rate", low=0.001, high=0.003, step=0.001))
+    space = (
+        tune.Parameter("model.n_factors", choices=(8, 16)),
+        tune.Parameter("train.learning_rate", low=0.001, high=0.003, step=0.001),
+    )
     assert space[1].grid() == [0.001, 0.002, 0.003]
     study = optuna.create_study(direction="maximize", sampler=tune.sampler("grid", space))
     study.optimize(lambda t: tune._suggest(t, space[0]) * tune._suggest(t, space[1]), n_trials=6)
@@ -83,6 +86,8 @@ def test_local_tuning_runs_the_training_entrypoint(tmp_path):
     assert job["objective"] == "validation" and job["model_dir"] is None
     best = json.loads((tmp_path / "best_params.json").read_text())
     assert best["value"] == study.best_value and best["trials"] == 2
-    assert tune.best_overrides(tmp_path / "best_params.json") == [f"model.n_factors={study.best_params['model.n_factors']}"]
+    assert tune.best_overrides(tmp_path / "best_params.json") == [
+        f"model.n_factors={study.best_params['model.n_factors']}"
+    ]
     fig = tune.plot_study(study)
     assert len(fig.axes) == 2 and len(fig.axes[0].lines) >= 1

@@ -1,0 +1,421 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Lab 09: serving a recommender with KServe
+#
+# **Time:** about 45 minutes.
+#
+# **You will**
+# - export two trained models as *versions* of one TensorFlow SavedModel, the layout TensorFlow Serving
+#   and KServe read (`<base>/1/`, `<base>/2/`), with a top-k signature, a scoring signature and metadata;
+# - start the workshop's model server (a KServe predictor) on this machine and query it with `requests`
+#   and with `curl`, in TensorFlow Serving's REST protocol (the *V1 protocol*);
+# - pin a version per request, switch the default version and roll back without a restart, and watch
+#   the server refuse a broken version while the old one keeps serving;
+# - call the same model over gRPC (the Open Inference Protocol) and compare the two wires;
+# - read the cluster side: the InferenceService that runs this server, one that runs TensorFlow Serving
+#   on the same files, and a canary rollout that sends 10% of the traffic to a new version.
+#
+# Up to now a model lived inside a notebook. In production it lives behind a network API, owned by a
+# server process that loads it once and answers many clients. The API layer of lab 10 is one of them.
+
+# %% tags=["parameters"]
+import os
+
+WORKSHOP_SCALE = os.environ.get("WORKSHOP_SCALE", "full")  # "full" or "ci"
+DATASET = "ml-100k"
+K = 10
+USER_ID = 196  # the user we follow through the lab
+N_FACTORS = {"full": 32, "ci": 8}[WORKSHOP_SCALE]
+EPOCHS = {"full": 10, "ci": 1}[WORKSHOP_SCALE]
+BATCH_SIZE = {"full": 1024, "ci": 8192}[WORKSHOP_SCALE]
+LEARNING_RATE = {"full": 5e-3, "ci": 2e-2}[WORKSHOP_SCALE]
+N_TIMED_REQUESTS = {"full": 200, "ci": 20}[WORKSHOP_SCALE]  # per protocol, for the REST vs gRPC comparison
+MODEL_DIR = "artifacts/09_serving/models"  # the base folder of the versions (emptied at the start)
+
+# %%
+import contextlib
+import json
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import requests
+import yaml
+from IPython.display import display
+
+from recsys_workshop import data, export, kube, metrics, selfcheck, serving
+from recsys_workshop.models.mf import MatrixFactorization
+from recsys_workshop.models.triplet import TripletModel
+from recsys_workshop.train import TrainConfig
+
+base_dir = Path(MODEL_DIR)
+shutil.rmtree(base_dir, ignore_errors=True)  # start from version 1 every time the lab runs
+ratings = data.load_ratings(DATASET)
+items = data.load_items(DATASET)
+train, test = data.random_split(ratings, 0.9, seed=42)
+titles = items.set_index("item_id")["title"]
+print(f"{len(train):,} training and {len(test):,} test ratings")
+
+# %% [markdown]
+# ## 1. Two versions of a model
+#
+# Version 1 is a matrix factorisation trained on the ratings (lab 02); version 2 a BPR model trained to
+# *rank* (lab 03). Both learned one vector per user and one per film, so both answer "top-k for user u"
+# with one matrix product: that is what the export keeps.
+
+# %%
+config = TrainConfig(epochs=EPOCHS, batch_size=BATCH_SIZE, learning_rate=LEARNING_RATE, patience=2, verbose=0)
+candidates = {
+    "mf": MatrixFactorization(N_FACTORS, seed=1),
+    "bpr": TripletModel(N_FACTORS, loss="bpr", seed=1),
+}
+for name, model in candidates.items():
+    model.fit(train, config=config)
+    ndcg = metrics.ndcg_at_k(test, model.recommend(test["user_id"].unique(), K), K)
+    path = export.export_model(
+        model,
+        base_dir,
+        metadata={"dataset": DATASET, "metrics": {f"ndcg@{K}": ndcg}, "train_config": vars(config)},
+    )
+    print(f"{name}: NDCG@{K} {ndcg:.3f} -> exported as version {path.name} ({path})")
+
+# %% [markdown]
+# `export_model` wrote each version into a hidden temporary folder beside the target and renamed it
+# into place only once complete, so a server scanning `base_dir` never sees half a model. The next
+# export would be version 3. A version folder holds a standard SavedModel plus our `metadata.json`:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+print("versions:", export.list_versions(base_dir), "next:", export.next_version(base_dir))
+for entry in sorted((base_dir / "1").iterdir()):
+    print(f"  1/{entry.name}{'/' if entry.is_dir() else ''}")
+meta = export.load_metadata(base_dir / "2")
+print({key: meta[key] for key in ("model", "version", "dataset", "n_users", "n_items")})
+# Expected output:
+# versions: [1, 2] next: 3
+#   1/assets/
+#   1/fingerprint.pb
+#   1/metadata.json
+#   1/saved_model.pb
+#   1/variables/
+# {'model': 'TripletModel', 'version': 2, 'dataset': 'ml-100k', 'n_users': 943, 'n_items': 1664}
+
+# %% [markdown]
+# The SavedModel carries its own *signatures*: typed functions that any TensorFlow runtime (TensorFlow
+# Serving in a cluster, this notebook) can call without our Python code. `serving_default` takes user
+# ids and `k` and returns item ids, scores and `known` (false for a user the model never saw: they get
+# the most popular films). Call it directly:
+
+# %%
+import tensorflow as tf
+
+loaded = tf.saved_model.load(str(base_dir / "2"))
+signature = loaded.signatures["serving_default"]
+print("inputs: ", signature.structured_input_signature[1])
+print("outputs:", signature.structured_outputs)
+out = signature(user_id=tf.constant([USER_ID, 999_999], tf.int64), k=tf.constant(5, tf.int32))
+print("known:", out["known"].numpy())
+print(pd.DataFrame({"item_id": out["item_ids"].numpy()[0], "score": out["scores"].numpy()[0]}))
+
+# %% [markdown]
+# ## 2. The model server
+#
+# `python -m recsys_workshop.serving --model-dir <base>` is a KServe *predictor*: a `kserve.Model`
+# subclass served by KServe's `ModelServer`, the very container the cluster runs. It loads each version
+# once, reads the user and item vectors out of the SavedModel, and answers every request with numpy
+# (one matrix product and a partial sort for all the users of a request): no TensorFlow call per
+# request, which is what makes it fast (`bench/serving_protocols.py`). It serves the highest version.
+#
+# `serving.local_server` starts it as a separate process on free ports of the loopback interface
+# (127.0.0.1: reachable from this machine only), waits until the model is ready, and stops it when we
+# close it at the end of the lab.
+
+# %%
+stack = contextlib.ExitStack()
+server = stack.enter_context(serving.local_server(base_dir))
+print("REST:", server.url, " gRPC:", server.grpc_target)
+print(requests.get(f"{server.url}/v1/models/recsys", timeout=5).json())
+
+# %% [markdown]
+# The V1 protocol is TensorFlow Serving's REST API: `POST /v1/models/<name>:predict` with a JSON body
+# `{"instances": [...]}`, one instance per question; the answer is `{"predictions": [...]}`, one per
+# instance, in order.
+
+# %%
+body = {"instances": [{"user_id": USER_ID, "k": 5}, {"user_id": 999_999, "k": 3}]}
+answer = requests.post(server.predict_url, json=body, timeout=10)
+print(answer.status_code, "served by version", answer.headers["x-model-version"])
+for prediction in answer.json()["predictions"]:
+    print(prediction["user_id"], "known" if prediction["known"] else "unknown (popular films)")
+    for item_id, score in zip(prediction["item_ids"], prediction["scores"], strict=True):
+        print(f"    {score:8.3f}  {titles[item_id]}")
+
+# %% [markdown]
+# A recommender should not suggest what the user already rated. The server knows nothing of the
+# history (it only has vectors), so the caller says what to leave out: an instance may carry
+# `"exclude": [item ids]`.
+#
+# ### Exercise 9.1: a V1 request body
+#
+# Write `v1_request_body(user_ids, k, history)` that returns the body asking for `k` recommendations for
+# each user of `user_ids` (in that order), each instance excluding the items that user has in `history`
+# (a DataFrame with `user_id` and `item_id`), as a sorted list of Python ints. A user without history
+# gets `"exclude": []`.
+
+# %%
+def v1_request_body(user_ids, k, history):
+    ### BEGIN SOLUTION
+    seen = history.groupby("user_id")["item_id"].apply(lambda s: sorted(int(i) for i in s.unique()))
+    return {
+        "instances": [
+            {"user_id": int(user), "k": int(k), "exclude": seen.get(user, [])} for user in user_ids
+        ]
+    }
+    ### END SOLUTION
+
+
+# %%
+# Self-check
+def _check_body() -> None:
+    history = pd.DataFrame({"user_id": [7, 7, 3, 7], "item_id": [30, 10, 5, 10]})
+    selfcheck.equal(
+        v1_request_body([7, 3, 11], 4, history),
+        {
+            "instances": [
+                {"user_id": 7, "k": 4, "exclude": [10, 30]},
+                {"user_id": 3, "k": 4, "exclude": [5]},
+                {"user_id": 11, "k": 4, "exclude": []},
+            ]
+        },
+        "the body",
+    )
+    json.dumps(v1_request_body([USER_ID], K, train))  # plain Python types only: it must travel as JSON
+    users = train["user_id"].unique()[:3].tolist()
+    answer = requests.post(server.predict_url, json=v1_request_body(users, K, train), timeout=10)
+    assert answer.status_code == 200, answer.text
+    for user, prediction in zip(users, answer.json()["predictions"], strict=True):
+        seen = set(train.loc[train["user_id"] == user, "item_id"])
+        assert len(prediction["item_ids"]) == K and not seen & set(prediction["item_ids"]), "a seen film came back"
+
+
+selfcheck.check(
+    "9.1",
+    _check_body,
+    hint="Group the history by user_id, turn each user's item ids into a sorted list of int; then one "
+    'dict {"user_id": ..., "k": ..., "exclude": ...} per user, in the order of user_ids.',
+)
+
+# %% [markdown]
+# The same request from a shell, with `curl`, as you would test a server in a cluster (through
+# `kubectl port-forward`). Anything that speaks HTTP and JSON is a client.
+
+# %%
+curl = subprocess.run(
+    ["curl", "--silent", "--show-error", "--max-time", "10", "-X", "POST", server.predict_url,
+     "-H", "Content-Type: application/json", "-d", json.dumps({"instances": [{"user_id": USER_ID, "k": 3}]})],
+    capture_output=True, text=True, check=True,
+)
+print(curl.stdout)
+
+# %% [markdown]
+# A malformed request is the client's fault: the server answers `400 Bad Request` with the reason, and
+# never a stack trace.
+
+# %%
+for bad in ({"instances": [{"user_id": "196"}]}, {"instances": [{"user_id": USER_ID, "k": 0}]}, [USER_ID]):
+    reply = requests.post(server.predict_url, json=bad, timeout=10)
+    print(reply.status_code, reply.json()["error"])
+
+# %% [markdown]
+# ## 3. Versions, switching and rolling back
+#
+# The server knows every version under its base folder. A request can pin one (header
+# `X-Model-Version`, query `?version=` or `"version"` in the body); otherwise the *active* version
+# answers. `POST .../versions/{v}:activate` changes the active version and `POST ...:rollback` goes back to
+# the previous one, both without a restart: the versions stay loaded in memory, so a switch is instant.
+
+# %%
+versions_url = f"{server.url}/v1/models/recsys/versions"
+display(pd.DataFrame(requests.get(versions_url, timeout=5).json()["versions"]))
+question = {"instances": [{"user_id": USER_ID, "k": 5}]}
+for version in (1, 2):
+    reply = requests.post(server.predict_url, json=question, headers={"X-Model-Version": str(version)}, timeout=10)
+    print(f"version {version}:", [titles[i] for i in reply.json()["predictions"][0]["item_ids"]])
+
+# %%
+print(requests.post(f"{versions_url}/1:activate", timeout=30).json())
+print("now answering:", requests.post(server.predict_url, json=question, timeout=10).json()["predictions"][0]["version"])
+
+# %% [markdown]
+# ### Exercise 9.2: roll back
+#
+# Version 1 is now live, and (say) the click-through rate drops; the offline metrics in the versions table
+# agreed (at full size, BPR's NDCG@10 is about four times the rating model's). Write `rollback(server_url,
+# model_name="recsys")`: send the rollback request (`POST <server_url>/v1/models/<model_name>:rollback`),
+# raise an error if the server refused (`response.raise_for_status()`), and return the version that is
+# active afterwards (the `"active"` field of the JSON answer), as an `int`.
+
+# %%
+def rollback(server_url, model_name="recsys"):
+    ### BEGIN SOLUTION
+    response = requests.post(f"{server_url}/v1/models/{model_name}:rollback", timeout=30)
+    response.raise_for_status()
+    return int(response.json()["active"])
+    ### END SOLUTION
+
+
+# %%
+# Self-check
+def _check_rollback() -> None:
+    requests.post(f"{versions_url}/1:activate", timeout=30).raise_for_status()  # the state the exercise starts from
+    selfcheck.equal(rollback(server.url), 2, "the version active after the rollback")
+    served = requests.post(server.predict_url, json=question, timeout=10).json()["predictions"][0]["version"]
+    selfcheck.equal(served, 2, "the version that answers after the rollback")
+
+
+selfcheck.check(
+    "9.2",
+    _check_rollback,
+    hint="requests.post(f'{server_url}/v1/models/{model_name}:rollback'), then response.raise_for_status(), "
+    "then int(response.json()['active']).",
+)
+
+# %% [markdown]
+# What if the new version is broken: a truncated upload, a model exported by an incompatible
+# TensorFlow? Simulate one: version 3 whose `saved_model.pb` is garbage. The server tries to load it,
+# refuses the switch with `409 Conflict` and the reason, and version 2 keeps answering.
+
+# %%
+broken = base_dir / "3"
+broken.mkdir()
+(broken / "saved_model.pb").write_bytes(b"this is not a SavedModel")
+(broken / "metadata.json").write_text("{}")
+refused = requests.post(f"{versions_url}/3:activate", timeout=30)
+print(refused.status_code, refused.json()["error"][:100])
+print("still answering:", requests.post(server.predict_url, json=question, timeout=10).json()["predictions"][0]["version"])
+display(pd.DataFrame(requests.get(versions_url, timeout=5).json()["versions"])[["version", "status", "model"]])
+
+# %% [markdown]
+# ## 4. gRPC
+#
+# TensorFlow Serving's other selling point was gRPC: a binary protocol (Protocol Buffers over HTTP/2)
+# with a typed schema, instead of JSON text. KServe speaks the *Open Inference Protocol* (v2) over gRPC:
+# named, typed tensors in and out. Our server listens for it on a second port; `serving.GrpcClient`
+# sends `user_id` (INT64) and `k` and gets `item_ids`, `scores` and `known` back as arrays.
+
+# %%
+grpc_client = serving.GrpcClient(server.grpc_target)
+stack.callback(grpc_client.close)
+reply = grpc_client.predict([USER_ID, 999_999], k=5)
+rest = requests.post(server.predict_url, json={"instances": [{"user_id": u, "k": 5} for u in (USER_ID, 999_999)]},
+                     timeout=10).json()["predictions"]
+print("gRPC:", reply["item_ids"].tolist(), "version", reply["version"])
+print("REST:", [p["item_ids"] for p in rest])
+assert reply["item_ids"].tolist() == [p["item_ids"] for p in rest], "the same model answers on both wires"
+
+# %% [markdown]
+# Which wire is faster for one small request? Time the same top-10 question on both (one client, one
+# request at a time; the numbers depend on your machine and on what else runs on it).
+# `bench/serving_protocols.py` measures it properly, with percentiles and concurrency.
+
+# %%
+session = requests.Session()
+stack.callback(session.close)
+timings = {"REST (JSON over HTTP/1.1)": [], "gRPC (protobuf over HTTP/2)": []}
+for _ in range(N_TIMED_REQUESTS):
+    start = time.perf_counter()
+    session.post(server.predict_url, json={"instances": [{"user_id": USER_ID, "k": K}]}, timeout=10).json()
+    timings["REST (JSON over HTTP/1.1)"].append(time.perf_counter() - start)
+    start = time.perf_counter()
+    grpc_client.predict([USER_ID], k=K)
+    timings["gRPC (protobuf over HTTP/2)"].append(time.perf_counter() - start)
+for wire, seconds in timings.items():
+    print(f"{wire:28s} median {1000 * np.median(seconds):5.2f} ms   p95 {1000 * np.percentile(seconds, 95):5.2f} ms")
+
+# %% [markdown]
+# ## 5. In the cluster: InferenceServices and a canary
+#
+# In Kubernetes the same server runs as a KServe **InferenceService** (`serving.kserve.io/v1beta1`):
+# you declare the predictor, KServe creates the Deployment, the Service (`recsys-model-predictor`) and
+# the probes. The workshop's manifest file holds three of them:
+
+# %%
+manifest = kube.MANIFESTS_DIR / "base" / "model-server.yaml"
+documents = [doc for doc in yaml.safe_load_all(manifest.read_text()) if doc]
+rows = []
+for doc in documents:
+    predictor = doc["spec"]["predictor"]
+    annotations = doc["metadata"].get("annotations", {})
+    rows.append({
+        "name": doc["metadata"]["name"],
+        "runs": "custom container" if "containers" in predictor else f"model format {predictor['model']['modelFormat']['name']}",
+        "mode": annotations.get("serving.kserve.io/deploymentMode"),
+        "canaryTrafficPercent": predictor.get("canaryTrafficPercent"),
+        "in the default build": annotations.get("config.kubernetes.io/local-config") != "true",
+    })
+display(pd.DataFrame(rows))
+
+# %% [markdown]
+# - **`recsys-model`**: our server as a *custom predictor* (`python -m recsys_workshop.serving --host
+#   0.0.0.0`), in raw deployment mode (a plain Deployment and Service; no Knative). It reads the versions
+#   from a volume: export a version 3 there and activate it exactly as you did above.
+# - **`recsys-model-tf`**: the same folder served by **TensorFlow Serving** (`modelFormat: tensorflow`),
+#   which calls the SavedModel's `serving_default` signature for every request. No code of ours runs in
+#   it; it is the baseline our server is benchmarked against.
+# - **`recsys-model-canary`**: a **canary rollout**. When you change an InferenceService's predictor (here
+#   to `--version 2`) with `canaryTrafficPercent: 10`, KServe keeps the last good revision and sends 10% of
+#   the requests to the new one. Watch its metrics; promote by removing the field (100%) or roll back by
+#   setting it to 0. Splitting traffic between revisions needs KServe's Serverless mode (Knative), which
+#   the workshop's clusters do not install: without it, A/B testing happens in the API layer (lab 10),
+#   which pins a version per request with `X-Model-Version`.
+#
+# The two examples carry kustomize's `config.kubernetes.io/local-config` annotation, so the build that
+# `kubectl apply -k` sends contains only the first:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+built = kube.kustomize_build(kube.overlay_dir("kind"))
+print([d["metadata"]["name"] for d in built if d["kind"] == "InferenceService"])
+canary = next(d for d in documents if d["metadata"]["name"] == "recsys-model-canary")
+print("canary:", canary["spec"]["predictor"]["canaryTrafficPercent"], "% to", canary["spec"]["predictor"]["containers"][0]["args"][-2:])
+print("schema findings:", kube.validate_custom(documents))
+# Expected output:
+# ['recsys-model']
+# canary: 10 % to ['--version', '2']
+# schema findings: []
+
+# %% [markdown]
+# ## 6. Stop the server
+#
+# Closing the stack stops the server process (SIGTERM, then a kill if it does not exit in time) and the
+# gRPC channel.
+
+# %%
+stack.close()
+print("server exit code:", server.process.poll())
+
+# %% [markdown]
+# ## What you have seen
+#
+# - A model leaves the notebook as a versioned SavedModel with signatures and metadata; an export is
+#   atomic, and versions are never overwritten.
+# - A KServe predictor answers TensorFlow Serving's V1 REST protocol and the Open Inference Protocol over
+#   gRPC; bad requests get a 400 with a reason.
+# - Version pinning, switching and rollback need no restart, and a broken version never replaces a good one.
+# - In a cluster, an InferenceService runs the same server; TensorFlow Serving can serve the same files;
+#   a canary sends a share of the traffic to a new version.
+#
+# Next, lab 10 puts an API with business logic (history filter, cold start, diversity, A/B between these
+# versions) and a web page in front of this server.
