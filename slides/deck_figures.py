@@ -425,20 +425,15 @@ def comparison_table(ctx: Context) -> Result:
     )
 
 
-def bench_recsys101(ctx: Context) -> Result:
-    path = BENCH_RESULTS / "recsys101.json"
+def _bench_table(name: str, script: str, wanted: list[tuple[str, str]], minutes: str) -> Result:
+    """A table of ``bench/results/<name>.json``: one row per model, one column per (protocol, metric)."""
+    path = BENCH_RESULTS / f"{name}.json"
     if not path.is_file():
         return Pending(
-            "This table is read from bench/results/recsys101.json, written by `python bench/recsys101.py` "
-            "(about 10 minutes on 2 cores): test RMSE and top-10 metrics under two published protocols, averaged "
-            "over seeds. It appears here the next time the deck is built after that run."
+            f"This table is read from bench/results/{name}.json, written by `python {script}` ({minutes}). "
+            "It appears here the next time the deck is built after that run."
         )
     records = json.loads(path.read_text())
-    wanted = [
-        ("strata2018-explicit", "rmse"),
-        ("msr-stratified-75", "ndcg@10"),
-        ("msr-stratified-75", "map"),
-    ]
     models: list[str] = []
     values: dict[tuple[str, str, str], str] = {}
     for record in records:
@@ -448,7 +443,8 @@ def bench_recsys101(ctx: Context) -> Result:
         if record["model"] not in models:
             models.append(record["model"])
         std = record.get("std")
-        text = f"{record['value']:.4f}" + (f" ± {std:.4f}" if std else "")
+        digits = 4 if abs(record["value"]) < 10 else 0
+        text = f"{record['value']:.{digits}f}" + (f" ± {std:.{digits}f}" if std else "")
         values[(record["model"], *key)] = text
     header = ["model"] + [f"{metric} ({protocol})" for protocol, metric in wanted]
     rows = [[m] + [values.get((m, p, metric), "–") for p, metric in wanted] for m in models]
@@ -456,8 +452,29 @@ def bench_recsys101(ctx: Context) -> Result:
     seeds = max((len(r.get("seeds", [])) for r in records), default=0)
     return Table(
         _html_table(header, rows),
-        f"bench/results/recsys101.json (commit {commit}, {seeds} seed(s)); bench/recsys101.py describes the protocols",
+        f"bench/results/{name}.json (commit {commit}, up to {seeds} seed(s)); {script} describes the protocols",
     )
+
+
+def bench_recsys101(ctx: Context) -> Result:
+    wanted = [("strata2018-explicit", "rmse"), ("msr-stratified-75", "ndcg@10"), ("msr-stratified-75", "map")]
+    return _bench_table("recsys101", "bench/recsys101.py", wanted, "about 10 minutes on 2 cores")
+
+
+def bench_deep(ctx: Context) -> Result:
+    wanted = [
+        ("msr-stratified-75", "ndcg@10"),
+        ("msr-stratified-75", "precision@10"),
+        ("ncf-loo-99", "hr@10"),
+        ("ml100k-ua-auc", "auc"),
+        ("strata2018-explicit", "rmse"),
+    ]
+    return _bench_table("deep", "bench/deep.py", wanted, "about an hour on 2 cores")
+
+
+def bench_serving(ctx: Context) -> Result:
+    wanted = [("serving-60s", m) for m in ("requests_per_s", "p50_ms", "p95_ms", "p99_ms", "failures")]
+    return _bench_table("serving", "bench/serving.py", wanted, "about 5 minutes")
 
 
 FIGURES: dict[str, Callable[[Context], Result]] = {
@@ -473,4 +490,6 @@ FIGURES: dict[str, Callable[[Context], Result]] = {
 TABLES: dict[str, Callable[[Context], Result]] = {
     "model_comparison": comparison_table,
     "bench_recsys101": bench_recsys101,
+    "bench_deep": bench_deep,
+    "bench_serving": bench_serving,
 }
