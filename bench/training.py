@@ -48,7 +48,9 @@ def base_config(*overrides: str) -> dict:
 
 def run_job(config: dict, workers: int, workdir: Path):
     result = LocalJob(JobConfig.from_dict(config), workers, workdir=workdir, max_restarts=0).run(timeout=7200)
-    return result, Measurement(seconds=result.seconds, peak_mb=result.peak_mb)
+    measurement = Measurement()
+    measurement.seconds, measurement.peak_mb = result.seconds, result.peak_mb
+    return result, measurement
 
 
 def throughput(results: Results, epochs: int, workdir: Path) -> None:
@@ -73,6 +75,10 @@ def tuning(results: Results, trials: int, seeds: list[int], workdir: Path) -> di
         JobConfig.from_dict(default), workdir=workdir / "study", algorithm="bayesian", n_trials=trials
     )
     record = json.loads((workdir / "study" / "best_params.json").read_text())
+    baseline = study.trials[0]
+    record |= {"baseline_validation_ndcg@10": baseline.value, "baseline_params": baseline.params}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "training-best-params.json").write_text(json.dumps(record, indent=1) + "\n")  # kept even if later fails
     tuned = merge_config(default, tune.best_overrides(workdir / "study" / "best_params.json"))
     for name, config in (("neumf-default", default), ("neumf-tuned", tuned)):
         for seed in seeds:

@@ -169,12 +169,14 @@ def tune_local(
     space: Sequence[Parameter] = SEARCH_SPACE,
     seed: int = 42,
     trial_timeout: float = 1800,
+    baseline: bool = True,
     log=print,
 ):
     """Run ``n_trials`` trials of the training job ``base`` (a :class:`~recsys_workshop.train.job.JobConfig`)
     with Optuna; returns the study. Each trial runs in its own process via
     :class:`~recsys_workshop.train.launcher.LocalJob`; the best parameters go to
-    ``workdir/best_params.json`` (see :func:`save_best`)."""
+    ``workdir/best_params.json`` (see :func:`save_best`). ``baseline``: trial 0 is ``base``'s own values
+    (when they lie in the space), so the study reports how much tuning gained over the default."""
     import optuna
 
     from recsys_workshop.train.job import JobConfig, merge_config
@@ -183,6 +185,10 @@ def tune_local(
     workdir = Path(workdir)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="maximize", sampler=sampler(algorithm, space, seed), study_name=algorithm)
+    if baseline and algorithm != "grid":  # a grid enumerates its own points
+        current = _lookup(base.to_dict(), space)
+        if current is not None:
+            study.enqueue_trial(current)
 
     def objective(trial):
         values = {p.key: _suggest(trial, p) for p in space}
@@ -203,6 +209,22 @@ def tune_local(
     study.optimize(objective, n_trials=n_trials)
     save_best(study, workdir / "best_params.json", algorithm=algorithm)
     return study
+
+
+def _lookup(config: Mapping[str, Any], space: Sequence[Parameter]) -> dict | None:
+    """The values ``config`` has for the parameters of ``space``, or None if one is missing or outside it."""
+    values = {}
+    for p in space:
+        node: Any = config
+        for part in p.key.split("."):
+            if not isinstance(node, Mapping) or part not in node:
+                return None
+            node = node[part]
+        inside = node in p.choices if p.choices else isinstance(node, int | float) and p.low <= node <= p.high
+        if not inside:
+            return None
+        values[p.key] = node
+    return values
 
 
 def save_best(study, path: str | os.PathLike[str], *, algorithm: str) -> dict:

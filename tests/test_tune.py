@@ -91,3 +91,17 @@ def test_local_tuning_runs_the_training_entrypoint(tmp_path):
     ]
     fig = tune.plot_study(study)
     assert len(fig.axes) == 2 and len(fig.axes[0].lines) >= 1
+
+
+def test_the_default_config_is_trial_zero_when_it_lies_in_the_space():
+    base = json.loads(tune.MANIFEST.with_name("train.json").read_text())
+    assert tune._lookup(base, tune.SEARCH_SPACE) == {
+        "model.n_factors": 32,
+        "model.mlp_layers": "64-32-16",
+        "train.learning_rate": 0.001,
+        "model.l2": 0.0,
+        "model.n_negatives": 4,
+    }
+    outside = merge_config(base, ["model.n_factors=12"])
+    assert tune._lookup(outside, tune.SEARCH_SPACE) is None, "12 is not a choice: no baseline trial"
+    assert tune._lookup({"model": {}}, tune.SEARCH_SPACE) is None
