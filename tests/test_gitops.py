@@ -528,7 +528,10 @@ def test_the_test_job_runs_the_readme_test_command(workflow):
     assert "requirements/lock.txt" in python["with"]["cache-dependency-path"]
     chromium = next(s for s in job["steps"] if "chromium" in s.get("run", ""))
     assert "apt-get install" in chromium["run"]
-    assert job["steps"][-1]["run"] == "bash .ci/run"
+    runs = [s["run"] for s in job["steps"] if "run" in s]
+    assert runs[-1] == "bash .ci/run", "the tests are the last thing the job runs"
+    [keep] = steps(job, "actions/upload-artifact")
+    assert keep["if"] == "always()" and keep["with"]["path"] == "tests/artifacts/", "screenshots kept, even on failure"
     # .ci/run's command is the README's: `make test`
     ci_run = [line.strip() for line in (REPO / ".ci" / "run").read_text().splitlines() if line.strip()]
     assert ci_run[-1] == "make test"
