@@ -168,7 +168,7 @@ def built(tmp_path_factory) -> Path:
     return out
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")  # not session: one sync Playwright at a time (test_ui_browser opens its own)
 def browser(built):
     from playwright.sync_api import sync_playwright
 
