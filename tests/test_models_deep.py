@@ -175,3 +175,18 @@ def test_pair_scores_match_full_rows_for_network_models():
     np.testing.assert_allclose(
         hybrid.score(who, what), rows[np.arange(3), hybrid.item_columns(what)], rtol=1e-5, atol=1e-5
     )
+
+
+def test_hybrid_l2_penalises_exactly_the_id_embeddings_and_biases():
+    from recsys_workshop.models.hybrid import build_hybrid
+
+    plain = build_hybrid(10, 12, 3, 4, n_factors=4, hidden=(8,), seed=0)
+    assert not plain.losses
+    l2 = 1e-2
+    network = build_hybrid(10, 12, 3, 4, n_factors=4, hidden=(8,), l2=l2, seed=0)
+    penalised = ("user_id_embedding", "item_id_embedding", "user_bias", "item_bias")
+    for name in penalised:  # give the (zero-initialised) biases a value so every penalty counts
+        layer = network.get_layer(name)
+        layer.set_weights([np.full_like(layer.get_weights()[0], 0.5)])
+    expected = sum(l2 * float(np.sum(np.square(network.get_layer(n).get_weights()[0]))) for n in penalised)
+    assert float(sum(np.asarray(loss) for loss in network.losses)) == pytest.approx(expected, rel=1e-5)

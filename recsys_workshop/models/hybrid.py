@@ -33,15 +33,18 @@ def age_bucket(age: pd.Series | np.ndarray) -> np.ndarray:
     return np.where(np.isnan(age), 0, bucket).astype("int32")
 
 
-def metadata_tower(item_id, genres, year, popularity, n_items: int, n_factors: int, seed: int | None = None):
+def metadata_tower(
+    item_id, genres, year, popularity, n_items: int, n_factors: int, seed: int | None = None, l2: float = 0.0
+):
     """The item side: ID embedding + dense projection of genres + year and popularity, then a ReLU layer."""
     import keras
     from keras import layers
 
     init = keras.initializers.RandomNormal(stddev=0.05, seed=seed)
-    embedded_id = layers.Embedding(n_items + 1, n_factors, embeddings_initializer=init, name="item_id_embedding")(
-        item_id
-    )
+    reg = keras.regularizers.L2(l2) if l2 else None
+    embedded_id = layers.Embedding(
+        n_items + 1, n_factors, embeddings_initializer=init, embeddings_regularizer=reg, name="item_id_embedding"
+    )(item_id)
     genre_vector = layers.Dense(8, activation="relu", name="genre_dense")(genres)
     numeric = layers.Concatenate(name="item_numeric")([year, popularity])
     features = layers.Concatenate(name="item_features")([embedded_id, genre_vector, numeric])
@@ -59,14 +62,17 @@ def build_hybrid(
     hidden: tuple[int, ...] = (64, 32),
     global_mean: float = 0.0,
     dropout: float = 0.0,
+    l2: float = 0.0,
     seed: int | None = None,
 ):
+    """``l2``: L2 penalty on the ID embeddings and biases (Keras adds it for the whole table every batch)."""
     import keras
     from keras import layers, ops
 
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
     init = keras.initializers.RandomNormal(stddev=0.05, seed=seed)
+    reg = keras.regularizers.L2(l2) if l2 else None
     inputs = {
         "user": keras.Input(shape=(), dtype="int32", name="user"),
         "age": keras.Input(shape=(), dtype="int32", name="age"),
@@ -78,14 +84,16 @@ def build_hybrid(
         "popularity": keras.Input(shape=(1,), dtype="float32", name="popularity"),
     }
     user_parts = [
-        layers.Embedding(n_users + 1, n_factors, embeddings_initializer=init, name="user_id_embedding")(inputs["user"]),
+        layers.Embedding(
+            n_users + 1, n_factors, embeddings_initializer=init, embeddings_regularizer=reg, name="user_id_embedding"
+        )(inputs["user"]),
         layers.Embedding(len(AGE_BUCKETS) + 2, 4, name="age_embedding")(inputs["age"]),
         layers.Embedding(3, 2, name="gender_embedding")(inputs["gender"]),
         layers.Embedding(n_occupations + 1, 4, name="occupation_embedding")(inputs["occupation"]),
     ]
     user_vector = layers.Dense(n_factors, activation="relu", name="user_tower")(layers.Concatenate()(user_parts))
     item_vector = metadata_tower(
-        inputs["item"], inputs["genres"], inputs["year"], inputs["popularity"], n_items, n_factors, seed
+        inputs["item"], inputs["genres"], inputs["year"], inputs["popularity"], n_items, n_factors, seed, l2
     )
     x = layers.Concatenate(name="interaction")(
         [user_vector, item_vector, layers.Multiply()([user_vector, item_vector])]
@@ -96,8 +104,12 @@ def build_hybrid(
             x = layers.Dropout(dropout, seed=seed)(x)
     output = ops.squeeze(layers.Dense(1, name=f"{task}_head")(x), -1)
     # the "wide" part: per-user and per-item biases (row 0, "unknown", learns the average newcomer)
-    user_bias = layers.Embedding(n_users + 1, 1, embeddings_initializer="zeros", name="user_bias")(inputs["user"])
-    item_bias = layers.Embedding(n_items + 1, 1, embeddings_initializer="zeros", name="item_bias")(inputs["item"])
+    user_bias = layers.Embedding(
+        n_users + 1, 1, embeddings_initializer="zeros", embeddings_regularizer=reg, name="user_bias"
+    )(inputs["user"])
+    item_bias = layers.Embedding(
+        n_items + 1, 1, embeddings_initializer="zeros", embeddings_regularizer=reg, name="item_bias"
+    )(inputs["item"])
     output = output + ops.squeeze(user_bias, -1) + ops.squeeze(item_bias, -1)
     if task == "rating":
         output = output + global_mean
@@ -118,6 +130,7 @@ class HybridModel(ImplicitRecommender):
         hidden: tuple[int, ...] = (64, 32),
         id_dropout: float = 0.5,
         dropout: float = 0.0,
+        l2: float = 0.0,
         n_negatives: int = 4,
         negatives: str = "uniform",
         positive_threshold: float | None = None,
@@ -127,6 +140,7 @@ class HybridModel(ImplicitRecommender):
             raise ValueError(f"task must be one of {TASKS}, got {task!r}")
         self.users, self.items, self.task = users, items, task
         self.n_factors, self.hidden, self.id_dropout, self.dropout = n_factors, tuple(hidden), id_dropout, dropout
+        self.l2 = l2
         self.n_negatives, self.negatives, self.positive_threshold, self.seed = (
             n_negatives,
             negatives,
@@ -212,6 +226,7 @@ class HybridModel(ImplicitRecommender):
             hidden=self.hidden,
             global_mean=self.global_mean_,
             dropout=self.dropout,
+            l2=self.l2,
             seed=self.seed,
         )
 
