@@ -37,6 +37,7 @@ import asyncio
 import collections
 import contextlib
 import dataclasses
+import gc
 import json
 import logging
 import os
@@ -386,6 +387,11 @@ class Service:
             path = Path(self.settings.feedback_log)
             path.parent.mkdir(parents=True, exist_ok=True)
             self._feedback_log = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed in stop()
+        # The catalogue and histories are hundreds of thousands of long-lived objects: move them out of the
+        # garbage collector's reach, or every full collection walks them all, in the middle of a request
+        # (the p99 latency). Same trick as Instagram's Django servers (gc.freeze, Python 3.7+).
+        gc.collect()
+        gc.freeze()
         self.ready = True
         LOG.info("ready", extra={"model_url": self.settings.model_url, "arms": list(self.settings.arms),
                                  "policy": self.bandit.policy})
