@@ -768,6 +768,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 # --------------------------------------------------------------------------------------------- clients
 
 
+def log_file(path: str | os.PathLike[str] | None, prefix: str) -> Path:
+    """``path``, or a new empty temporary ``<prefix>*.log`` file: where a local server's output goes."""
+    if path is None:
+        handle, path = tempfile.mkstemp(prefix=prefix, suffix=".log")
+        os.close(handle)
+    return Path(path)
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port nothing listens on right now (the OS picks it)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -853,11 +861,7 @@ def local_server(
     http_port = http_port or free_port()
     grpc_port = grpc_port or free_port()
     temporary_log = log_path is None
-    if log_path is None:
-        handle, name = tempfile.mkstemp(prefix="recsys-model-server-", suffix=".log")
-        os.close(handle)
-        log_path = name
-    log_path = Path(log_path)
+    log_path = log_file(log_path, "recsys-model-server-")
     command = [
         sys.executable,
         "-m",

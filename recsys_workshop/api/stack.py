@@ -23,7 +23,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -67,14 +66,10 @@ def start_api(
 ) -> Iterator[ApiProcess]:
     """Start ``uvicorn recsys_workshop.api:app`` on 127.0.0.1 (a free port unless ``port``), wait for
     ``/readyz``, yield an :class:`ApiProcess`, stop it on exit. ``env``: extra ``RECSYS_*`` settings."""
-    from recsys_workshop.serving import free_port, stop_process
+    from recsys_workshop.serving import free_port, log_file, stop_process
 
     port = port or free_port()
-    if log_path is None:
-        handle, name = tempfile.mkstemp(prefix="recsys-api-", suffix=".log")
-        os.close(handle)
-        log_path = name
-    log_path = Path(log_path)
+    log_path = log_file(log_path, "recsys-api-")
     command = [
         sys.executable, "-m", "uvicorn", "recsys_workshop.api:app",
         "--host", "127.0.0.1", "--port", str(port), "--no-access-log", "--log-level", "warning",
