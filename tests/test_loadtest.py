@@ -191,7 +191,9 @@ def test_short_run_meets_a_generous_slo(first_run):
     # the recommend task (weight 10) dominates home and new users (weight 1 each)
     counts = per_name.set_index("Name")["Request Count"]
     assert counts["/recommendations/[user_id]"] > 3 * counts["/"]
-    assert counts["/recommendations/[new user]"] == counts["/users"]
+    # each new user is recommended for right after sign-up; the run may stop between the two requests
+    # of a user that is mid-task, so at most one sign-up per simulated user (4) lacks its recommendation
+    assert 0 <= counts["/users"] - counts["/recommendations/[new user]"] <= 4
 
 
 def test_same_run_misses_an_impossible_slo(first_run):
