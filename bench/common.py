@@ -126,13 +126,13 @@ class Results:
         """A plain-text table, one line per record, with the published anchor where there is one."""
         anchors = anchors or {}
         lines = [
-            f"{'protocol':<22}{'dataset':<10}{'model':<16}{'metric':<14}{'value':>9}{'std':>9}"
+            f"{'protocol':<22}{'dataset':<10}{'model':<18}{'metric':<14}{'value':>9}{'std':>9}"
             f"{'anchor':>9}{'train s':>9}{'peak MB':>9}"
         ]
         for r in sorted(self.records(), key=lambda r: (r["protocol"], r["metric"], r["model"])):
             anchor = anchors.get((r["protocol"], r["model"], r["metric"]))
             lines.append(
-                f"{r['protocol']:<22}{r['dataset']:<10}{r['model']:<16}{r['metric']:<14}{r['value']:>9.4f}"
+                f"{r['protocol']:<22}{r['dataset']:<10}{r['model']:<18}{r['metric']:<14}{r['value']:>9.4f}"
                 f"{r.get('std', float('nan')):>9.4f}{anchor if anchor is not None else float('nan'):>9.4f}"
                 f"{(r['train_seconds'] or 0):>9.1f}{(r['peak_mb'] or 0):>9.0f}"
             )

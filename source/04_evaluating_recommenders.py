@@ -11,7 +11,7 @@
 # %% [markdown]
 # # Lab 04: evaluating recommenders
 #
-# **Time:** about 45 minutes (the full-size run trains nine models: start it, then read on).
+# **Time:** about 45 minutes (the full-size run trains eleven models: start it, then read on).
 #
 # **You will**
 # - compare every model of labs 01-03 on the same split, in one table: accuracy (precision, recall,
@@ -33,6 +33,7 @@ SEED = 42
 EPOCHS = {"full": 30, "ci": 1}[WORKSHOP_SCALE]  # upper bound: early stopping decides
 BATCH_SIZE = {"full": 256, "ci": 2048}[WORKSHOP_SCALE]
 FACTORS = {"full": 64, "ci": 16}[WORKSHOP_SCALE]
+AUTOENCODER_EPOCHS = {"full": 100, "ci": 1}[WORKSHOP_SCALE]  # upper bound: early stopping decides
 
 # %%
 import time
@@ -118,6 +119,53 @@ plt.tight_layout()
 plt.show()
 
 # %% [markdown]
+# ## 1b. Beating the published baselines: the whole catalogue at once, and a blend
+#
+# Every model above scores one (user, film) pair at a time and learns from a few sampled negatives.
+# Two models that read a user's *whole history* and score the *whole catalogue* at once do better on
+# this protocol:
+#
+# - **Mult-DAE** (Liang et al., 2018; `recsys_workshop.models.vae`): a denoising autoencoder. Input: the
+#   user's multi-hot row over all 1,682 films, with 70% of it dropped at random; output: a softmax over
+#   all films, trained to put the probability mass back on the films the user watched.
+# - **EASE** (Steck, 2019): a *linear* item-item autoencoder, `scores = x_u @ B`, with `B` solved in
+#   closed form (each column a ridge regression of one film on all the others, the diagonal forced to 0).
+#
+# They make different mistakes (a 200-number code against a full 1,682 x 1,682 weight matrix), so a
+# **blend** of their per-user standardised scores beats both. The weights (0.8 / 0.2) were chosen on a
+# validation split carved from the training part, never on this test split (see `bench/deep.py`).
+# Published anchors on this exact protocol (Microsoft Recommenders): BiVAE NDCG@10 0.475 / P@10 0.412,
+# BPR 0.442, NCF 0.396.
+
+# %%
+from recsys_workshop.models.vae import MultVAE
+
+started = time.perf_counter()
+dae_config = TrainConfig(epochs=AUTOENCODER_EPOCHS, batch_size=64, learning_rate=1e-3, seed=SEED, patience=5, verbose=0)
+dae = MultVAE(hidden=(), latent=200, variational=False, dropout=0.7, l2=1e-5, seed=SEED).fit(train, config=dae_config)
+seconds["mult-dae"] = time.perf_counter() - started
+started = time.perf_counter()
+ease = models.EASE(l2=500.0).fit(train)
+seconds["ease"] = time.perf_counter() - started
+blend = models.Blend([dae, ease], [0.8, 0.2], name="mult-dae+ease").fit(train)
+seconds["mult-dae+ease"] = seconds["mult-dae"] + seconds["ease"]
+trained.update({"mult-dae": dae, "ease": ease, "mult-dae+ease": blend})
+autoencoders = pd.concat(
+    [metrics.evaluate(model, train, test, K, item_features=genres, name=name) for name, model in
+     (("mult-dae", dae), ("ease", ease), ("mult-dae+ease", blend))],
+    ignore_index=True,
+).set_index("model")
+autoencoders["train s"] = pd.Series(seconds)
+table = pd.concat([table, autoencoders])
+table[accuracy + ["coverage", "novelty", "train s"]].sort_values("ndcg@10", ascending=False).round(3)
+
+# %% [markdown]
+# At full size the blend reaches NDCG@10 about 0.487 and P@10 about 0.425 (the benchmark's three-seed
+# mean), above every published figure for this protocol, in under 40 seconds of training on two CPU
+# cores. Note what the autoencoders do *not* do: they know nothing about a user who is not in the
+# training matrix, and nothing about a film nobody has watched. For those, sections 2 and 3.
+
+# %% [markdown]
 # ### Exercise 4.1: NDCG by hand
 #
 # For one user, `recommended` is their ranked list and `relevant` the set of films they rated in the
@@ -183,6 +231,43 @@ selfcheck.check(
         for m in (trained["most-popular"], trained["item-knn"])
     ),
     hint="Count the distinct item_id values in recs and divide by the catalogue size.",
+)
+
+# %% [markdown]
+# ### Exercise 4.3: EASE in a few lines
+#
+# Section 1b's EASE has a closed form. With $X$ the users x films 0/1 matrix of the training set
+# (`ease.seen_`, a SciPy sparse matrix) and $\lambda$ the L2 strength:
+#
+# $$P = (X^\top X + \lambda I)^{-1}, \qquad B_{ij} = -\frac{P_{ij}}{P_{jj}} \;(i \ne j), \qquad B_{jj} = 0$$
+#
+# Write `ease_weights(X, l2)` returning $B$ as a dense array (`np.linalg.inv` is fine for 1,682 films).
+
+# %%
+def ease_weights(X, l2: float) -> np.ndarray:
+    ### BEGIN SOLUTION
+    gram = (X.T @ X).toarray().astype(np.float64)
+    gram[np.diag_indices_from(gram)] += l2
+    inverse = np.linalg.inv(gram)
+    weights = -inverse / np.diag(inverse)[None, :]
+    np.fill_diagonal(weights, 0.0)
+    return weights
+    ### END SOLUTION
+
+
+# %%
+# Self-check
+def _check_ease() -> bool:
+    mine = ease_weights(ease.seen_, 500.0)
+    assert np.allclose(np.diag(mine), 0), "the diagonal of B must be 0: a film may not predict itself"
+    return np.allclose(mine, ease.weights_, atol=1e-5)
+
+
+selfcheck.check(
+    "4.3",
+    _check_ease,
+    hint="Add l2 to the diagonal of the Gram matrix X.T @ X before inverting; divide each column j of "
+    "-P by P[j, j]; then zero the diagonal.",
 )
 
 # %% [markdown]
@@ -309,6 +394,9 @@ print(f"most-popular HR@10: {sampled_hr:.3f} among 100 sampled candidates, {full
 #
 # ## What you saw
 # - One table for every model: accuracy, and the coverage/novelty/diversity it costs or buys.
+# - Models that read the whole history and score the whole catalogue (Mult-DAE, EASE) beat the
+#   pairwise ones here, and a blend of a deep and a linear autoencoder beats every published figure for
+#   this protocol, with its weights chosen on validation data.
 # - Cold start, measured: metadata lets the hybrid model recommend to new users and new films, where
 #   collaborative filtering falls back to popularity or to chance.
 # - Random splits, sampled metrics and biased test sets each make offline numbers look better than

@@ -23,7 +23,7 @@ def planted_blocks(n_users=40, n_items=20, seed=0) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["user_id", "item_id", "rating", "timestamp"])
 
 
-ALL_MODELS = [models.MostPopular, models.ItemKNN, models.BiasBaseline, models.GlobalMean]
+ALL_MODELS = [models.MostPopular, models.ItemKNN, models.EASE, models.BiasBaseline, models.GlobalMean]
 
 
 @pytest.mark.parametrize("model_class", ALL_MODELS)
@@ -84,6 +84,85 @@ def test_item_knn_learns_planted_groups():
     assert in_group[recs["rank"] == 1].all()
     similar = model.similar_items(3, n=5)
     assert (similar.item_id < 10).all()
+
+
+def test_ease_columns_are_ridge_regressions_on_the_other_items():
+    """Each column j of EASE's B is the ridge regression of item j on every other item (sklearn's Ridge)."""
+    from sklearn.linear_model import Ridge
+
+    train = planted_blocks(seed=3)
+    model = models.EASE(l2=5.0).fit(train)
+    weights = model.weights_.astype(np.float64)
+    assert np.all(np.diag(weights) == 0), "an item may not predict itself"
+    matrix = model.seen_.toarray().astype(np.float64)
+    for j in (0, 7, 15):
+        others = np.delete(np.arange(matrix.shape[1]), j)
+        ridge = Ridge(alpha=5.0, fit_intercept=False).fit(matrix[:, others], matrix[:, j])
+        np.testing.assert_allclose(weights[others, j], ridge.coef_, atol=1e-5)
+    with pytest.raises(ValueError, match="l2 must be > 0"):
+        models.EASE(l2=0)
+
+
+def test_ease_learns_planted_groups():
+    train = planted_blocks()
+    top = models.EASE(l2=5.0).fit(train).recommend(range(40), k=1)
+    assert len(top) == 40
+    in_group = np.where(top.user_id < 20, top.item_id < 10, top.item_id >= 10)
+    seen_in_group = train.groupby("user_id").item_id.nunique()
+    assert in_group[top.user_id.map(seen_in_group).to_numpy() < 10].all(), "the best film is from the user's group"
+
+
+def test_blend_standardises_each_member_per_user_then_weights():
+    from recsys_workshop.models.ensemble import standardise_rows
+
+    train = planted_blocks()
+    knn, popular = models.ItemKNN(n_neighbors=10).fit(train), models.MostPopular().fit(train)
+    blend = models.Blend([knn, popular], [0.75, 0.25]).fit(train)
+    assert blend.name == "item-knn+most-popular"
+    rows = np.arange(len(blend.user_ids_))
+    expected = 0.75 * standardise_rows(knn._score_rows(rows)) + 0.25 * standardise_rows(popular._score_rows(rows))
+    np.testing.assert_allclose(blend._score_rows(rows), expected)
+    standard = standardise_rows(np.array([[1.0, 2.0, 3.0], [5.0, 5.0, 5.0]]))
+    np.testing.assert_allclose(standard, [[-1.224744871, 0.0, 1.224744871], [0.0, 0.0, 0.0]])
+    # a member with weight 0 changes nothing: the blend ranks like the other member
+    alone = models.Blend([knn, popular], [1.0, 0.0]).fit(train).recommend(range(40), k=5)
+    pd.testing.assert_frame_equal(alone[["user_id", "item_id"]], knn.recommend(range(40), k=5)[["user_id", "item_id"]])
+    recs = blend.recommend([0, 25, 999], k=5)
+    seen = set(map(tuple, train[["user_id", "item_id"]].to_numpy()))
+    assert not any((u, i) in seen for u, i in recs[["user_id", "item_id"]].to_numpy())
+    assert not recs.duplicated(["user_id", "item_id"]).any() and len(recs[recs.user_id == 999]) == 5
+
+
+def test_blend_without_standardising_averages_predicted_ratings():
+    rng = np.random.default_rng(2)
+    train = planted_blocks().assign(rating=lambda df: rng.integers(1, 6, len(df)).astype(float))
+    a = models.BiasBaseline(reg_user=1, reg_item=1).fit(train)
+    b = models.BiasBaseline(reg_user=50, reg_item=50).fit(train)
+    mean = models.Blend([a, b], [3.0, 1.0], standardise=False).fit(train)
+    users, items = np.array([0, 25, 999, 3]), np.array([1, 12, 4, 12345])  # a cold user, an unknown item
+    expected = (3 * a.score(users, items) + b.score(users, items)) / 4
+    np.testing.assert_allclose(mean.score(users, items), expected)
+    assert np.isfinite(mean.score(users, items)).all(), "each member scores unknown users and items its own way"
+    rows = np.arange(len(mean.user_ids_))
+    np.testing.assert_allclose(mean._score_rows(rows), (3 * a._score_rows(rows) + b._score_rows(rows)) / 4)
+    assert 1 <= mean.recommend([0], k=3).score.min() and mean.recommend([0], k=3).score.max() <= 5
+
+
+def test_blend_rejects_bad_members_and_weights():
+    train = planted_blocks()
+    knn, popular = models.ItemKNN().fit(train), models.MostPopular().fit(train)
+    with pytest.raises(ValueError, match="two or more members"):
+        models.Blend([knn], [1.0])
+    with pytest.raises(ValueError, match="one weight each"):
+        models.Blend([knn, popular], [1.0])
+    for bad in ([1.0, -1.0], [0.0, 0.0], [1.0, float("nan")]):
+        with pytest.raises(ValueError, match="weights must be"):
+            models.Blend([knn, popular], bad)
+    with pytest.raises(NotFittedError):
+        models.Blend([knn, models.EASE()], [1.0, 1.0])
+    other = models.MostPopular().fit(train[train.user_id != 0])
+    with pytest.raises(ValueError, match="not fitted on every user and item"):
+        models.Blend([knn, other], [1.0, 1.0]).fit(train)
 
 
 def test_most_popular_orders_by_count():

@@ -7,11 +7,13 @@ Keras 3 models live in their own modules and import TensorFlow only when used.
 
 from recsys_workshop.models.base import Recommender
 from recsys_workshop.models.classic import (
+    EASE,
     BiasBaseline,
     ContentBased,
     GlobalMean,
     ItemKNN,
     MostPopular,
 )
+from recsys_workshop.models.ensemble import Blend
 
-__all__ = ["BiasBaseline", "ContentBased", "GlobalMean", "ItemKNN", "MostPopular", "Recommender"]
+__all__ = ["EASE", "BiasBaseline", "Blend", "ContentBased", "GlobalMean", "ItemKNN", "MostPopular", "Recommender"]
