@@ -21,10 +21,11 @@ the paper's ``[I -> 600 -> 200 -> 600 -> I]`` scored 0.229-0.230, beta annealing
 0.229, an extra item-item linear path (tried, not kept) 0.220-0.230. Training: early stopping on
 10% of the training data, then a refit on all of it for the best epoch count (``refit=True`` below).
 EASE and the Mult-DAE + EASE blend, on that same inner split (NDCG@10 / P@10 there, mean of three
-Mult-DAE seeds): EASE L2 500 0.234 (200: 0.226, 1,000: 0.235); the blend of per-user standardised
-scores, Mult-DAE weight 0.8 and EASE (L2 500) 0.2, 0.2397 / 0.1925 (weight 0.5: 0.236; 0.7: 0.239;
-0.9: 0.2397 / 0.1922; with EASE L2 1,000 at 0.8: 0.2398 / 0.1912; L2 200: at most 0.238; Mult-DAE alone
-0.236). The blend reuses the Mult-DAE trained for its own row (one fit per seed).
+Mult-DAE seeds), a grid of EASE L2 {200, 500, 1,000} x Mult-DAE weight {0.5, ..., 0.9} ranked by
+NDCG@10 + P@10 (both are targets): L2 500 and weight 0.8, 0.2397 / 0.1925 (weight 0.9: 0.2397 /
+0.1922; L2 1,000 at 0.8: 0.2398 / 0.1912; weight 0.5: 0.236; L2 200: at most 0.238; Mult-DAE alone
+0.236). EASE alone scored 0.226 / 0.234 / 0.235 for L2 200 / 500 / 1,000 there: its own row uses the
+blend's L2 500. The blend reuses the Mult-DAE trained for its own row (one fit per seed).
 
     python bench/deep.py                 # every protocol, 3 seeds
     python bench/deep.py --seeds 1 --protocols msr-stratified-75
