@@ -9,6 +9,7 @@ import pytest
 from recsys_workshop import data, models
 from recsys_workshop.models.base import NotFittedError
 from recsys_workshop.models.classic import cosine_scores, tfidf_item_features, user_profiles
+from recsys_workshop.models.ensemble import standardise_rows
 
 
 def planted_blocks(n_users=40, n_items=20, seed=0) -> pd.DataFrame:
@@ -99,8 +100,9 @@ def test_ease_columns_are_ridge_regressions_on_the_other_items():
         others = np.delete(np.arange(matrix.shape[1]), j)
         ridge = Ridge(alpha=5.0, fit_intercept=False).fit(matrix[:, others], matrix[:, j])
         np.testing.assert_allclose(weights[others, j], ridge.coef_, atol=1e-5)
-    with pytest.raises(ValueError, match="l2 must be > 0"):
-        models.EASE(l2=0)
+    for bad in (0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="l2 must be a finite number > 0"):
+            models.EASE(l2=bad)
 
 
 def test_ease_learns_planted_groups():
@@ -113,8 +115,6 @@ def test_ease_learns_planted_groups():
 
 
 def test_blend_standardises_each_member_per_user_then_weights():
-    from recsys_workshop.models.ensemble import standardise_rows
-
     train = planted_blocks()
     knn, popular = models.ItemKNN(n_neighbors=10).fit(train), models.MostPopular().fit(train)
     blend = models.Blend([knn, popular], [0.75, 0.25]).fit(train)
@@ -146,6 +146,41 @@ def test_blend_without_standardising_averages_predicted_ratings():
     rows = np.arange(len(mean.user_ids_))
     np.testing.assert_allclose(mean._score_rows(rows), (3 * a._score_rows(rows) + b._score_rows(rows)) / 4)
     assert 1 <= mean.recommend([0], k=3).score.min() and mean.recommend([0], k=3).score.max() <= 5
+
+
+def test_blend_maps_its_users_and_items_to_each_members_own_index():
+    """A member fitted on more users and a larger catalogue: the blend picks the right rows and columns."""
+    train = planted_blocks()
+    extra = pd.DataFrame({"user_id": [-5, -5, 77], "item_id": [3, 12, 4], "rating": [5.0, 5.0, 5.0], "timestamp": 0})
+    wide = models.ItemKNN(n_neighbors=10).fit(pd.concat([train, extra]), items=range(-3, 30))
+    narrow = models.EASE(l2=5.0).fit(train)
+    blend = models.Blend([wide, narrow], [0.5, 0.5]).fit(train)
+    assert list(blend.item_ids_) == list(range(20)) and len(wide.item_ids_) == 33
+    assert wide.user_rows([0])[0] == 1 and wide.item_columns([0])[0] == 3, "the member's positions differ"
+    users, items = np.repeat(blend.user_ids_, 20), np.tile(blend.item_ids_, len(blend.user_ids_))
+    expected = 0.5 * standardise_rows(wide.score(users, items).reshape(-1, 20)) + 0.5 * standardise_rows(
+        narrow.score(users, items).reshape(-1, 20)
+    )
+    np.testing.assert_allclose(blend.score(users, items).reshape(-1, 20), expected)
+    # user 77 is unknown to the blend but known to `wide`: each member scores them its own way
+    cold = blend.score(np.full(20, 77), np.arange(20))
+    np.testing.assert_allclose(
+        cold,
+        0.5 * standardise_rows(wide.score(np.full(20, 77), np.arange(20))[None])[0]
+        + 0.5 * standardise_rows(narrow.item_counts_[None].astype(float))[0],
+    )
+
+
+def test_blend_of_rating_models_recommends_predicted_ratings_to_a_new_user():
+    rng = np.random.default_rng(4)
+    train = planted_blocks().assign(rating=lambda df: rng.integers(1, 6, len(df)).astype(float))
+    a = models.BiasBaseline(reg_user=1, reg_item=1).fit(train)
+    b = models.BiasBaseline(reg_user=50, reg_item=50).fit(train)
+    mean = models.Blend([a, b], [1.0, 1.0], standardise=False).fit(train)
+    recs = mean.recommend([999], k=5)
+    expected = (a.score(np.full(5, 999), recs.item_id) + b.score(np.full(5, 999), recs.item_id)) / 2
+    np.testing.assert_allclose(recs.score, expected)
+    assert recs.score.between(1, 5).all(), "a stranger gets predicted ratings, not popularity counts"
 
 
 def test_blend_rejects_bad_members_and_weights():

@@ -154,8 +154,8 @@ class EASE(Recommender):
     name = "ease"
 
     def __init__(self, l2: float = 500.0):
-        if l2 <= 0:
-            raise ValueError(f"l2 must be > 0, got {l2}")
+        if not np.isfinite(l2) or l2 <= 0:
+            raise ValueError(f"l2 must be a finite number > 0, got {l2}")
         self.l2 = l2
 
     def _fit(self, train: pd.DataFrame) -> None:

@@ -15,8 +15,8 @@ each network's own noise, and is one of the most reliable ways to lower a test R
 
 The members must be fitted on the same training interactions (the blend checks that each knows
 every user and item of the blend's training set); the weights are hyper-parameters, chosen on a
-validation split like any other. Standardised, a user unknown at training time gets the popularity
-fallback of every recommender; unstandardised, each member's own ``score`` for them.
+validation split like any other. A user unknown at training time is scored by each member its own
+way (the popularity fallback of most recommenders, metadata for a hybrid model), then combined.
 """
 
 from __future__ import annotations
@@ -76,13 +76,32 @@ class Blend(Recommender):
                 )
             self._positions.append((rows, cols))
 
-    def _score_rows(self, user_rows: np.ndarray) -> np.ndarray:
-        total = np.zeros((len(user_rows), len(self.item_ids_)))
-        for member, weight, (rows, cols) in zip(self.members, self.weights, self._positions, strict=True):
-            if weight:
-                scores = member._score_rows(rows[user_rows])[:, cols]
-                total += weight * (standardise_rows(scores) if self.standardise else scores)
+    def _combine(self, member_scores) -> np.ndarray:
+        """The weighted sum of standardised rows, or the weighted mean of raw ones."""
+        total = None
+        for weight, scores in member_scores:
+            part = weight * (standardise_rows(scores) if self.standardise else scores)
+            total = part if total is None else total + part
         return total if self.standardise else total / sum(self.weights)
+
+    def _members(self):
+        """``(member, weight, rows, cols)`` of every member with a weight: ``rows`` / ``cols`` are the
+        member's positions of the blend's users / items."""
+        members = zip(self.members, self.weights, self._positions, strict=True)
+        return [(member, weight, rows, cols) for member, weight, (rows, cols) in members if weight]
+
+    def _score_rows(self, user_rows: np.ndarray) -> np.ndarray:
+        return self._combine(
+            (weight, member._score_rows(rows[user_rows])[:, cols]) for member, weight, rows, cols in self._members()
+        )
+
+    def _score_cold(self, user_ids: np.ndarray) -> np.ndarray:
+        """Users unknown to the blend: each member scores them its own way (a member may even know them;
+        a hybrid model scores a stranger from metadata), then the scores are combined as usual."""
+        return self._combine(
+            (weight, member._block(member.user_rows(user_ids), user_ids)[:, cols])
+            for member, weight, _, cols in self._members()
+        )
 
     def score(self, user_ids, item_ids) -> np.ndarray:
         """Per pair. Without standardisation, the weighted mean of the members' own ``score`` (each
