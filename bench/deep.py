@@ -170,7 +170,8 @@ def msr_stratified(results: Results, ml: data.MovieLens, seeds: list[int], only:
                 continue
             with measure() as m:
                 model = fit(make, train_config, train, *refit)
-            fitted[name] = (model, m)
+            if name in members:
+                fitted[name] = (model, m)
             if only and name not in only:
                 continue
             _add_msr(results, name, model, train, test, seed, m)

@@ -133,11 +133,17 @@ def test_blend_standardises_each_member_per_user_then_weights():
     assert not recs.duplicated(["user_id", "item_id"]).any() and len(recs[recs.user_id == 999]) == 5
 
 
-def test_blend_without_standardising_averages_predicted_ratings():
-    rng = np.random.default_rng(2)
+def two_rating_models(seed: int):
+    """Random 1-5 ratings on the planted blocks, and two bias baselines (weakly and strongly regularised)."""
+    rng = np.random.default_rng(seed)
     train = planted_blocks().assign(rating=lambda df: rng.integers(1, 6, len(df)).astype(float))
     a = models.BiasBaseline(reg_user=1, reg_item=1).fit(train)
     b = models.BiasBaseline(reg_user=50, reg_item=50).fit(train)
+    return train, a, b
+
+
+def test_blend_without_standardising_averages_predicted_ratings():
+    train, a, b = two_rating_models(seed=2)
     mean = models.Blend([a, b], [3.0, 1.0], standardise=False).fit(train)
     users, items = np.array([0, 25, 999, 3]), np.array([1, 12, 4, 12345])  # a cold user, an unknown item
     expected = (3 * a.score(users, items) + b.score(users, items)) / 4
@@ -172,10 +178,7 @@ def test_blend_maps_its_users_and_items_to_each_members_own_index():
 
 
 def test_blend_of_rating_models_recommends_predicted_ratings_to_a_new_user():
-    rng = np.random.default_rng(4)
-    train = planted_blocks().assign(rating=lambda df: rng.integers(1, 6, len(df)).astype(float))
-    a = models.BiasBaseline(reg_user=1, reg_item=1).fit(train)
-    b = models.BiasBaseline(reg_user=50, reg_item=50).fit(train)
+    train, a, b = two_rating_models(seed=4)
     mean = models.Blend([a, b], [1.0, 1.0], standardise=False).fit(train)
     recs = mean.recommend([999], k=5)
     expected = (a.score(np.full(5, 999), recs.item_id) + b.score(np.full(5, 999), recs.item_id)) / 2
