@@ -30,7 +30,7 @@ RUN python -m pip install --requirement requirements/lock.txt \
  && python -m pip install --no-deps --requirement requirements/no-deps.txt
 
 # The package itself, without dependencies (the lock has them all); its source stays in /app too, where
-# the Locust pods find /app/recsys_workshop/locustfile.py.
+# the Locust pods find /app/recsys_workshop/loadtest/locustfile.py.
 COPY pyproject.toml README.md ./
 COPY recsys_workshop/ recsys_workshop/
 RUN python -m pip install --no-deps . \

@@ -19,7 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-RESULTS = Path(__file__).resolve().parent / "results"
+from recsys_workshop.paths import REPO_ROOT
+
+RESULTS = REPO_ROOT / "bench" / "results"
 
 
 def git_commit() -> str:

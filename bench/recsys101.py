@@ -14,9 +14,9 @@ Protocols (the ``protocol`` field of the records):
 Hyper-parameters of MF were chosen on the validation split only (``--tune`` reruns that search and
 writes ``bench/results/recsys101-tuning.json``); the test split is touched once per model and seed.
 
-    python bench/recsys101.py            # full run, about 5-10 minutes on 2 cores
-    python bench/recsys101.py --tune     # the validation grid search behind MF_CONFIGS
-    python bench/recsys101.py --seeds 1  # quicker
+    python -m bench.recsys101            # full run, about 5-10 minutes on 2 cores
+    python -m bench.recsys101 --tune     # the validation grid search behind MF_CONFIGS
+    python -m bench.recsys101 --seeds 1  # quicker
 """
 
 from __future__ import annotations
@@ -25,13 +25,10 @@ import argparse
 import itertools
 import json
 import os
-import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from bench.common import RESULTS, Results, measure  # noqa: E402

@@ -22,9 +22,9 @@ Issue #8 anchors on this 2-core machine (Locust on the same machine, 20 users, t
 Targets: model server >= 1.5x the baseline's req/s at an equal or lower p99; the API >= 500 req/s,
 p99 <= 50 ms and zero failures over 60 s.
 
-    python bench/serving.py                        # ~5 minutes
-    python bench/serving.py --rounds 2             # the whole protocol twice: mean and std per figure
-    python bench/serving.py --seconds 10 --warmup 3 --targets model-server   # a quick look
+    python -m bench.serving                        # ~5 minutes
+    python -m bench.serving --rounds 2             # the whole protocol twice: mean and std per figure
+    python -m bench.serving --seconds 10 --warmup 3 --targets model-server   # a quick look
 
 Writes ``bench/results/serving.json`` and keeps the API run's Locust history as
 ``bench/results/serving-api_stats_history.csv`` (the instructor deck's load-test chart).
@@ -44,14 +44,13 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from bench.common import RESULTS, Measurement, Results  # noqa: E402
 from recsys_workshop import loadtest  # noqa: E402
+from recsys_workshop.paths import REPO_ROOT  # noqa: E402
 
-HERE = Path(__file__).resolve().parent
-LOCUSTFILE = HERE / "serving_locust.py"
+LOCUSTFILE = REPO_ROOT / "bench" / "serving_locust.py"
 PROTOCOL = "serving-60s"
 TARGETS = ("baseline", "model-server", "api")
 
@@ -126,11 +125,11 @@ def baseline_server(model_dir: Path) -> Iterator[tuple[str, list[int], list[str]
     port = loadtest.free_port()
     log = open(tempfile.mkstemp(prefix="bench-baseline-", suffix=".log")[1], "wb")  # noqa: SIM115
     env = {**os.environ, "BASELINE_MODEL_DIR": str(model_dir / "1"), "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": str(HERE.parent)}  # fmt: skip
+           "PYTHONPATH": str(REPO_ROOT)}  # fmt: skip
     process = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "bench.serving_baseline:app", "--host", "127.0.0.1", "--port", str(port),
          "--no-access-log", "--log-level", "warning"],
-        stdout=log, stderr=subprocess.STDOUT, env=env, cwd=HERE.parent, start_new_session=True,
+        stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO_ROOT, start_new_session=True,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:

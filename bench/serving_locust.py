@@ -1,7 +1,7 @@
 """Locust users of the serving benchmark: one request type, no think time (a closed loop measuring
 capacity). ``BENCH_TARGET=predict`` posts a top-10 request to the V1 predict endpoint (baseline app and
 model server); ``BENCH_TARGET=api`` asks the API for 10 recommendations. User ids are drawn uniformly
-from the ml-100k users (1..943), so every request is a known user. Run by bench/serving.py in its own
+from the ml-100k users (1..943), so every request is a known user. Run by ``python -m bench.serving`` in its own
 process (Locust must not share a process with kserve)."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import random
 from locust import FastHttpUser, constant, task
 
 # the workshop locustfile's end-of-run listener: final totals in _stats.csv and the latency distribution
-from recsys_workshop import locustfile as _workshop  # noqa: F401
+from recsys_workshop.loadtest import locustfile as _workshop  # noqa: F401
 
 TARGET = os.environ.get("BENCH_TARGET", "predict")
 MODEL_NAME = os.environ.get("BENCH_MODEL_NAME", "recsys")

@@ -16,8 +16,8 @@ request) and ``requests_per_s`` (requests completed / wall time); ``value`` is t
 ``seeds`` field numbers the rounds), ``std`` their spread. ``train_seconds`` is the model's training time,
 ``peak_mb`` the server's resident memory at the end.
 
-    python bench/serving_protocols.py                      # 3 rounds x 2000 requests, 1 client
-    python bench/serving_protocols.py --concurrency 4 --requests 4000
+    python -m bench.serving_protocols                      # 3 rounds x 2000 requests, 1 client
+    python -m bench.serving_protocols --concurrency 4 --requests 4000
 """
 
 from __future__ import annotations
@@ -32,7 +32,6 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from bench.common import Measurement, Results  # noqa: E402

@@ -15,9 +15,9 @@ Two parts (the ``protocol`` field of the records):
 Both parts run on whatever else the machine is doing: on a shared 2-core machine the throughput is a
 lower bound.
 
-    python bench/training.py                      # both parts
-    python bench/training.py --part throughput --epochs 5
-    python bench/training.py --part tuning --trials 12 --seeds 3
+    python -m bench.training                      # both parts
+    python -m bench.training --part throughput --epochs 5
+    python -m bench.training --part tuning --trials 12 --seeds 3
 """
 
 from __future__ import annotations
@@ -25,24 +25,22 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from bench.common import RESULTS, Measurement, Results  # noqa: E402
 from recsys_workshop import tune  # noqa: E402
+from recsys_workshop.paths import TRAIN_CONFIG  # noqa: E402
 from recsys_workshop.train.job import JobConfig, merge_config  # noqa: E402
 from recsys_workshop.train.launcher import LocalJob  # noqa: E402
 
 DATASET = "ml-100k"
-BASE_CONFIG = Path(__file__).resolve().parents[1] / "cluster-setup" / "manifests" / "base" / "train.json"
 
 
 def base_config(*overrides: str) -> dict:
-    config = json.loads(BASE_CONFIG.read_text())
+    config = json.loads(TRAIN_CONFIG.read_text())
     return merge_config(config, ["train.verbose=0", "model_dir=null", "checkpoint_dir=null", *overrides])
 
 

@@ -5,7 +5,7 @@ reference models, runs the continuous-training pipeline with the KFP local runne
 ``artifacts/models/recsys``), starts the serving stack on it (model server + API on loopback),
 queries it and stops it, then executes every solution notebook in order (at the scale chosen by
 ``--scale``) and prints a summary.
-``python -m recsys_workshop data`` only fetches and verifies the data sets.
+``python -m recsys_workshop data`` only fetches and verifies the data sets and the Kubeflow CRDs.
 """
 
 from __future__ import annotations
@@ -16,7 +16,9 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from recsys_workshop import paths
+
+REPO = paths.REPO_ROOT
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow: warnings and errors only
 DEFAULT_DATASETS = ("ml-100k", "ml-latest-small")
 
@@ -30,39 +32,6 @@ def fetch_data(names: list[str]) -> list[dict[str, object]]:
         summary = data.load(name).summary()
         rows.append({"dataset": name, **summary, "seconds": round(time.perf_counter() - started, 2)})
     return rows
-
-
-def run_notebooks(folder: Path, out_dir: Path, only: list[str] | None, scale: str, timeout: int) -> list[dict]:
-    """Execute each notebook of ``folder`` in a fresh kernel; write the executed copies to ``out_dir``."""
-    import nbformat
-    from nbclient import NotebookClient
-    from nbclient.exceptions import CellExecutionError
-
-    notebooks = sorted(folder.glob("[0-9][0-9]_*.ipynb"))
-    if only:
-        notebooks = [nb for nb in notebooks if any(nb.name.startswith(prefix) for prefix in only)]
-    if not notebooks:
-        raise SystemExit(f"no notebooks to run in {folder} (only={only})")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    os.environ["WORKSHOP_SCALE"] = scale
-    results = []
-    for path in notebooks:
-        notebook = nbformat.read(path, as_version=4)
-        client = NotebookClient(
-            notebook, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(folder)}}
-        )
-        started = time.perf_counter()
-        status = "ok"
-        try:
-            client.execute()
-        except CellExecutionError as error:
-            status = "FAILED"
-            print(f"\n{path.name} failed:\n{str(error)[-2000:]}", file=sys.stderr)
-        seconds = time.perf_counter() - started
-        nbformat.write(notebook, out_dir / path.name)
-        print(f"  {path.name:<40} {status:<6} {seconds:7.1f} s", flush=True)
-        results.append({"notebook": path.name, "status": status, "seconds": round(seconds, 1)})
-    return results
 
 
 def model_summary(scale: str) -> pd.DataFrame:  # noqa: F821 - pandas imported lazily
@@ -85,6 +54,7 @@ def model_summary(scale: str) -> pd.DataFrame:  # noqa: F821 - pandas imported l
     }
     rows = []
     for name, make in candidates.items():
+        print(f"  training {name} ...", flush=True)
         started = time.perf_counter()
         model = make()
         row = metrics.evaluate(model, train, test, k=10, name=name)
@@ -104,18 +74,24 @@ def pipeline_and_stack(scale: str, out_dir: Path) -> dict:
     from recsys_workshop.export import list_versions, load_metadata
     from recsys_workshop.train.job import merge_config
 
-    config = json.loads((REPO / "cluster-setup" / "manifests" / "base" / "train.json").read_text())
+    config = json.loads(paths.TRAIN_CONFIG.read_text())
     config = merge_config(config, ["train.verbose=0"] + ([] if scale == "full" else ["train.epochs=2"]))
     models = out_dir / "models" / "recsys"
     out_dir.mkdir(parents=True, exist_ok=True)
+    print(
+        "  running the pipeline: validate, split, train, evaluate, push "
+        f"(a few minutes at full size; task logs in {out_dir / 'pipeline.log'}) ...",
+        flush=True,
+    )
     started = time.perf_counter()
     run = pipelines.run_local(out_dir / "pipeline-root", models, job_config=config, log_path=out_dir / "pipeline.log")
     versions = list_versions(models)
     metrics_ = load_metadata(models / str(versions[-1]))["metrics"]
     print(
         f"  run {run.name}: {time.perf_counter() - started:.0f} s; deployed versions {versions}; "
-        f"latest ndcg@10 {metrics_.get('ndcg@10', float('nan')):.4f} (task logs: {out_dir / 'pipeline.log'})"
+        f"latest ndcg@10 {metrics_.get('ndcg@10', float('nan')):.4f}"
     )
+    print("  starting the model server and the API on 127.0.0.1 ...", flush=True)
     with local_stack(models) as stack:
         answer = stack.get("/recommendations/196?k=5")
         print(
@@ -128,9 +104,42 @@ def pipeline_and_stack(scale: str, out_dir: Path) -> dict:
     return {"versions": versions, "answer": answer}
 
 
-def _run(args: argparse.Namespace) -> int:
-    from recsys_workshop import environment
+def _announce(text: str) -> None:
+    print(text, flush=True)
 
+
+def _lab_notebooks(folder: Path, only: list[str] | None) -> list[Path]:
+    notebooks = sorted(folder.glob("[0-9][0-9]_*.ipynb"))
+    if only:
+        notebooks = [nb for nb in notebooks if any(nb.name.startswith(prefix) for prefix in only)]
+    if not notebooks:
+        raise SystemExit(f"no notebooks to run in {folder} (only={only})")
+    return notebooks
+
+
+def _summary(results: list, started: float, args: argparse.Namespace) -> int:
+    failed = [r for r in results if r.status != "ok"]
+    print("\n== Summary ==")
+    for r in results:
+        print(f"  {r.notebook:<40} {r.status:<7} {r.seconds:7.0f} s")
+    print(
+        f"  {len(results) - len(failed)}/{len(results)} labs ran in {sum(r.seconds for r in results):.0f} s "
+        f"(the whole job: {time.perf_counter() - started:.0f} s)"
+    )
+    for r in failed:
+        print(f"  FAILED {r.notebook}\n    reason: {r.reason}\n    fix:    {r.fix}\n    kernel log: {r.log}")
+    print(
+        f"  deployed models: {Path(args.artifacts) / 'models' / 'recsys'}\n"
+        f"  executed notebooks: {args.output}/ (kernel logs in {Path(args.output) / 'logs'}/)\n"
+        "  next: `make lab` opens JupyterLab on labs/ (exercises) and solutions/ (completed)"
+    )
+    return 1 if failed else 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from recsys_workshop import environment, notebook_runner
+
+    started = time.perf_counter()
     print("== Environment ==")
     machine = environment.machine()
     print(f"  Python {machine['python']} on {machine['cpus']} CPUs, {machine['memory_gb']} GB")
@@ -144,54 +153,63 @@ def _run(args: argparse.Namespace) -> int:
             f"  {row['dataset']:<16} {row['ratings']:>9,} ratings {row['users']:>6,} users "
             f"{row['items']:>6,} items  verified in {row['seconds']} s"
         )
+    print(f"  Kubeflow CRDs    verified in {_crds()}")
     print(f"\n== Reference models (ml-100k, stratified 75/25, top-10, WORKSHOP_SCALE={args.scale}) ==")
     summary = model_summary(args.scale)
     print(summary.round(4).to_string(index=False))
     print(f"\n== Continuous training (KFP local runner) and the serving stack, WORKSHOP_SCALE={args.scale} ==")
     pipeline_and_stack(args.scale, Path(args.artifacts))
     print(f"\n== Labs (solutions, WORKSHOP_SCALE={args.scale}) ==")
-    results = run_notebooks(REPO / "solutions", Path(args.output), args.only, args.scale, args.timeout)
-    failed = [r["notebook"] for r in results if r["status"] != "ok"]
-    total = sum(r["seconds"] for r in results)
-    print(
-        f"\n== Summary ==\n  {len(results) - len(failed)}/{len(results)} labs ran in {total:.0f} s; "
-        f"executed notebooks in {args.output}/"
+    notebooks = _lab_notebooks(REPO / "solutions", args.only)
+    results = notebook_runner.run_notebooks(
+        notebooks, Path(args.output), scale=args.scale, timeout=args.timeout, say=_announce
     )
-    if failed:
-        print(f"  FAILED: {', '.join(failed)}")
-        return 1
-    return 0
+    return _summary(results, started, args)
+
+
+def _crds() -> Path:
+    """The Kubeflow CRDs labs 05-12 validate against ($KUBEFLOW_CRDS_DIR, or downloaded and verified)."""
+    from recsys_workshop.kube import crds
+
+    return crds.crds_dir(progress=True)
 
 
 def _data(args: argparse.Namespace) -> int:
     for row in fetch_data(args.names):
         print(f"{row['dataset']}: {row['ratings']:,} ratings, verified")
+    print(f"Kubeflow CRDs: verified in {_crds()}")
     return 0
+
+
+def _prog() -> str:
+    """``recsys-workshop`` when started through the installed command, else ``python -m recsys_workshop``."""
+    return "recsys-workshop" if Path(sys.argv[0]).name == "recsys-workshop" else "python -m recsys_workshop"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m recsys_workshop", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog=_prog(), description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="the main job: data, every lab, a summary")
     run.add_argument("--scale", choices=("full", "ci"), default=os.environ.get("WORKSHOP_SCALE", "full"))
     run.add_argument("--only", nargs="*", help="lab number prefixes to run, e.g. 00 02")
     run.add_argument("--datasets", nargs="*", default=list(DEFAULT_DATASETS))
-    run.add_argument("--output", default=str(REPO / "artifacts" / "notebooks"))
+    run.add_argument("--output", default=str(paths.ARTIFACTS_DIR / "notebooks"))
     run.add_argument("--timeout", type=int, default=1800, help="seconds per cell")
     run.add_argument(
-        "--artifacts", default=str(REPO / "artifacts"), help="pipeline runs and the deployed models/recsys go here"
+        "--artifacts", default=str(paths.ARTIFACTS_DIR), help="pipeline runs and the deployed models/recsys go here"
     )
     run.set_defaults(func=_run)
-    fetch = sub.add_parser("data", help="download (or find) and verify the data sets")
+    fetch = sub.add_parser("data", help="download (or find) and verify the data sets and the Kubeflow CRDs")
     fetch.add_argument("names", nargs="*", default=list(DEFAULT_DATASETS))
     fetch.set_defaults(func=_data)
     args = parser.parse_args(argv)
     from recsys_workshop.data import MovieLensError
+    from recsys_workshop.kube.crds import CRDError
 
     try:
         return args.func(args)
-    except (MovieLensError, ValueError) as error:
+    except (MovieLensError, CRDError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -22,9 +22,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
+import math
 import os
 import re
-import tempfile
 import time
 import zipfile
 from collections.abc import Sequence
@@ -32,6 +32,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from recsys_workshop import downloads, paths
 
 __all__ = [
     "DATASETS",
@@ -57,12 +59,13 @@ __all__ = [
     "official_split",
     "random_split",
     "stratified_split",
+    "stratified_split_group_sample",
     "to_implicit",
     "validate_interactions",
 ]
 
 ENV_LOCAL_DIR = "MOVIELENS_DIR"
-ENV_CACHE_DIR = "RECSYS_WORKSHOP_CACHE"
+ENV_CACHE_DIR = paths.ENV_CACHE_DIR
 BASE_URL = "https://files.grouplens.org/datasets/movielens/"
 
 INTERACTION_COLUMNS = ("user_id", "item_id", "rating", "timestamp")
@@ -180,25 +183,11 @@ def _spec(name: str) -> _Spec:
 
 
 def cache_dir() -> Path:
-    """The folder where downloaded archives are kept.
-
-    ``$RECSYS_WORKSHOP_CACHE`` if set; else ``datasets/cache`` when the package runs from a checkout
-    of the workshop (that folder is git-ignored); else ``~/.cache/recsys-workshop``.
-    """
-    if os.environ.get(ENV_CACHE_DIR):
-        return Path(os.environ[ENV_CACHE_DIR]).expanduser()
-    checkout = Path(__file__).resolve().parents[1]
-    if (checkout / "datasets").is_dir() and (checkout / "pyproject.toml").is_file():
-        return checkout / "datasets" / "cache"
-    return Path.home() / ".cache" / "recsys-workshop"
+    """The folder where downloaded archives are kept (see :func:`recsys_workshop.paths.cache_dir`)."""
+    return paths.cache_dir()
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+_sha256_file = downloads.sha256_file
 
 
 def _check_digest(label: str, actual: str, expected: str, advice: str) -> None:
@@ -222,56 +211,30 @@ def download(
     complete file with the official checksum is renamed to ``<name>.zip``. An interrupted or corrupted
     download leaves nothing behind. Returns the path of the verified archive.
     """
-    import requests
-    from tqdm.auto import tqdm
-
     spec = _spec(name)
-    dest_dir = Path(dest_dir) if dest_dir is not None else cache_dir()
-    dest_dir.mkdir(parents=True, exist_ok=True)
-    target = dest_dir / spec.zip_name
+    target = (Path(dest_dir) if dest_dir is not None else cache_dir()) / spec.zip_name
     url = base_url.rstrip("/") + "/" + spec.zip_name
-
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{spec.zip_name}.", suffix=".part", dir=dest_dir)
-    tmp = Path(tmp_name)
     try:
-        digest = hashlib.sha256()
-        written = 0
-        try:
-            with requests.get(url, stream=True, timeout=timeout) as response:
-                response.raise_for_status()
-                total = int(response.headers.get("Content-Length") or spec.zip_size)
-                with (
-                    os.fdopen(fd, "wb") as out,
-                    tqdm(total=total, unit="B", unit_scale=True, desc=spec.zip_name, disable=not progress) as bar,
-                ):
-                    for chunk in response.iter_content(chunk_size=1 << 16):
-                        out.write(chunk)
-                        digest.update(chunk)
-                        written += len(chunk)
-                        bar.update(len(chunk))
-        except requests.RequestException as exc:
-            raise DataUnavailableError(
-                f"Could not download {url}: {exc}.\nIf this machine is offline, set {ENV_LOCAL_DIR} to a folder "
-                f"holding {spec.zip_name} or the extracted {spec.name}/ folder (for example a copy made on "
-                "another machine), and run again."
-            ) from exc
-        if written != spec.zip_size:
-            raise DataUnavailableError(
-                f"Download of {url} stopped after {written:,} of {spec.zip_size:,} bytes; nothing was kept. "
-                "Run again to retry."
-            )
-        _check_digest(
-            f"{url} (downloaded)",
-            digest.hexdigest(),
-            spec.zip_sha256,
-            "The download was discarded. Retry; if it keeps failing, fetch the archive by hand from GroupLens "
-            f"and point {ENV_LOCAL_DIR} at its folder.",
-        )
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return target
+        return downloads.fetch(url, target, sha256=spec.zip_sha256, size=spec.zip_size, progress=progress,
+                               timeout=timeout)
+    except downloads.DownloadFailed as exc:
+        raise DataUnavailableError(f"{exc}.\n{_offline_advice(spec)}") from exc
+    except downloads.ChecksumMismatch as exc:
+        raise ChecksumError(
+            f"Checksum mismatch for {url} (downloaded):\n  expected sha256 {exc.expected}\n  actual   sha256 "
+            f"{exc.actual}\nThe download was discarded. Retry; if it keeps failing, fetch the archive by hand from "
+            f"GroupLens and point {ENV_LOCAL_DIR} at its folder."
+        ) from exc
+
+
+def _offline_advice(spec: _Spec) -> str:
+    where = f"{spec.zip_name}, zips/{spec.zip_name} or the extracted {spec.name}/ folder"
+    local = os.environ.get(ENV_LOCAL_DIR)
+    if local:
+        return (f"{ENV_LOCAL_DIR}={local} holds none of {where}: put a copy of the official archive there "
+                "(made on a machine with internet), and run again.")
+    return (f"If this machine is offline, set {ENV_LOCAL_DIR} to a folder holding {where} (for example a copy "
+            "made on another machine), and run again.")
 
 
 class _Source:
@@ -326,9 +289,8 @@ def _locate(name: str, *, download_missing: bool = True, progress: bool = True) 
         return _Source(spec, zip_path=cached)
     if not download_missing:
         raise DataUnavailableError(f"{name} is not available locally (looked in ${ENV_LOCAL_DIR} and {cached.parent}).")
-    where = f" (not found in {ENV_LOCAL_DIR}={local})" if local else ""
     if local:
-        print(f"{name}: no local copy in {local}; downloading from GroupLens{where}.")
+        print(f"{name}: not in {ENV_LOCAL_DIR}={local}; downloading it from GroupLens.")
     return _Source(spec, zip_path=download(name, progress=progress))
 
 
@@ -630,30 +592,122 @@ def random_split(
     return tuple(df.iloc[np.sort(part)] for part in np.split(order, cuts))
 
 
-def _stratify(
-    df: pd.DataFrame, ratios: list[float], filter_by: str, min_rating: int, shuffle_seed: int | None
-) -> tuple[pd.DataFrame, ...]:
-    """Split every user's (item's) rows in the given ratios; see :func:`stratified_split`."""
+def _library_ratios(ratio: float | Sequence[float]) -> list[float]:
+    """The split ratios as Microsoft Recommenders' ``process_split_ratio`` makes them: a float ``r`` gives
+    ``[r, 1 - r]``; a list is divided by its ``math.fsum`` only when that sum is not exactly 1."""
+    if np.isscalar(ratio):
+        first = float(ratio)
+        if not 0.0 < first < 1.0:
+            raise ValueError(f"ratio must be a float in (0, 1) or a list of positive floats, got {ratio!r}")
+        return [first, 1.0 - first]
+    ratios = [float(r) for r in ratio]
+    if len(ratios) < 2 or any(r <= 0 for r in ratios):
+        raise ValueError(f"ratio must be a float in (0, 1) or a list of positive floats, got {ratio!r}")
+    total = math.fsum(ratios)
+    return ratios if total == 1.0 else [r / total for r in ratios]
+
+
+def _check_stratification(filter_by: str, min_rating: int) -> str:
     if filter_by not in ("user", "item"):
         raise ValueError(f"filter_by must be 'user' or 'item', got {filter_by!r}")
     if min_rating < 1:
         raise ValueError("min_rating must be an integer >= 1")
-    key = f"{filter_by}_id"
-    data = df
-    if min_rating > 1:
-        data = data[data.groupby(key)[key].transform("size") >= min_rating]
-    if shuffle_seed is None:  # chronological: each group's rows in time order (ties keep file order)
-        data = data.sort_values("timestamp", kind="mergesort")
+    return f"{filter_by}_id"
+
+
+def _keep_groups_of(df: pd.DataFrame, key: str, min_rating: int) -> pd.DataFrame:
+    """The rows of the users (items) with at least ``min_rating`` rows, in their order."""
+    if min_rating <= 1:
+        return df
+    return df[df.groupby(key)[key].transform("size") >= min_rating]
+
+
+def _stratify(
+    df: pd.DataFrame, ratio: float | Sequence[float], filter_by: str, min_rating: int, seed: int | None
+) -> tuple[pd.DataFrame, ...]:
+    """Microsoft Recommenders' ``_do_stratification`` (1.2.0 onwards): order the rows by group, then by
+    one uniform draw per row (``seed``) or by timestamp (``seed=None``); rank them within their group;
+    part ``j`` holds the ranks in ``(round(c[j-1] * n), round(c[j] * n)]`` with ``c`` the cumulative
+    ratios and ``n`` the group's size (numpy's round, half to even)."""
+    key = _check_stratification(filter_by, min_rating)
+    ratios = _library_ratios(ratio)
+    data = _keep_groups_of(df, key, min_rating)
+    if seed is None:
+        within = data["timestamp"].to_numpy()
+    else:
+        # the library's np.random.seed(seed); np.random.rand(n), without touching numpy's global state
+        within = np.random.RandomState(seed).rand(len(data))
+    # sort_values([key, within]): a stable sort, so equal timestamps keep their order in the file
+    data = data.iloc[np.lexsort((within, data[key].to_numpy()))]
+    groups = data.groupby(key, sort=False)
+    count = groups[key].transform("size").to_numpy()
+    rank = groups.cumcount().to_numpy() + 1
+    parts, previous = [], None
+    for threshold in np.cumsum(ratios):
+        keep = rank <= np.round(threshold * count)
+        if previous is not None:
+            keep &= rank > np.round(previous * count)
+        parts.append(data[keep])
+        previous = threshold
+    return tuple(parts)
+
+
+def stratified_split(
+    df: pd.DataFrame,
+    ratio: float | Sequence[float] = 0.75,
+    *,
+    min_rating: int = 1,
+    filter_by: str = "user",
+    seed: int = 42,
+) -> tuple[pd.DataFrame, ...]:
+    """Per user (or per item) random split: each user keeps ``round(ratio * n)`` of their ``n`` ratings
+    for training (half to even) and the rest go to test.
+
+    Row for row Microsoft Recommenders' ``python_stratified_split`` of version 1.2.0 onwards (checked
+    against 1.2.1): one ``np.random.rand`` draw per row with ``np.random.seed(seed)`` (rows in the
+    order of ``df``), rows sorted by user (item) and draw, ranked within each user (item), rank
+    ``<= round(0.75 * n)`` to train. The parts come back in that order, with the index, columns and
+    dtypes of ``df``. ``stratified_split(ml100k, 0.75, filter_by="item", seed=42)`` is the split of
+    their ml-100k benchmark (75,066 train and 24,934 test rows). ``ratio`` may be a list (one part
+    each, divided by its sum unless it sums to 1); ``min_rating`` first drops the users (items) with
+    fewer ratings. A user (item) with a single rating lands in train (``round(0.75) == 1``).
+
+    Versions up to 1.1.1 shuffled each group instead (same counts, other rows): that split is
+    :func:`stratified_split_group_sample`.
+    """
+    validate_interactions(df)
+    return _stratify(df, ratio, filter_by, min_rating, seed)
+
+
+def stratified_split_group_sample(
+    df: pd.DataFrame,
+    ratio: float | Sequence[float] = 0.75,
+    *,
+    min_rating: int = 1,
+    filter_by: str = "user",
+    seed: int = 42,
+) -> tuple[pd.DataFrame, ...]:
+    """The per-group shuffle of Microsoft Recommenders' ``python_stratified_split`` up to version 1.1.1
+    (and the older ``reco_utils``): each user's (item's) rows shuffled by
+    ``group.sample(frac=1, random_state=seed)``, then cut at ``round(ratio * n)``.
+
+    Same row counts per user (item) as :func:`stratified_split`, but other rows: kept only to
+    reproduce splits and results made with those versions. Parts ordered by user (item), then by
+    the shuffle.
+    """
+    validate_interactions(df)
+    key = _check_stratification(filter_by, min_rating)
+    ratios = _normalise_ratios(ratio)
+    data = _keep_groups_of(df, key, min_rating)
     groups = data.groupby(key, sort=False)
     size = groups[key].transform("size").to_numpy()
     position = groups.cumcount().to_numpy()
-    if shuffle_seed is not None:
-        # Each group is shuffled with a fresh RandomState(seed), as pandas' group.sample(frac=1,
-        # random_state=seed) does: a row at position p moves to inverse_permutation(size)[p].
-        for n in np.unique(size):
-            in_group = size == n
-            inverse = np.argsort(np.random.RandomState(shuffle_seed).permutation(n))
-            position[in_group] = inverse[position[in_group]]
+    # Each group is shuffled with a fresh RandomState(seed), as pandas' group.sample(frac=1,
+    # random_state=seed) does: a row at position p moves to inverse_permutation(size)[p].
+    for n in np.unique(size):
+        in_group = size == n
+        inverse = np.argsort(np.random.RandomState(seed).permutation(n))
+        position[in_group] = inverse[position[in_group]]
     # cut points round(x * n) with Python's round (half to even), per group
     cut_ratios = np.cumsum(ratios)[:-1]
     part = np.zeros(len(data), dtype=int)
@@ -667,27 +721,6 @@ def _stratify(
     return tuple(ordered[ordered["_part"] == i].drop(columns=["_key", "_pos", "_part"]) for i in range(len(ratios)))
 
 
-def stratified_split(
-    df: pd.DataFrame,
-    ratio: float | Sequence[float] = 0.75,
-    *,
-    min_rating: int = 1,
-    filter_by: str = "user",
-    seed: int = 42,
-) -> tuple[pd.DataFrame, ...]:
-    """Per user (or per item) random split: each user keeps ``round(ratio * n)`` of their ``n`` ratings
-    for training (Python's round, half to even) and the rest go to test.
-
-    Identical to Microsoft Recommenders' ``python_stratified_split`` as used by their published
-    benchmark (each group shuffled by ``group.sample(frac=1, random_state=seed)``, then cut), so
-    ``stratified_split(ml100k, 0.75, filter_by="item", seed=42)`` gives their 75,066 train and
-    24,934 test rows. ``min_rating`` drops users (items) with fewer ratings first. A user (item) with
-    a single rating lands in train (``round(0.75) == 1``).
-    """
-    validate_interactions(df)
-    return _stratify(df, _normalise_ratios(ratio), filter_by, min_rating, seed)
-
-
 def chrono_split(
     df: pd.DataFrame, ratio: float | Sequence[float] = 0.75, *, min_rating: int = 1, filter_by: str = "user"
 ) -> tuple[pd.DataFrame, ...]:
@@ -695,7 +728,7 @@ def chrono_split(
     the later ones test (Microsoft Recommenders' ``python_chrono_split``). Equal timestamps keep file order.
     """
     validate_interactions(df, require=("user_id", "item_id", "timestamp"))
-    return _stratify(df, _normalise_ratios(ratio), filter_by, min_rating, None)
+    return _stratify(df, ratio, filter_by, min_rating, None)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -628,22 +628,29 @@ def serve(
 ) -> None:
     """Load the versions under ``model_dir`` and serve them (blocks until SIGTERM/SIGINT); ``version``:
     the version active at start (default the latest that loads)."""
-    import asyncio
-    from concurrent import futures
-
-    import kserve
-    from grpc import aio
-    from kserve.model_server import app
-    from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc
-    from kserve.protocol.grpc.interceptors import ExceptionToStatusInterceptor, LoggingInterceptor
-    from kserve.protocol.grpc.server import GRPCServer
-    from kserve.protocol.grpc.servicer import InferenceServicer
-    from kserve.protocol.rest.server import RESTServer
+    from kserve.model_server import app  # KServe's FastAPI app (importing KServe reads sys.argv: see main)
 
     _limit_tensorflow_threads()
     manager = VersionManager(model_dir)
     predictor = build_predictor(model_name, manager, version)
     predictor.load()  # raises (and the process exits) if no version loads
+    _add_management_routes(app, model_name, manager)
+    app.add_middleware(_VersionQueryToHeader)
+    server = _loopback_model_server(
+        host, access_log=access_log, http_port=http_port, grpc_port=grpc_port, enable_grpc=enable_grpc
+    )
+    server.start([predictor])
+
+
+def _loopback_grpc_server_class(host: str):
+    """A subclass of KServe's ``GRPCServer`` that binds ``host`` (KServe's own binds ``[::]``)."""
+    from concurrent import futures
+
+    from grpc import aio
+    from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc
+    from kserve.protocol.grpc.interceptors import ExceptionToStatusInterceptor, LoggingInterceptor
+    from kserve.protocol.grpc.server import GRPCServer
+    from kserve.protocol.grpc.servicer import InferenceServicer
 
     class LoopbackGRPCServer(GRPCServer):
         """KServe's gRPC server, listening on ``host`` instead of the hard-coded ``[::]``."""
@@ -665,13 +672,30 @@ def serve(
             await self._server.start()
             await self._server.wait_for_termination()
 
+    return LoopbackGRPCServer
+
+
+def _loopback_model_server(host: str, *, access_log: bool, http_port: int, grpc_port: int, enable_grpc: bool):
+    """KServe's single-process ``ModelServer`` with REST and gRPC bound to ``host``; its ``start(models)``
+    blocks until a signal stops it."""
+    import asyncio
+
+    import kserve
+    from kserve.protocol.rest.server import RESTServer
+
+    grpc_server_class = _loopback_grpc_server_class(host)
+
     class LoopbackModelServer(kserve.ModelServer):
         """KServe's single-process ModelServer, with REST and gRPC bound to ``host``."""
 
         def start(self, models) -> None:
-            from kserve.model_server import args
-
             self._register_and_check_atleast_one_model_is_ready(models)
+            self._add_rest_server()
+            if self.enable_grpc:
+                self._add_grpc_server()
+            self._run_until_stopped()
+
+        def _add_rest_server(self) -> None:
             self._rest_server = RESTServer(
                 "kserve.model_server:app",
                 self.dataplane,
@@ -684,35 +708,45 @@ def serve(
                 timeout_keep_alive=self.timeout_keep_alive,
             )
             self._rest_server.config.host = host  # KServe hard-codes 0.0.0.0
-            if not access_log:  # no log line per request (uvicorn's access log, KServe's timing trace)
-                import logging
-
-                logging.getLogger("uvicorn.access").handlers = []
-                logging.getLogger("uvicorn.access").propagate = False
-                logging.getLogger("kserve.trace").setLevel(logging.WARNING)
+            if not access_log:
+                _silence_access_log()
             self.servers.append(self._rest_server.start())
-            if self.enable_grpc:
-                self._grpc_server = LoopbackGRPCServer(
-                    self.grpc_port,
-                    self.dataplane,
-                    self.model_repository_extension,
-                    kwargs=vars(args),
-                    grace_period=self.grace_period,
-                )
-                self.servers.append(self._grpc_server.start(self.max_threads))
+
+        def _add_grpc_server(self) -> None:
+            from kserve.model_server import args
+
+            self._grpc_server = grpc_server_class(
+                self.grpc_port,
+                self.dataplane,
+                self.model_repository_extension,
+                kwargs=vars(args),
+                grace_period=self.grace_period,
+            )
+            self.servers.append(self._grpc_server.start(self.max_threads))
+
+        def _run_until_stopped(self) -> None:
+            """Run the servers on a new event loop; KServe's handlers for SIGINT, SIGTERM and SIGQUIT call
+            ``stop``, which shuts both servers down (within ``grace_period``) and so ends the loop."""
             self.setup_event_loop()
             self.register_signal_handler()
             asyncio.run(self._serve())
 
-    _add_management_routes(app, model_name, manager)
-    app.add_middleware(_VersionQueryToHeader)
-    LoopbackModelServer(
+    return LoopbackModelServer(
         http_port=http_port,
         grpc_port=grpc_port,
         enable_grpc=enable_grpc,
         enable_latency_logging=False,
         grace_period=2,
-    ).start([predictor])
+    )
+
+
+def _silence_access_log() -> None:
+    """No log line per request: neither uvicorn's access log nor KServe's timing trace."""
+    import logging
+
+    logging.getLogger("uvicorn.access").handlers = []
+    logging.getLogger("uvicorn.access").propagate = False
+    logging.getLogger("kserve.trace").setLevel(logging.WARNING)
 
 
 def _limit_tensorflow_threads() -> None:

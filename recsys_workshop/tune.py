@@ -24,6 +24,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from recsys_workshop.paths import MANIFESTS_DIR
+
 OBJECTIVE = "ndcg_at_10"
 #: local name -> (Katib algorithmName, Optuna sampler)
 ALGORITHMS = {"random": "random", "grid": "grid", "bayesian": "bayesianoptimization"}
@@ -272,7 +274,7 @@ def plot_study(study):
     return fig
 
 
-MANIFEST = Path(__file__).resolve().parents[1] / "cluster-setup" / "manifests" / "base" / "tune-experiment.yaml"
+MANIFEST = MANIFESTS_DIR / "base" / "tune-experiment.yaml"
 MANIFEST_HEADER = """\
 # Tuning: a Katib Experiment whose trials are TFJobs running the same entrypoint as the labs.
 # GENERATED from recsys_workshop/tune.py (SEARCH_SPACE) by `python -m recsys_workshop.tune manifest --write`:

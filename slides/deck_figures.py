@@ -425,12 +425,13 @@ def comparison_table(ctx: Context) -> Result:
     )
 
 
-def _bench_table(name: str, script: str, wanted: list[tuple[str, str]], minutes: str) -> Result:
-    """A table of ``bench/results/<name>.json``: one row per model, one column per (protocol, metric)."""
+def _bench_table(name: str, module: str, wanted: list[tuple[str, str]], minutes: str) -> Result:
+    """A table of ``bench/results/<name>.json``: one row per model, one column per (protocol, metric).
+    ``module``: the benchmark's module, e.g. ``bench.deep`` (run as ``python -m bench.deep``)."""
     path = BENCH_RESULTS / f"{name}.json"
     if not path.is_file():
         return Pending(
-            f"This table is read from bench/results/{name}.json, written by `python {script}` ({minutes}). "
+            f"This table is read from bench/results/{name}.json, written by `python -m {module}` ({minutes}). "
             "It appears here the next time the deck is built after that run."
         )
     records = json.loads(path.read_text())
@@ -452,13 +453,14 @@ def _bench_table(name: str, script: str, wanted: list[tuple[str, str]], minutes:
     seeds = max((len(r.get("seeds", [])) for r in records), default=0)
     return Table(
         _html_table(header, rows),
-        f"bench/results/{name}.json (commit {commit}, up to {seeds} seed(s)); {script} describes the protocols",
+        f"bench/results/{name}.json (commit {commit}, up to {seeds} seed(s)); "
+        f"{module.replace('.', '/')}.py describes the protocols",
     )
 
 
 def bench_recsys101(ctx: Context) -> Result:
     wanted = [("strata2018-explicit", "rmse"), ("msr-stratified-75", "ndcg@10"), ("msr-stratified-75", "map")]
-    return _bench_table("recsys101", "bench/recsys101.py", wanted, "about 10 minutes on 2 cores")
+    return _bench_table("recsys101", "bench.recsys101", wanted, "about 10 minutes on 2 cores")
 
 
 def bench_deep(ctx: Context) -> Result:
@@ -469,12 +471,12 @@ def bench_deep(ctx: Context) -> Result:
         ("ml100k-ua-auc", "auc"),
         ("strata2018-explicit", "rmse"),
     ]
-    return _bench_table("deep", "bench/deep.py", wanted, "about an hour on 2 cores")
+    return _bench_table("deep", "bench.deep", wanted, "about an hour on 2 cores")
 
 
 def bench_serving(ctx: Context) -> Result:
     wanted = [("serving-60s", m) for m in ("requests_per_s", "p50_ms", "p95_ms", "p99_ms", "failures")]
-    return _bench_table("serving", "bench/serving.py", wanted, "about 5 minutes")
+    return _bench_table("serving", "bench.serving", wanted, "about 5 minutes")
 
 
 FIGURES: dict[str, Callable[[Context], Result]] = {

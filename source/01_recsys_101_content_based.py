@@ -133,7 +133,13 @@ selfcheck.check(
 # What does user 68 like? Their profile's heaviest features:
 
 # %%
-profile_68 = build_profile(ratings[ratings.user_id == 68], item_features, item_ids, LIKE_THRESHOLD)
+def _package_profile(user_ratings, item_features, item_ids, like_threshold):
+    return user_profiles(user_ratings, item_features, item_ids, like_threshold)[1][0]
+
+
+profile_68 = selfcheck.yours_or("1.1", build_profile, _package_profile)(
+    ratings[ratings.user_id == 68], item_features, item_ids, LIKE_THRESHOLD
+)
 pd.Series(profile_68, index=feature_names).nlargest(8).round(3)
 
 # %% [markdown]
@@ -180,7 +186,9 @@ selfcheck.check(
 
 # %%
 seen_68 = set(ratings.loc[ratings.user_id == 68, "item_id"])
-scores_68 = similarity_scores(profile_68, item_features)
+scores_68 = selfcheck.yours_or(
+    "1.2", similarity_scores, lambda p, x: cosine_similarity(p.reshape(1, -1), x).ravel()
+)(profile_68, item_features)
 order = [i for i in np.argsort(-scores_68, kind="stable") if item_ids[i] not in seen_68][:K]
 yours = item_ids[order]
 

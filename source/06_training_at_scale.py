@@ -85,7 +85,7 @@ print(json.dumps(JOB.to_dict(), indent=1)[:600], "...")
 # `tf.distribute.MultiWorkerMirroredStrategy` does the all-reduce. Keras 3's `model.fit` fails under
 # it (keras-team/keras#20585), so `recsys_workshop.train` runs its own loop: `strategy.run(step)` on
 # each worker's slice, `strategy.reduce` for the loss, a checkpoint after every epoch
-# (`recsys_workshop/train/distributed.py`, about 150 lines; read it).
+# (`recsys_workshop/train/distributed.py`: `_Loop` holds the steps, `_Checkpoints` the checkpoints; read it).
 #
 # **When does it pay?** Data parallelism cuts the compute per worker, but adds an all-reduce per step.
 # It pays when a step's compute is large compared with moving the gradients: big models, big batches,

@@ -41,7 +41,7 @@ import pandas as pd
 import yaml
 from IPython.display import Markdown, display
 
-from recsys_workshop import data, kube, pipeline_steps, pipelines, selfcheck
+from recsys_workshop import data, kube, pipelines, selfcheck
 from recsys_workshop.export import list_versions, load_metadata
 from recsys_workshop.train.job import merge_config
 
@@ -113,7 +113,7 @@ selfcheck.check("8.1", _check_leakage, hint="merge the distinct (user_id, item_i
 # ## 3. The pipeline in code
 #
 # Each component is a small Python function decorated with `@dsl.component`; its body calls one
-# tested function of `recsys_workshop.pipeline_steps`. The train step, for instance:
+# tested function of `recsys_workshop.pipelines.steps`. The train step, for instance:
 
 # %%
 print(inspect.getsource(pipelines.train_model.python_func))
@@ -154,7 +154,7 @@ def should_push(candidate: float, deployed: float | None, min_improvement: float
 def _check_gate():
     cases = [(0.30, None, 0.0), (0.30, 0.29, 0.0), (0.30, 0.30, 0.0), (0.30, 0.29, 0.02), (0.35, 0.30, 0.02)]
     for case in cases:
-        selfcheck.equal(should_push(*case), pipeline_steps.is_better(*case), f"should_push{case}")
+        selfcheck.equal(should_push(*case), pipelines.is_better(*case), f"should_push{case}")
     try:
         should_push(0.3, 0.2, -0.1)
     except ValueError:

@@ -99,7 +99,7 @@ print(requests.get(f"{stack.api_url}/recommendations/196?k=3", timeout=10).json(
 #
 # ## 2. Users in code
 #
-# The workshop's Locust file is `recsys_workshop/locustfile.py` (the same file the cluster's Locust
+# The workshop's Locust file is `recsys_workshop/loadtest/locustfile.py` (the same file the cluster's Locust
 # master and workers run, lab 05). Each simulated user loops: pick a task at random by weight, run it,
 # think for a while (`RECSYS_LOCUST_WAIT`, 0.5-2 s by default), repeat. The tasks:
 
@@ -291,7 +291,7 @@ print(verdict)
 # ## 5. Finding the knee
 #
 # A fixed load tells whether one load level is fine. Capacity needs a sweep: the **step load**
-# (`recsys_workshop/stepload.py`, a Locust `LoadTestShape`) adds `STEP_USERS` users every `STEP_SECONDS`
+# (`recsys_workshop/loadtest/stepload.py`, a Locust `LoadTestShape`) adds `STEP_USERS` users every `STEP_SECONDS`
 # seconds up to `MAX_USERS`, and records each step's requests, failures and percentiles (without its
 # first moments, while the new users arrive). The users here think for 0 s: a *closed loop* where each
 # user sends its next request as soon as it has the answer, so the number of users is the number of

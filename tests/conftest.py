@@ -40,3 +40,14 @@ def isolated_cache(tmp_path, monkeypatch) -> Path:
 def local_copy_dir() -> Path | None:
     value = os.environ.get("MOVIELENS_DIR")
     return Path(value) if value else None
+
+
+GROUPS = ("unit", "tf", "cluster", "browser", "notebooks")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every test belongs to a group (a marker of GROUPS, usually the module's ``pytestmark``), so the fast
+    lane ``-m "not tf and not browser and not notebooks"`` is defined by markers, not by hand-kept lists."""
+    loose = [item.nodeid for item in items if not any(item.get_closest_marker(group) for group in GROUPS)]
+    if loose:
+        raise pytest.UsageError(f"tests without a group marker ({', '.join(GROUPS)}): {loose[:5]}")

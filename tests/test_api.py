@@ -20,7 +20,7 @@ from model_fixtures import exported_versions
 
 from recsys_workshop.api import local_stack, start_api
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.tf, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")

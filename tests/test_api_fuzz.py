@@ -20,7 +20,7 @@ from model_fixtures import exported_versions
 
 from recsys_workshop.api import local_stack
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.tf, pytest.mark.slow]
 
 N_EXAMPLES = 1200  # requests generated (the acceptance bar is 1,000)
 

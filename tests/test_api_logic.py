@@ -13,6 +13,8 @@ from hypothesis import strategies as st
 from recsys_workshop.api import logic
 from recsys_workshop.api.app import Settings
 
+pytestmark = pytest.mark.unit
+
 # ---------------------------------------------------------------------------- seen-item filter
 
 

@@ -32,6 +32,8 @@ READ_ONLY_CALL = re.compile(
     r"^(kind version|docker (version|info) --format|kubectl version --client|helm version --template"
     r"|gcloud (version|auth list|config get-value|container clusters describe|compute regions describe))"
 )
+
+pytestmark = pytest.mark.cluster
 SYSTEM_TOOLS = [
     "touch",
     "bash",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import http.server
 import shutil
 import threading
@@ -12,6 +13,8 @@ import pandas as pd
 import pytest
 
 from recsys_workshop import data
+
+pytestmark = pytest.mark.unit
 
 # --------------------------------------------------------------------------------------------
 # A real HTTP server on loopback that serves one archive in three ways
@@ -181,22 +184,53 @@ def test_summary_density(ml100k):
 # --------------------------------------------------------------------------------------------
 
 
-def _reference_stratified_split(df: pd.DataFrame, ratio: float, key: str, seed: int):
-    """Microsoft Recommenders' python_stratified_split as used for their benchmark, written the slow way."""
-    parts = []
-    for _, group in df.groupby(key):
-        shuffled = group.sample(frac=1, random_state=seed)
-        cut = round(ratio * len(shuffled))
-        parts.append((shuffled.iloc[:cut], shuffled.iloc[cut:]))
-    return pd.concat([p[0] for p in parts]), pd.concat([p[1] for p in parts])
+# sha256 of the train and test CSVs (header user_id,item_id,rating,timestamp, raw ids, ratings as float64,
+# rows in the split's order) of ml-100k's u.data read in file order and split by Microsoft Recommenders'
+# python_stratified_split(df, ratio=0.75, min_rating=1, filter_by="item", seed=42): their benchmark split.
+MSR_SPLIT_SHA256 = {
+    # recommenders 1.2.0 onwards (published digests of 1.2.1's output)
+    "current": (
+        "b5cb3baa687b64c49194263ab5b47583eea50f04ac3f9d4a028a5fa6cae1fd2a",
+        "aa36fd6bc3da0cc9bc0780057490711993b76b6ff9ff5ac0656170e7867784c2",
+    ),
+    # recommenders up to 1.1.1 (its per-group group.sample shuffle), from that release's source run as is
+    "group-sample": (
+        "4621203c901d3327df8bf6897955e47cddcfa45c30632609d26deb468f34fade",
+        "cf240f08bfde340df06ce5d6175173525d22ea7af706ea399fd11438935430e2",
+    ),
+}
 
 
-def test_stratified_split_reproduces_microsoft_benchmark(ml100k_ratings):
-    train, test = data.stratified_split(ml100k_ratings, 0.75, filter_by="item", seed=42)
+def _csv_sha256(part: pd.DataFrame) -> str:
+    return hashlib.sha256(part.to_csv(index=False, lineterminator="\n").encode()).hexdigest()
+
+
+def test_stratified_split_is_microsoft_recommenders_benchmark_split(ml100k_ratings):
+    ratings = ml100k_ratings.astype({"rating": "float64"})
+    train, test = data.stratified_split(ratings, 0.75, min_rating=1, filter_by="item", seed=42)
     assert (len(train), len(test)) == (75066, 24934)
-    ref_train, ref_test = _reference_stratified_split(ml100k_ratings, 0.75, "item_id", 42)
-    assert train.index.equals(ref_train.index) and test.index.equals(ref_test.index)
-    pd.testing.assert_frame_equal(train, ref_train)
+    assert list(train.columns) == list(ratings.columns) and train.dtypes.equals(ratings.dtypes)
+    assert (_csv_sha256(train), _csv_sha256(test)) == MSR_SPLIT_SHA256["current"]
+    assert list(ml100k_ratings.columns) == ["user_id", "item_id", "rating", "timestamp"], "the input is untouched"
+
+
+def test_group_sample_split_is_the_pre_1_2_benchmark_split(ml100k_ratings):
+    ratings = ml100k_ratings.astype({"rating": "float64"})
+    train, test = data.stratified_split_group_sample(ratings, 0.75, filter_by="item", seed=42)
+    assert (_csv_sha256(train), _csv_sha256(test)) == MSR_SPLIT_SHA256["group-sample"]
+    current, _ = data.stratified_split(ratings, 0.75, filter_by="item", seed=42)
+    assert (train.groupby("item_id").size() == current.groupby("item_id").size()).all()
+
+
+def test_stratified_split_multiple_ratios_and_min_rating(ml100k_ratings):
+    parts = data.stratified_split(ml100k_ratings, [0.6, 0.2, 0.2], min_rating=20, filter_by="user", seed=1)
+    counts = ml100k_ratings.groupby("user_id").size()
+    counts = counts[counts >= 20]
+    sizes = [part.groupby("user_id").size().reindex(counts.index, fill_value=0) for part in parts]
+    first, second = np.round(0.6 * counts), np.round(0.8 * counts)
+    assert (sizes[0] == first).all() and (sizes[1] == second - first).all() and (sizes[2] == counts - second).all()
+    union = pd.concat(parts)
+    assert union.index.is_unique and set(union.user_id) == set(counts.index)
 
 
 def test_stratified_split_per_user_properties(ml100k_ratings):
@@ -295,3 +329,13 @@ def test_local_copy_is_never_written(tmp_path, monkeypatch):
     data.official_split("ub", progress=False)
     assert sorted(p.name for p in (copy / "ml-100k").iterdir()) == before
     assert Path(copy).exists()
+
+
+def test_an_empty_local_copy_folder_gets_one_clear_message(tmp_path, isolated_cache, monkeypatch):
+    monkeypatch.setenv("MOVIELENS_DIR", str(tmp_path / "empty"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(data.DataUnavailableError) as err:
+        data.download("ml-latest-small", base_url="http://127.0.0.1:9/", progress=False, timeout=2)
+    message = str(err.value)
+    assert f"MOVIELENS_DIR={tmp_path / 'empty'} holds none of ml-latest-small.zip" in message
+    assert "set MOVIELENS_DIR" not in message, "do not advise setting a variable that is already set"

@@ -11,6 +11,8 @@ from model_fixtures import exported_versions, small_model, split
 
 from recsys_workshop import export
 
+pytestmark = pytest.mark.tf
+
 USERS = [1, 196, 405, 943, 10**9]  # the last one is unknown to every model
 
 

@@ -22,6 +22,8 @@ from test_gitops import READ_ONLY, stub_environment
 
 from recsys_workshop import kube
 
+pytestmark = pytest.mark.unit
+
 REPO = Path(__file__).resolve().parents[1]
 GUIDE = REPO / "INSTRUCTOR.md"
 TEXT = GUIDE.read_text(encoding="utf-8")

@@ -8,8 +8,11 @@ import re
 from pathlib import Path
 
 import nbformat
+import pytest
 
-from recsys_workshop import labbuild
+from tools import labbuild
+
+pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parents[1]
 STUB = re.compile(r'^(?P<indent>\s*)raise NotImplementedError\("Exercise (?P<n>\d+)\.(?P<m>\d+)"\)$')

@@ -9,12 +9,16 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from recsys_workshop import labbuild
-from recsys_workshop.labbuild import LabSourceError
+from tools import labbuild
+from tools.labbuild import LabSourceError
+
+REPO = Path(__file__).resolve().parents[1]  # `python -m tools.labbuild` runs from the repository root
 
 PARAMETERS = (
     '# %% tags=["parameters"]\nimport os\n\nWORKSHOP_SCALE = os.environ.get("WORKSHOP_SCALE", "full")\n'
 )
+
+pytestmark = pytest.mark.unit
 
 
 def md(text: str) -> str:
@@ -572,14 +576,14 @@ def test_names_select_sources(tmp_path, capsys):
 
 def test_command_line_entry_point(tmp_path):
     good_lab(tmp_path)
-    cmd = [sys.executable, "-m", "recsys_workshop.labbuild", "--root", str(tmp_path)]
-    assert subprocess.run(cmd, capture_output=True, check=False).returncode == 0
-    done = subprocess.run([*cmd, "--check"], capture_output=True, text=True, check=False)
+    cmd = [sys.executable, "-m", "tools.labbuild", "--root", str(tmp_path)]
+    assert subprocess.run(cmd, capture_output=True, check=False, cwd=REPO).returncode == 0
+    done = subprocess.run([*cmd, "--check"], capture_output=True, text=True, check=False, cwd=REPO)
     assert done.returncode == 0 and "up to date" in done.stdout
 
 
 def test_import_is_light():
     heavy = "{'jupytext', 'nbformat', 'tensorflow'}"
-    code_ = f"import sys, recsys_workshop.labbuild; print(sorted({heavy} & set(sys.modules)))"
-    out = subprocess.run([sys.executable, "-c", code_], capture_output=True, text=True, check=True).stdout
+    code_ = f"import sys, tools.labbuild; print(sorted({heavy} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code_], capture_output=True, text=True, check=True, cwd=REPO).stdout
     assert out.strip() == "[]"

@@ -19,6 +19,8 @@ from model_fixtures import exported_versions
 
 from recsys_workshop import loadtest
 
+pytestmark = [pytest.mark.tf, pytest.mark.slow]
+
 CLOSED_LOOP = {"RECSYS_LOCUST_WAIT": "0", "RECSYS_LOCUST_SEED": "7"}
 GENEROUS = loadtest.SLO(p95_ms=5000, max_error_rate=0.001)
 TASK_NAMES = {"/", "/recommendations/[user_id]", "/recommendations/[new user]", "/users", "/feedback"}
@@ -129,7 +131,7 @@ def test_population_follows_the_long_tail_of_activity(ml100k_ratings):
     code = textwrap.dedent(
         """
         import json, numpy as np
-        from recsys_workshop.locustfile import Population
+        from recsys_workshop.loadtest.locustfile import Population
         population = Population.from_dataset("ml-100k")
         rng = np.random.default_rng(0)
         print(json.dumps([population.source, [population.user(rng) for _ in range(20000)]]))

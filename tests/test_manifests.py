@@ -2,7 +2,7 @@
 
 Every overlay is built with the venv's ``kubectl kustomize``; built-in resources are validated with
 kubernetes-validate against the pinned Kubernetes version, Kubeflow resources against the CRDs of the
-Kubeflow release (../shared/k8s-crds, or $KUBEFLOW_CRDS_DIR), Katib Experiments with the Katib SDK's
+Kubeflow release (`kube.crds_dir()`: $KUBEFLOW_CRDS_DIR or the verified download), Katib Experiments with the Katib SDK's
 models and explicit rules; then the workshop's policy. The negative tests break one thing at a time and
 prove each check notices.
 """
@@ -19,6 +19,8 @@ import pytest
 import yaml
 
 from recsys_workshop import kube
+
+pytestmark = pytest.mark.cluster
 
 REPO = Path(__file__).resolve().parents[1]
 JUPYTERHUB = REPO / "cluster-setup" / "jupyterhub"
@@ -147,7 +149,8 @@ def test_the_api_and_the_load_generator(overlay):
     for name, role in (("recsys-locust-master", "--master"), ("recsys-locust-worker", "--worker")):
         container = one(docs, "Deployment", name)["spec"]["template"]["spec"]["containers"][0]
         assert container["command"] == ["locust"]
-        assert container["args"][:2] == ["-f", "/app/recsys_workshop/locustfile.py"] and role in container["args"]
+        assert container["args"][:2] == ["-f", "/app/recsys_workshop/loadtest/locustfile.py"]
+        assert role in container["args"]
     assert one(docs, "Service", "recsys-locust-master")["spec"]["type"] == "ClusterIP", "never public"
 
 
@@ -329,10 +332,13 @@ def test_core_schema_catches_a_wrong_type(kind_docs):
 
 
 def test_crd_directory_comes_from_the_environment(kind_docs, tmp_path, monkeypatch):
-    shutil.copy(kube.DEFAULT_CRDS_DIR / "kubeflow.org_tfjobs.yaml", tmp_path)
-    monkeypatch.setenv(kube.CRDS_DIR_ENV, str(tmp_path))
-    assert kube.crds_dir() == tmp_path
-    found = messages(kube.validate_custom([one(kind_docs, "TFJob"), one(kind_docs, "InferenceService")]))
+    complete, partial = tmp_path / "complete", tmp_path / "partial"
+    shutil.copytree(kube.crds_dir(), complete)
+    partial.mkdir()
+    shutil.copy(complete / "kubeflow.org_tfjobs.yaml", partial)
+    monkeypatch.setenv(kube.CRDS_DIR_ENV, str(complete))
+    assert kube.crds_dir() == complete
+    found = messages(kube.validate_custom([one(kind_docs, "TFJob"), one(kind_docs, "InferenceService")], partial))
     assert "no CRD for serving.kserve.io/v1beta1 InferenceService" in found and "TFJob" not in found
 
 

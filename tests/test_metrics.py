@@ -22,6 +22,8 @@ import pytest
 
 from recsys_workshop import metrics
 
+pytestmark = pytest.mark.unit
+
 # --------------------------------------------------------------------------------------------------
 # Helpers
 # --------------------------------------------------------------------------------------------------
@@ -696,6 +698,7 @@ def test_auc_matches_sklearn_roc_auc():
     assert got == pytest.approx(roc_auc_score(subset_labels, subset["score"]), rel=1e-12)
 
 
+@pytest.mark.tf
 def test_ranking_metrics_match_keras_rs():
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     keras_rs = pytest.importorskip("keras_rs")

@@ -11,6 +11,8 @@ from recsys_workshop.models.base import NotFittedError
 from recsys_workshop.models.classic import cosine_scores, tfidf_item_features, user_profiles
 from recsys_workshop.models.ensemble import standardise_rows
 
+pytestmark = pytest.mark.unit
+
 
 def planted_blocks(n_users=40, n_items=20, seed=0) -> pd.DataFrame:
     """Two taste groups: users 0-19 interact with items 0-9, users 20-39 with items 10-19 (70% each)."""

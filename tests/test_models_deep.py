@@ -14,6 +14,8 @@ from recsys_workshop.models.triplet import TripletModel
 from recsys_workshop.models.two_tower import TwoTower
 from recsys_workshop.train import TrainConfig
 
+pytestmark = pytest.mark.tf
+
 N_USERS, N_ITEMS = 60, 40
 
 

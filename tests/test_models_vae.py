@@ -11,6 +11,8 @@ from recsys_workshop import metrics, models
 from recsys_workshop.models.vae import MultVAE, build_autoencoder, multinomial_nll, multinomial_nll_numpy
 from recsys_workshop.train import TrainConfig
 
+pytestmark = pytest.mark.tf
+
 FAST = {"verbose": 0, "patience": 0, "validation_fraction": 0.0}
 
 

@@ -8,8 +8,11 @@ import pandas as pd
 import pytest
 import yaml
 
-from recsys_workshop import data, pipeline_steps, pipelines
+from recsys_workshop import data, pipelines
 from recsys_workshop.export import list_versions, load_metadata
+from recsys_workshop.pipelines import steps
+
+pytestmark = [pytest.mark.tf, pytest.mark.slow]
 
 GOOD = {
     "user_id": [1, 1, 2, 2],
@@ -83,8 +86,8 @@ def test_step_push_adds_a_version_atomically(tmp_path):
     candidate.mkdir()
     (candidate / "metadata.json").write_text(json.dumps({"version": 1, "metrics": {}}))
     deployed = tmp_path / "deployed"
-    first = pipeline_steps.step_push(str(candidate), str(deployed), {"ndcg@10": 0.3})
-    second = pipeline_steps.step_push(str(candidate), str(deployed), {"ndcg@10": 0.4})
+    first = steps.step_push(str(candidate), str(deployed), {"ndcg@10": 0.3})
+    second = steps.step_push(str(candidate), str(deployed), {"ndcg@10": 0.4})
     assert list_versions(deployed) == [1, 2] and second.endswith("/2") and first.endswith("/1")
     assert json.loads((deployed / "2" / "metadata.json").read_text()) == {"version": 2, "metrics": {"ndcg@10": 0.4}}
     assert [p.name for p in deployed.iterdir() if p.name.startswith(".")] == []

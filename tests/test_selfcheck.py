@@ -9,6 +9,8 @@ import pytest
 from recsys_workshop import selfcheck
 from recsys_workshop.selfcheck import ExerciseFailed, ExerciseIncorrect, ExerciseNotDone
 
+pytestmark = pytest.mark.unit
+
 
 def _stub():
     raise NotImplementedError("Exercise 0.1")
@@ -140,3 +142,17 @@ def test_import_is_light():
     code = "import sys, recsys_workshop.selfcheck; print('numpy' in sys.modules, 'IPython' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
+
+
+def test_yours_or_falls_back_to_the_reference_only_for_an_exercise_stub(capsys):
+    def stub(x):
+        raise NotImplementedError("Exercise 9.9")
+
+    def broken(x):
+        raise NotImplementedError("something else")
+
+    assert selfcheck.yours_or("9.9", stub, lambda x: x + 1)(1) == 2
+    assert "Exercise 9.9 is not done yet" in capsys.readouterr().out
+    assert selfcheck.yours_or("9.9", lambda x: x * 10, lambda x: x + 1)(1) == 10
+    with pytest.raises(NotImplementedError, match="something else"):
+        selfcheck.yours_or("9.9", broken, lambda x: x + 1)(1)

@@ -11,6 +11,8 @@ from model_fixtures import exported_versions, small_model
 
 from recsys_workshop import serving
 
+pytestmark = [pytest.mark.tf, pytest.mark.slow]
+
 USERS = [1, 2, 196, 405, 943, 10**9, 10**9 + 1]
 
 

@@ -11,7 +11,9 @@ import yaml
 
 from recsys_workshop import kube, serving
 
-MANIFEST = Path(kube.__file__).resolve().parents[1] / "cluster-setup" / "manifests" / "base" / "model-server.yaml"
+pytestmark = pytest.mark.cluster
+
+MANIFEST = kube.MANIFESTS_DIR / "base" / "model-server.yaml"
 LOCAL_CONFIG = "config.kubernetes.io/local-config"
 
 

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
 REPO = Path(__file__).resolve().parents[1]
 SLIDES = REPO / "slides"
 DECK = SLIDES / "deck.md"

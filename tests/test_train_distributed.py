@@ -16,6 +16,8 @@ from recsys_workshop.train import TrainConfig, fit
 from recsys_workshop.train.job import ConfigError, JobConfig, main
 from recsys_workshop.train.launcher import LocalJob, cluster_tf_config, read_metrics, tf_configs
 
+pytestmark = [pytest.mark.tf, pytest.mark.slow]
+
 # MF on ml-100k with big batches: a few seconds an epoch even with 2 workers doing an all-reduce per step
 JOB = {
     "model": {"name": "mf", "n_factors": 16},

@@ -10,6 +10,8 @@ from recsys_workshop import metrics
 from recsys_workshop.models.mf import MatrixFactorization, build_mf
 from recsys_workshop.train import TrainConfig
 
+pytestmark = pytest.mark.tf
+
 
 def planted_low_rank(n_users=120, n_items=80, rank=3, density=0.5, noise=0.05, seed=0):
     """Ratings that are exactly ``3 + u . v`` (plus a little noise) on a random half of the matrix."""

@@ -11,6 +11,8 @@ import pytest
 from recsys_workshop import kube, tune
 from recsys_workshop.train.job import JobConfig, merge_config
 
+pytestmark = [pytest.mark.tf, pytest.mark.slow]
+
 
 def test_the_kustomize_experiment_is_generated_from_the_search_space():
     assert tune.MANIFEST.read_text() == tune.manifest_text(), "run: python -m recsys_workshop.tune manifest --write"

@@ -24,6 +24,12 @@ Endpoints: ``GET /recommendations/{user_id}?k=10``, ``POST /feedback``, ``POST /
 ``GET /feedback`` (recent events), ``GET /bandit`` (the arms' counts), ``GET /healthz``, ``GET /readyz``,
 ``GET /metrics`` (Prometheus) and ``GET /openapi.json``.
 
+Layout: this module holds the settings, the app's shared state (:class:`Service`) and :func:`create_app`;
+each resource's routes are in :mod:`recsys_workshop.api.routes` (one module per resource, each given the
+service explicitly); request bodies and limits in :mod:`.schemas`; response and error shapes in
+:mod:`.responses`; logs, metrics and the request middleware in :mod:`.observability`; the model-server
+client in :mod:`.model_client`. Their public names stay importable from here.
+
 The model server is called over HTTP (the V1 protocol) with one shared connection pool and a timeout;
 if it is down, slow, erroring or does not know the user, the answer comes from the cold-start fallback
 and says so (``"source": "fallback"`` and a ``fallback_reason``): model-server trouble is never a 5xx.
@@ -39,32 +45,51 @@ import contextlib
 import dataclasses
 import gc
 import json
-import logging
 import os
-import sys
 import time
-import uuid
 from pathlib import Path
-from typing import Annotated, Any, Literal
 
 import numpy as np
-import orjson
-from fastapi import Body, FastAPI, HTTPException, Query, Request
-from fastapi import Path as PathParam
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, Response
-from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, ConfigDict, Field
-from starlette.exceptions import HTTPException as StarletteHTTPException
+from fastapi import FastAPI, HTTPException
 
-from recsys_workshop.api import logic
+from recsys_workshop.api import logic, routes
+from recsys_workshop.api.model_client import ModelAnswer, ModelClient, ModelUnavailable
+from recsys_workshop.api.observability import (
+    LOG,
+    JsonFormatter,
+    Metrics,
+    ObservabilityMiddleware,
+    configure_logging,
+)
+from recsys_workshop.api.responses import register_error_handlers
+from recsys_workshop.api.routes.ui import STATIC_DIR
+from recsys_workshop.api.schemas import MAX_K, MAX_USER_ID, FeedbackIn, ItemId, NewUserIn
 
-STATIC_DIR = Path(__file__).resolve().parent / "static"
-MAX_K = 100
-MAX_USER_ID = 2**31 - 1
+__all__ = [
+    "CIRCUIT_COOLDOWN",
+    "LOG",
+    "MAX_K",
+    "MAX_NEW_USERS",
+    "MAX_USER_ID",
+    "STATIC_DIR",
+    "FeedbackIn",
+    "ItemId",
+    "JsonFormatter",
+    "Metrics",
+    "ModelAnswer",
+    "ModelClient",
+    "ModelUnavailable",
+    "NewUser",
+    "NewUserIn",
+    "ObservabilityMiddleware",
+    "Service",
+    "Settings",
+    "configure_logging",
+    "create_app",
+]
+
 MAX_NEW_USERS = 100_000
 CIRCUIT_COOLDOWN = 0.5  # seconds without calling a model server that just failed (then one request tries again)
-LOG = logging.getLogger("recsys_workshop.api")
 
 
 # --------------------------------------------------------------------------------------------
@@ -118,206 +143,6 @@ class Settings:
         )
         logic.make_bandit(settings.policy, settings.arms)  # fail at start-up on a bad policy name
         return settings
-
-
-# --------------------------------------------------------------------------------------------
-# Structured logs and metrics
-# --------------------------------------------------------------------------------------------
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message and the record's ``extra`` fields."""
-
-    _RESERVED = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
-
-    def format(self, record: logging.LogRecord) -> str:
-        entry = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        fields = record.__dict__
-        for key in fields.keys() - self._RESERVED:
-            entry[key] = fields[key]
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        try:
-            return orjson.dumps(entry, default=str).decode()
-        except TypeError:  # e.g. a lone surrogate echoed from a request: the slower, always-safe encoder
-            return json.dumps(entry, default=str)
-
-
-def configure_logging(level: str | None = None) -> None:
-    """JSON lines on stderr for the API's logger (once)."""
-    if any(isinstance(h.formatter, JsonFormatter) for h in LOG.handlers):
-        return
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter())
-    LOG.addHandler(handler)
-    LOG.setLevel(level or os.environ.get("RECSYS_LOG_LEVEL", "INFO").upper())
-    LOG.propagate = False
-
-
-class Metrics:
-    """The Prometheus metrics of one app, in their own registry (several apps can live in one process)."""
-
-    def __init__(self):
-        from prometheus_client import CollectorRegistry, Counter, Histogram
-
-        self.registry = CollectorRegistry()
-        self.requests = Counter(
-            "recsys_api_requests", "HTTP requests by route and status", ["method", "route", "status"],
-            registry=self.registry,
-        )
-        self.latency = Histogram(
-            "recsys_api_request_seconds", "HTTP request latency by route", ["route"], registry=self.registry,
-            buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5),
-        )
-        self.recommendations = Counter(
-            "recsys_api_recommendations", "Recommendation responses by source", ["source"], registry=self.registry
-        )
-        self.fallbacks = Counter(
-            "recsys_api_fallback", "Responses answered from the fallback, by reason", ["reason"],
-            registry=self.registry,
-        )
-        self.arms = Counter("recsys_api_arm", "Responses served by each bandit arm", ["arm"], registry=self.registry)
-        self.feedback = Counter(
-            "recsys_api_feedback", "Feedback events by action and arm", ["action", "arm"], registry=self.registry
-        )
-        self.model_latency = Histogram(
-            "recsys_api_model_call_seconds", "Latency of the calls to the model server", registry=self.registry,
-            buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.25, 0.5, 1.0),
-        )
-
-
-class ObservabilityMiddleware:
-    """Pure ASGI middleware: request id, request count and latency by route template, one JSON log line."""
-
-    def __init__(self, app, service: Service):
-        self.app, self.service = app, service
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        headers = dict(scope.get("headers") or ())
-        request_id = headers.get(b"x-request-id", b"").decode("latin-1")[:64] or uuid.uuid4().hex
-        scope.setdefault("state", {})["request_id"] = request_id
-        status = [500]
-
-        async def send_with_id(message):
-            if message["type"] == "http.response.start":
-                status[0] = message["status"]
-                message.setdefault("headers", [])
-                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode("latin-1"))]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_with_id)
-        finally:
-            seconds = time.perf_counter() - started
-            route = scope.get("route")
-            template = getattr(route, "path", "unmatched")
-            metrics = self.service.metrics
-            metrics.requests.labels(scope["method"], template, str(status[0])).inc()
-            metrics.latency.labels(template).observe(seconds)
-            if template != "/metrics":
-                LOG.info(
-                    "request",
-                    extra={
-                        "request_id": request_id, "method": scope["method"], "path": scope["path"],
-                        "status": status[0], "ms": round(seconds * 1000, 2),
-                    },
-                )
-
-
-# --------------------------------------------------------------------------------------------
-# Model server client
-# --------------------------------------------------------------------------------------------
-
-
-class ModelUnavailable(Exception):
-    """The model server did not give a usable answer; ``reason`` is a short label for metrics."""
-
-    def __init__(self, reason: str, detail: str = ""):
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason
-
-
-@dataclasses.dataclass
-class ModelAnswer:
-    item_ids: list[int]
-    scores: list[float]
-    known: bool
-    version: Any
-
-
-class ModelClient:
-    """Calls ``POST /v1/models/<name>:predict`` over one pooled ``aiohttp.ClientSession`` with a total timeout.
-
-    aiohttp rather than httpx: measured on the workshop's 2-core machine against the same model server,
-    httpx 0.28's async pool sustained about 150 concurrent requests/s where aiohttp sustained about
-    1,500 (httpx also retries a failing ``import sniffio`` on every request when sniffio is absent).
-    """
-
-    def __init__(self, base_url: str, model_name: str, timeout: float):
-        self.base_url, self.model_name, self.timeout = base_url, model_name, timeout
-        self.predict_url = f"{base_url}/v1/models/{model_name}:predict"
-        self.status_url = f"{base_url}/v1/models/{model_name}"
-        self._session = None
-
-    def _client(self):
-        import aiohttp
-
-        if self._session is None:
-            self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=self.timeout),
-                connector=aiohttp.TCPConnector(limit=64, keepalive_timeout=30),
-                headers={"content-type": "application/json"},
-                json_serialize=lambda obj: orjson.dumps(obj).decode(),
-            )
-        return self._session
-
-    async def top_k(self, user_id: int, k: int, exclude: list[int], version: str | None) -> ModelAnswer:
-        import aiohttp
-
-        body: dict[str, Any] = {"instances": [{"user_id": user_id, "k": k, "exclude": exclude}]}
-        if version is not None:
-            body["version"] = int(version)  # the server also reads an X-Model-Version header or ?version=
-        try:
-            async with self._client().post(self.predict_url, data=orjson.dumps(body)) as response:
-                content = await response.read()
-                status = response.status
-        except TimeoutError as err:
-            raise ModelUnavailable("timeout", f"no answer within {self.timeout} s") from err
-        except (aiohttp.ClientError, OSError) as err:
-            raise ModelUnavailable("unavailable", f"{type(err).__name__}: {err}") from err
-        if status != 200:
-            raise ModelUnavailable("error", f"HTTP {status}: {content[:200]!r}")
-        try:
-            prediction = orjson.loads(content)["predictions"][0]
-            item_ids = [int(i) for i in prediction["item_ids"]]
-            scores = [float(s) for s in prediction["scores"]]
-            if len(item_ids) != len(scores):
-                raise ValueError("item_ids and scores differ in length")
-            return ModelAnswer(item_ids, scores, bool(prediction.get("known", True)), prediction.get("version"))
-        except (ValueError, KeyError, IndexError, TypeError) as err:
-            raise ModelUnavailable("bad_response", f"{type(err).__name__}: {err}") from err
-
-    async def ready(self) -> bool:
-        import aiohttp
-
-        try:
-            async with self._client().get(self.status_url) as response:
-                return response.status == 200 and bool(orjson.loads(await response.read()).get("ready"))
-        except (TimeoutError, aiohttp.ClientError, OSError, ValueError, AttributeError):
-            return False
-
-    async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
 
 
 # --------------------------------------------------------------------------------------------
@@ -547,45 +372,6 @@ class Service:
 
 
 # --------------------------------------------------------------------------------------------
-# Request bodies
-# --------------------------------------------------------------------------------------------
-
-ItemId = Annotated[int, Field(ge=1, le=MAX_USER_ID)]
-
-
-class FeedbackIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-    user_id: Annotated[int, Field(ge=1, le=MAX_USER_ID, description="a MovieLens user or one created by POST /users")]
-    item_id: ItemId
-    action: Literal["click", "like", "dislike"]
-    arm: Annotated[str | None, Field(max_length=64, description="the `arm` of the response shown")] = None
-
-
-class NewUserIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-    liked_item_ids: Annotated[list[ItemId], Field(max_length=200, description="films the new user likes")] = []
-    age: Annotated[int | None, Field(ge=1, le=120)] = None
-    gender: Literal["M", "F"] | None = None
-    occupation: Annotated[str | None, Field(min_length=1, max_length=40)] = None
-
-
-def _json(payload: Any, status: int = 200) -> Response:
-    return Response(orjson.dumps(payload), status_code=status, media_type="application/json")
-
-
-def _safe_json(payload: Any, status: int, headers: dict[str, str] | None = None) -> Response:
-    """For echoes of client input: ASCII-escaped (lone surrogates survive), NaN and infinity refused."""
-    body = json.dumps(payload, ensure_ascii=True, allow_nan=False, default=str).encode()
-    return Response(body, status_code=status, media_type="application/json", headers=headers)
-
-
-def _error(status: int, message: str, **extra) -> Response:
-    return _json({"error": message, **extra}, status)
-
-
-# --------------------------------------------------------------------------------------------
 # The app
 # --------------------------------------------------------------------------------------------
 
@@ -611,149 +397,6 @@ def create_app(settings: Settings | None = None, *, service: Service | None = No
     )
     app.state.service = service
     app.add_middleware(ObservabilityMiddleware, service=service)
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid_request(request: Request, exc: RequestValidationError):
-        # only location, message and type: the offending input may not even be JSON (NaN, lone surrogates)
-        errors = [
-            {"loc": [str(p) for p in err.get("loc", ())], "msg": str(err.get("msg", "invalid")),
-             "type": str(err.get("type", ""))}
-            for err in exc.errors()[:20]
-        ]
-        reasons = [f"{'.'.join(err['loc'])}: {err['msg']}" for err in errors[:5]]
-        payload = {"error": "invalid request: " + "; ".join(reasons), "detail": errors}
-        return _safe_json(payload, 422)
-
-    @app.exception_handler(StarletteHTTPException)  # also FastAPI's HTTPException and the router's 404/405
-    async def http_error(request: Request, exc: StarletteHTTPException):
-        return _safe_json({"error": str(exc.detail)}, exc.status_code, exc.headers)
-
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception):  # a bug: say so briefly, log the traceback
-        LOG.exception("unhandled error", extra={"path": request.url.path})
-        return _safe_json({"error": f"internal error ({type(exc).__name__})"}, 500)
-
-    def not_ready() -> Response | None:
-        return None if service.ready else _error(503, "the API is still loading its data")
-
-    @app.get("/", include_in_schema=False)
-    async def index():
-        return FileResponse(STATIC_DIR / "index.html")
-
-    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-
-    @app.get("/healthz", summary="Liveness: the process answers")
-    async def healthz():
-        return _json({"status": "ok"})
-
-    @app.get("/readyz", summary="Readiness: data loaded (and whether the model server answers)")
-    async def readyz():
-        if (busy := not_ready()) is not None:
-            return busy
-        model_ready = await service.model.ready()
-        return _json({"ready": True, "model_server": "ready" if model_ready else "unavailable",
-                      "model_url": service.settings.model_url})
-
-    @app.get("/metrics", summary="Prometheus metrics")
-    async def metrics():
-        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-
-        return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
-
-    @app.get(
-        "/recommendations/{user_id}",
-        summary="Top-k films for a user, after the business logic",
-        responses={404: {"description": "unknown user"}, 422: {"description": "invalid user id or k"}},
-    )
-    async def recommendations(
-        request: Request,
-        user_id: Annotated[int, PathParam(ge=1, le=MAX_USER_ID)],
-        k: Annotated[int, Query(ge=1, le=MAX_K, description="number of films")] = 10,
-        mmr_lambda: Annotated[
-            float | None, Query(ge=0.0, le=1.0, description="diversity trade-off: 1 = the model's order")
-        ] = None,
-    ):
-        if (busy := not_ready()) is not None:
-            return busy
-        if not service.is_known(user_id):
-            return _error(404, f"unknown user {user_id}: use a MovieLens user id or create one with POST /users")
-        lam = service.settings.mmr_lambda if mmr_lambda is None else mmr_lambda
-        payload = await service.recommend(user_id, k, lam)
-        payload["request_id"] = request.scope["state"]["request_id"]
-        return _json(payload)
-
-    @app.post("/feedback", status_code=202, summary="Record a click, like or dislike")
-    async def feedback(request: Request, event: Annotated[FeedbackIn, Body()]):
-        if (busy := not_ready()) is not None:
-            return busy
-        if not service.is_known(event.user_id):
-            return _error(422, f"unknown user_id {event.user_id}")
-        if event.item_id not in service.catalogue.row_of:
-            return _error(422, f"unknown item_id {event.item_id}: not in the {service.settings.dataset} catalogue")
-        record = {**event.model_dump(), "request_id": request.scope["state"]["request_id"],
-                  "time": time.time()}
-        service.record_feedback(record)
-        return _json({"accepted": True}, 202)
-
-    @app.get("/feedback", summary="The most recent feedback events (newest last)")
-    async def recent_feedback(
-        user_id: Annotated[int | None, Query(ge=1, le=MAX_USER_ID)] = None,
-        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    ):
-        events = [e for e in service.feedback if user_id is None or e["user_id"] == user_id]
-        return _safe_json({"events": events[-limit:], "total": len(service.feedback)}, 200)
-
-    @app.post("/users", status_code=201, summary="Create a new user from a few liked films (cold start)")
-    async def create_user(profile: Annotated[NewUserIn, Body()]):
-        if (busy := not_ready()) is not None:
-            return busy
-        unknown = [i for i in profile.liked_item_ids if i not in service.catalogue.row_of]
-        if unknown:
-            return _error(422, f"unknown item ids in liked_item_ids: {unknown[:10]}")
-        user_id = service.add_user(profile.liked_item_ids, profile.age, profile.gender, profile.occupation)
-        return _json({"user_id": user_id}, 201)
-
-    @app.get("/users/{user_id}", summary="A user's liked films (most recent first) and profile")
-    async def user(
-        user_id: Annotated[int, PathParam(ge=1, le=MAX_USER_ID)],
-        limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    ):
-        if (busy := not_ready()) is not None:
-            return busy
-        if not service.is_known(user_id):
-            return _error(404, f"unknown user {user_id}")
-        liked = service.liked(user_id)
-        catalogue = service.catalogue
-        return _json({
-            "user_id": user_id,
-            "new": user_id in service.new_users,
-            "n_seen": len(service.seen(user_id)),
-            "liked": [
-                {"item_id": i, "title": catalogue.titles[catalogue.row_of[i]],
-                 "genres": catalogue.genres[catalogue.row_of[i]]}
-                for i in liked[:limit]
-            ],
-        })
-
-    @app.get("/items", summary="Search films by title (most popular first)")
-    async def items(
-        q: Annotated[str, Query(max_length=100, description="part of a title, case-insensitive")] = "",
-        limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    ):
-        if (busy := not_ready()) is not None:
-            return busy
-        catalogue, needle = service.catalogue, q.strip().lower()
-        found = []
-        for item in catalogue.popular:
-            row = catalogue.row_of[item]
-            if needle in catalogue.titles[row].lower():
-                found.append({"item_id": item, "title": catalogue.titles[row], "genres": catalogue.genres[row]})
-                if len(found) >= limit:
-                    break
-        return _json({"items": found})
-
-    @app.get("/bandit", summary="The bandit's arms: pulls, rewards and click rate")
-    async def bandit():
-        return _json({"policy": service.bandit.policy, "arms": service.bandit.state()})
-
+    register_error_handlers(app)
+    routes.register_all(app, service)
     return app

@@ -75,58 +75,93 @@ def fit_custom(
     Returns the history (one row per epoch: ``loss``, ``val_loss``, ``val_rmse`` when the model monitors
     it, ``seconds``, ``examples_per_second``) and leaves the model fitted as Keras ``fit`` would.
     """
-    import keras
-    import tensorflow as tf
+    loop = _Loop(model, fit_part, validation, config, strategy)
+    state: dict = {"history": [], "best": None, "wait": 0, "stopped": False}
+    checkpoints = None
+    if checkpoint_dir is not None:
+        checkpoints = _Checkpoints(loop, Path(checkpoint_dir), log)
+        if checkpoints.restored_state is not None:
+            state = checkpoints.restored_state
+    best_weights = checkpoints.best_weights(state) if checkpoints is not None else None
+    monitor = model.monitor if loop.val_examples is not None else None
+    patience = config.patience if monitor else 0
+    best_weights = _train_epochs(loop, state, best_weights, monitor, patience, checkpoints, log)
+    return _export(model, loop.network, state["history"], best_weights if patience else None)
 
-    from recsys_workshop.train import OPTIMIZERS
 
-    strategy = strategy or tf.distribute.get_strategy()
-    replicas = strategy.num_replicas_in_sync
-    if config.batch_size % replicas:
-        raise ValueError(f"batch_size {config.batch_size} must be a multiple of the {replicas} replicas")
-    per_replica = config.batch_size // replicas
-    in_batch = getattr(model, "in_batch_targets", False)
-    resample = getattr(model, "resample_each_epoch", False)
-    loss_fn = keras.losses.get(model.loss) if isinstance(model.loss, str) else model.loss
+class _Loop:
+    """The pieces of one run: the network and its optimizer built under the strategy, the compiled
+    training and prediction steps, and each epoch's examples cut into per-worker batches."""
 
-    with strategy.scope():
-        network = model.build()
-        optimizer = getattr(keras.optimizers, OPTIMIZERS[config.optimizer])(learning_rate=config.learning_rate)
-        optimizer.build(network.trainable_variables)
-    epoch_done = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+    def __init__(self, model, fit_part: pd.DataFrame, validation: pd.DataFrame | None, config, strategy=None):
+        import keras
+        import tensorflow as tf
 
-    def replica_step(batch):
-        x, y = (batch, None) if in_batch else batch
-        with tf.GradientTape() as tape:
-            prediction = network(x, training=True)
-            target = tf.eye(tf.shape(prediction)[0]) if in_batch else y
-            loss = loss_fn(target, prediction)
-            if network.losses:
-                loss = loss + tf.add_n(network.losses)
-            scaled = loss / replicas  # the all-reduce sums the replicas' gradients: this makes it a mean
-        gradients = tape.gradient(scaled, network.trainable_variables)
-        optimizer.apply_gradients(zip(gradients, network.trainable_variables, strict=True))
-        return scaled
+        from recsys_workshop.train import OPTIMIZERS
 
-    @tf.function
-    def train_epoch(dataset):
-        total, steps = tf.constant(0.0), tf.constant(0.0)
-        for batch in dataset:
-            total += strategy.reduce("SUM", strategy.run(replica_step, args=(batch,)), axis=None)
-            steps += 1.0
-        return total / steps
+        self.strategy = strategy = strategy or tf.distribute.get_strategy()
+        self.replicas = strategy.num_replicas_in_sync
+        if config.batch_size % self.replicas:
+            raise ValueError(f"batch_size {config.batch_size} must be a multiple of the {self.replicas} replicas")
+        self.model, self.fit_part, self.config = model, fit_part, config
+        self.per_replica = config.batch_size // self.replicas
+        self.in_batch = getattr(model, "in_batch_targets", False)
+        resample = getattr(model, "resample_each_epoch", False)
+        self.loss_fn = keras.losses.get(model.loss) if isinstance(model.loss, str) else model.loss
 
-    @tf.function
-    def predict(x):
-        return network(x, training=False)
+        with strategy.scope():
+            self.network = model.build()
+            self.optimizer = getattr(keras.optimizers, OPTIMIZERS[config.optimizer])(learning_rate=config.learning_rate)
+            self.optimizer.build(self.network.trainable_variables)
+        self.epoch_done = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+        self.train_epoch, self.predict = self._compile_steps()
 
-    fixed = None if resample else model.examples(fit_part, epoch=0)
-    val_examples = None
-    if validation is not None and len(validation) and not in_batch:
-        val_examples = model.examples(validation, epoch=-1)
+        self.fixed = None if resample else model.examples(fit_part, epoch=0)
+        self.val_examples = None
+        if validation is not None and len(validation) and not self.in_batch:
+            self.val_examples = model.examples(validation, epoch=-1)
 
-    def epoch_dataset(epoch: int):
-        x, y = fixed if fixed is not None else model.examples(fit_part, epoch=epoch)
+    def _compile_steps(self):
+        """``train_epoch(dataset)`` (one pass, all-reduced gradients, mean loss) and ``predict(x)``."""
+        import tensorflow as tf
+
+        strategy, network, optimizer = self.strategy, self.network, self.optimizer
+        loss_fn, in_batch, replicas = self.loss_fn, self.in_batch, self.replicas
+
+        def replica_step(batch):
+            x, y = (batch, None) if in_batch else batch
+            with tf.GradientTape() as tape:
+                prediction = network(x, training=True)
+                target = tf.eye(tf.shape(prediction)[0]) if in_batch else y
+                loss = tf.reduce_mean(loss_fn(target, prediction))  # per-example losses (Mult-VAE's) to their mean
+                if network.losses:
+                    loss = loss + tf.add_n(network.losses)
+                scaled = loss / replicas  # the all-reduce sums the replicas' gradients: this makes it a mean
+            gradients = tape.gradient(scaled, network.trainable_variables)
+            optimizer.apply_gradients(zip(gradients, network.trainable_variables, strict=True))
+            return scaled
+
+        @tf.function
+        def train_epoch(dataset):
+            total, steps = tf.constant(0.0), tf.constant(0.0)
+            for batch in dataset:
+                total += strategy.reduce("SUM", strategy.run(replica_step, args=(batch,)), axis=None)
+                steps += 1.0
+            return total / steps
+
+        @tf.function
+        def predict(x):
+            return network(x, training=False)
+
+        return train_epoch, predict
+
+    def epoch_dataset(self, epoch: int):
+        """The distributed dataset of ``epoch`` (its order depends only on the seed and ``epoch``) and its
+        number of examples."""
+        import tensorflow as tf
+
+        config, per_replica, in_batch = self.config, self.per_replica, self.in_batch
+        x, y = self.fixed if self.fixed is not None else self.model.examples(self.fit_part, epoch=epoch)
         n = len(next(iter(x.values())))
         steps = n // config.batch_size
         if steps == 0:
@@ -142,81 +177,120 @@ def fit_custom(
             data = features if in_batch else (features, np.asarray(y)[rows])
             return tf.data.Dataset.from_tensor_slices(data).batch(per_replica, drop_remainder=True)
 
-        return strategy.distribute_datasets_from_function(for_pipeline), steps * config.batch_size
+        return self.strategy.distribute_datasets_from_function(for_pipeline), steps * config.batch_size
 
-    def validate() -> dict[str, float]:
-        if val_examples is None:
+    def validate(self) -> dict[str, float]:
+        """``val_loss`` (and ``val_rmse`` when the model monitors it) on the validation examples."""
+        if self.val_examples is None:
             return {}
-        x, y = val_examples
+        x, y = self.val_examples
         n = len(y)
         losses, squared = [], 0.0
         for start in range(0, n, 4096):
             part = {name: values[start : start + 4096] for name, values in x.items()}
-            prediction = predict(part)
+            prediction = self.predict(part)
             target = np.asarray(y[start : start + 4096])
-            losses.append(float(loss_fn(target, prediction)) * len(target))
-            squared += float(np.sum((np.asarray(prediction).reshape(-1) - target) ** 2))
+            losses.append(float(np.mean(self.loss_fn(target, prediction))) * len(target))
+            if self.model.monitor == "val_rmse":  # one prediction per example (not a row of the catalogue)
+                squared += float(np.sum((np.asarray(prediction).reshape(-1) - target) ** 2))
         scores = {"val_loss": sum(losses) / n}
-        if model.monitor == "val_rmse":
+        if self.model.monitor == "val_rmse":
             scores["val_rmse"] = float(np.sqrt(squared / n))
         return scores
 
-    chief = is_chief(strategy)
-    manager = None
-    state: dict = {"history": [], "best": None, "wait": 0, "stopped": False}
-    if checkpoint_dir is not None:
-        checkpoint_dir = Path(checkpoint_dir)
-        checkpoint = tf.train.Checkpoint(network=network, optimizer=optimizer, epoch=epoch_done)
-        _, task_id = task_of(strategy)
-        write_dir = checkpoint_dir if chief else checkpoint_dir / f".worker-{task_id}"
+    def run_epoch(self, epoch: int) -> dict[str, float]:
+        """Train one epoch, then validate: the epoch's history row."""
+        started = time.perf_counter()
+        dataset, n_examples = self.epoch_dataset(epoch)
+        loss = float(self.train_epoch(dataset))
+        seconds = time.perf_counter() - started
+        return {"loss": loss, **self.validate(), "seconds": seconds, "examples_per_second": n_examples / seconds}
+
+
+class _Checkpoints:
+    """``checkpoint_dir``: the latest checkpoint restored at start, a new one saved after every epoch.
+
+    The chief writes to ``checkpoint_dir`` (with ``state.json`` and the best weights); the other workers
+    write to a scratch folder, as TensorFlow requires, and delete it."""
+
+    def __init__(self, loop: _Loop, checkpoint_dir: Path, log=print):
+        import tensorflow as tf
+
+        self.dir = checkpoint_dir
+        self.chief = is_chief(loop.strategy)
+        checkpoint = tf.train.Checkpoint(network=loop.network, optimizer=loop.optimizer, epoch=loop.epoch_done)
+        _, task_id = task_of(loop.strategy)
+        self.write_dir = checkpoint_dir if self.chief else checkpoint_dir / f".worker-{task_id}"
+        self.restored_state: dict | None = None
         latest = tf.train.latest_checkpoint(str(checkpoint_dir))
         if latest:
             checkpoint.restore(latest).expect_partial()
-            state = json.loads((checkpoint_dir / STATE).read_text())
-            log(f"resumed from {Path(latest).name}: epoch {int(epoch_done.numpy())} of {config.epochs} done")
-        manager = tf.train.CheckpointManager(checkpoint, str(write_dir), max_to_keep=2)
+            self.restored_state = json.loads((checkpoint_dir / STATE).read_text())
+            log(f"resumed from {Path(latest).name}: epoch {int(loop.epoch_done.numpy())} of {loop.config.epochs} done")
+        self.manager = tf.train.CheckpointManager(checkpoint, str(self.write_dir), max_to_keep=2)
 
-    best_weights = None
-    if state["best"] is not None and checkpoint_dir is not None and (checkpoint_dir / BEST_WEIGHTS).exists():
-        with np.load(checkpoint_dir / BEST_WEIGHTS) as saved:
-            best_weights = [saved[f"w{i}"] for i in range(len(saved.files))]
+    def best_weights(self, state: dict) -> list[np.ndarray] | None:
+        """The best weights saved so far, if ``state`` has a best value and they were written."""
+        if state["best"] is None or not (self.dir / BEST_WEIGHTS).exists():
+            return None
+        with np.load(self.dir / BEST_WEIGHTS) as saved:
+            return [saved[f"w{i}"] for i in range(len(saved.files))]
 
-    monitor = model.monitor if val_examples is not None else None
-    patience = config.patience if monitor else 0
-    while int(epoch_done.numpy()) < config.epochs and not state["stopped"]:
-        epoch = int(epoch_done.numpy())
-        started = time.perf_counter()
-        dataset, n_examples = epoch_dataset(epoch)
-        loss = float(train_epoch(dataset))
-        seconds = time.perf_counter() - started
-        row = {"loss": loss, **validate(), "seconds": seconds, "examples_per_second": n_examples / seconds}
+    def save(self, epoch: int, state: dict, best_weights, improved: bool) -> None:
+        """Checkpoint after ``epoch`` (0-based); the chief also writes ``state`` and, if they improved, the best
+        weights."""
+        self.manager.save(checkpoint_number=epoch + 1)
+        if self.chief:
+            if improved:
+                _atomic_npz(self.dir / BEST_WEIGHTS, best_weights)
+            _atomic_text(self.dir / STATE, json.dumps(state))
+        else:
+            shutil.rmtree(self.write_dir, ignore_errors=True)
+
+
+def _train_epochs(
+    loop: _Loop, state: dict, best_weights, monitor: str | None, patience: int, checkpoints: _Checkpoints | None, log
+):
+    """Run the remaining epochs (until ``config.epochs`` or early stopping), updating ``state`` in place and
+    checkpointing each one; returns the best weights seen (or ``best_weights`` if none improved)."""
+    epochs = loop.config.epochs
+    while int(loop.epoch_done.numpy()) < epochs and not state["stopped"]:
+        epoch = int(loop.epoch_done.numpy())
+        row = loop.run_epoch(epoch)
         state["history"].append(row)
-        epoch_done.assign_add(1)
-        improved = False
-        if monitor:
-            value = row[monitor]
-            if state["best"] is None or value < state["best"]:
-                state["best"], state["wait"], improved = value, 0, True
-                best_weights = [np.array(w) for w in network.get_weights()]
-            else:
-                state["wait"] += 1
-                state["stopped"] = bool(patience) and state["wait"] >= patience
-        if manager is not None:
-            manager.save(checkpoint_number=epoch + 1)
-            if chief:
-                if improved:
-                    _atomic_npz(checkpoint_dir / BEST_WEIGHTS, best_weights)
-                _atomic_text(checkpoint_dir / STATE, json.dumps(state))
-            else:
-                shutil.rmtree(write_dir, ignore_errors=True)
-        shown = " ".join(f"{k}={v:.4f}" for k, v in row.items() if k.startswith(("loss", "val_")))
-        log(f"epoch {epoch + 1}/{config.epochs} {shown} {seconds:.1f}s {row['examples_per_second']:,.0f} examples/s")
+        loop.epoch_done.assign_add(1)
+        improved = bool(monitor) and _track_best(state, row[monitor], patience)
+        if improved:
+            best_weights = [np.array(w) for w in loop.network.get_weights()]
+        if checkpoints is not None:
+            checkpoints.save(epoch, state, best_weights, improved)
+        log(_epoch_summary(epoch, epochs, row))
+    return best_weights
 
-    if patience and best_weights is not None:
+
+def _track_best(state: dict, value: float, patience: int) -> bool:
+    """Early stopping: record this epoch's monitored ``value`` in ``state``; True if it is the best so far."""
+    if state["best"] is None or value < state["best"]:
+        state["best"], state["wait"] = value, 0
+        return True
+    state["wait"] += 1
+    state["stopped"] = bool(patience) and state["wait"] >= patience
+    return False
+
+
+def _epoch_summary(epoch: int, epochs: int, row: dict[str, float]) -> str:
+    shown = " ".join(f"{k}={v:.4f}" for k, v in row.items() if k.startswith(("loss", "val_")))
+    return f"epoch {epoch + 1}/{epochs} {shown} {row['seconds']:.1f}s {row['examples_per_second']:,.0f} examples/s"
+
+
+def _export(model, network, history_rows: list[dict], best_weights) -> pd.DataFrame:
+    """Leave ``model`` fitted as Keras ``fit`` would (with ``best_weights`` restored, if given) and return the
+    history, one row per epoch (index ``epoch`` from 1)."""
+    if best_weights is not None:
         network.set_weights(best_weights)
     model.network_ = network
     model._after_fit(network)
-    history = pd.DataFrame(state["history"])
+    history = pd.DataFrame(history_rows)
     history.index = pd.RangeIndex(1, len(history) + 1, name="epoch")
     model.history_ = history
     return history

@@ -9,8 +9,10 @@ pipeline's train step runs. The job:
 1. loads the data (the workshop loader: ``MOVIELENS_DIR``, the cache, or a verified download);
 2. splits it (``split``), and, when ``objective`` is ``"validation"`` (tuning), carves a validation
    split from the *training* part so that the test split is never looked at while tuning;
-3. trains with :func:`recsys_workshop.train.fit` under the strategy ``TF_CONFIG`` describes
+3. builds the model ``model.name`` names (:data:`recsys_workshop.models.registry.MODELS`) and trains it
+   with :func:`recsys_workshop.train.fit` under the strategy ``TF_CONFIG`` describes
    (``MultiWorkerMirroredStrategy`` on a TFJob or with the local launcher), checkpointing every epoch;
+   a classical model (EASE, item-kNN, ...) is fitted by its own ``fit``, in one pass;
 4. on the chief only: evaluates top-k metrics, prints them as ``name=value`` lines (what Katib's StdOut
    metrics collector reads: ``ndcg_at_10=0.4123``), writes them to ``metrics_path``, and exports a
    versioned model to ``model_dir/<version>/``.
@@ -29,16 +31,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from recsys_workshop.models import registry
+from recsys_workshop.models.registry import MODELS
 from recsys_workshop.train import TrainConfig
 
-#: model name in a config -> (module, class)
-MODELS = {
-    "mf": ("recsys_workshop.models.mf", "MatrixFactorization"),
-    "ncf": ("recsys_workshop.models.ncf", "NCF"),
-    "triplet": ("recsys_workshop.models.triplet", "TripletModel"),
-    "two-tower": ("recsys_workshop.models.two_tower", "TwoTower"),
-    "hybrid": ("recsys_workshop.models.hybrid", "HybridModel"),
-}
 SPLITS = ("stratified", "random", "chrono")
 OBJECTIVES = ("test", "validation")
 
@@ -127,21 +123,20 @@ def merge_config(base: Mapping[str, Any], assignments: Iterable[str]) -> dict[st
 
 
 def build_model(spec: Mapping[str, Any], movielens=None):
-    """The recommender a config's ``model`` section describes (``mlp_layers`` may be ``"64-32-16"``,
-    the form a Katib categorical parameter takes)."""
-    import importlib
-
-    spec = dict(spec)
-    module, cls = MODELS[spec.pop("name")]
-    if isinstance(spec.get("mlp_layers"), str):
-        spec["mlp_layers"] = tuple(int(width) for width in spec["mlp_layers"].split("-"))
-    if cls == "HybridModel":
-        spec = {"users": movielens.users, "items": movielens.items, **spec}
-    model_class = getattr(importlib.import_module(module), cls)
+    """The recommender a config's ``model`` section describes (see :func:`recsys_workshop.models.registry.build`:
+    ``mlp_layers`` may be ``"64-32-16"``, the form a Katib categorical parameter takes)."""
     try:
-        return model_class(**spec)
-    except TypeError as error:
-        raise ConfigError(f"model: {error}") from None
+        return registry.build(spec, movielens)
+    except (KeyError, TypeError, ValueError) as error:
+        raise ConfigError(f"model: {error.args[0] if error.args else error}") from None
+
+
+def is_trained_by_fit(model) -> bool:
+    """True for a Keras model (trained epoch by epoch by :func:`recsys_workshop.train.fit`, under the
+    strategy and with checkpoints); False for a classical model, fitted in one call of its ``fit``."""
+    from recsys_workshop.models.keras_base import KerasRecommender
+
+    return isinstance(model, KerasRecommender)
 
 
 def split_data(config: JobConfig, ratings):
@@ -180,8 +175,8 @@ def run(config: JobConfig, *, log=print, train=None, evaluation=None, model_dir:
     if train is None:
         movielens = data.load(config.dataset, progress=False)
         train, evaluation = split_data(config, movielens.ratings)
-    elif config.model["name"] == "hybrid":
-        movielens = data.load(config.dataset, progress=False)  # the hybrid model needs the metadata
+    elif registry.needs_metadata(config.model["name"]):
+        movielens = data.load(config.dataset, progress=False)  # e.g. the hybrid model reads the metadata
     model = build_model(config.model, movielens)
     held_out = f" and {len(evaluation):,} {config.objective}" if evaluation is not None else ""
     log(
@@ -189,17 +184,23 @@ def run(config: JobConfig, *, log=print, train=None, evaluation=None, model_dir:
         f"{strategy.num_replicas_in_sync} replica(s)"
     )
     started = time.perf_counter()
-    history = fit(model, train, config=config.train, strategy=strategy, checkpoint_dir=config.checkpoint_dir)
-    train_seconds = time.perf_counter() - started
-    log(f"weights_sha256={weights_digest(model.network_)}")  # every worker: data parallelism keeps them equal
+    if is_trained_by_fit(model):
+        history = fit(model, train, config=config.train, strategy=strategy, checkpoint_dir=config.checkpoint_dir)
+        train_seconds = time.perf_counter() - started
+        log(f"weights_sha256={weights_digest(model.network_)}")  # every worker: data parallelism keeps them equal
+        per_epoch = history["examples_per_second"].iloc[1:] if len(history) > 1 else history["examples_per_second"]
+        epochs, examples_per_second = len(history), float(per_epoch.mean())
+    else:  # a classical model: one pass over the data, no epochs, nothing to checkpoint (each worker fits alone)
+        model.fit(train)
+        train_seconds = time.perf_counter() - started
+        epochs, examples_per_second = 1, len(train) / max(train_seconds, 1e-9)
     if not chief:
         return {}
     k = config.top_k
-    seconds_per_epoch = history["examples_per_second"].iloc[1:] if len(history) > 1 else history["examples_per_second"]
     results = {
-        "epochs": len(history),
+        "epochs": epochs,
         "train_seconds": train_seconds,
-        "examples_per_second": float(seconds_per_epoch.mean()),
+        "examples_per_second": examples_per_second,
     }
     if evaluate and evaluation is not None:
         row = metrics.evaluate(model, train, evaluation, k).iloc[0]

@@ -2,7 +2,7 @@
 
 Usage::
 
-    python -m recsys_workshop.labbuild [--check] [--root DIR] [NAMES...]
+    python -m tools.labbuild [--check] [--root DIR] [NAMES...]
 
 ``source/NN_slug.py`` (jupytext percent format) is the only hand-edited form of a lab. This tool writes
 ``labs/NN_slug.ipynb`` (exercises replaced by stubs) and ``solutions/NN_slug.ipynb`` (complete). With
@@ -381,7 +381,7 @@ def _compare(root: Path, built: dict[str, bytes]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     """Build (or with ``--check`` compare) the notebooks; return the exit status (0 ok, 1 failure)."""
     parser = argparse.ArgumentParser(
-        prog="python -m recsys_workshop.labbuild",
+        prog="python -m tools.labbuild",
         description="Build labs/ and solutions/ notebooks from source/NN_slug.py (make labs).",
     )
     parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if a notebook is stale")
@@ -406,7 +406,7 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(f"labbuild: error: {e}" for e in errors), file=sys.stderr)
         print(
             f"labbuild: {len(errors)} source(s) break the format; the rules: "
-            "python -m pydoc recsys_workshop.labbuild",
+            "python -m pydoc tools.labbuild",
             file=sys.stderr,
         )
         return 1
@@ -419,7 +419,7 @@ def main(argv: list[str] | None = None) -> int:
         if problems:
             print("\n".join(f"labbuild: {p}" for p in problems), file=sys.stderr)
             print(
-                "labbuild: fix: run `make labs` (python -m recsys_workshop.labbuild) and commit the "
+                "labbuild: fix: run `make labs` (python -m tools.labbuild) and commit the "
                 "notebooks; edit source/, never labs/ or solutions/; delete orphans or restore their source",
                 file=sys.stderr,
             )

@@ -2,7 +2,7 @@
 
 Give it to Locust beside the locustfile (it imports Locust: run it only inside a Locust process)::
 
-    locust -f recsys_workshop/locustfile.py,recsys_workshop/stepload.py --headless --csv run/step ...
+    locust -f recsys_workshop/loadtest/locustfile.py,recsys_workshop/loadtest/stepload.py --headless --csv run/step ...
 
 Steps of ``RECSYS_STEP_USERS`` users (default 10) up to ``RECSYS_STEP_MAX_USERS`` (default 100), each
 ``RECSYS_STEP_SECONDS`` long (default 30), spawning ``RECSYS_STEP_SPAWN_RATE`` users/s (default: a step's

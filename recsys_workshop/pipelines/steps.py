@@ -1,8 +1,9 @@
 """The logic of the pipeline's steps (:mod:`recsys_workshop.pipelines`), as plain tested functions.
 
 A KFP component runs its function body in a fresh process where ``kfp.dsl`` is reduced to the runtime
-types, so this module must not import the module that declares the components: each component calls
-one ``step_*`` function from here.
+types, so this module must not import the module that declares the components
+(:mod:`recsys_workshop.pipelines.components`), nor KFP: each component calls one ``step_*`` function
+from here (``from recsys_workshop.pipelines import steps``).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Run it with Locust, never import it in a process that has imported kserve or url
 monkey-patching then fails with ``RecursionError``). ``recsys_workshop.loadtest`` starts Locust as its own
 process; on a cluster the master and the workers run::
 
-    locust -f /app/recsys_workshop/locustfile.py --host=http://recsys-api
+    locust -f /app/recsys_workshop/loadtest/locustfile.py --host=http://recsys-api
 
 What a :class:`RecsysUser` does, with weights and think times read from the environment:
 

@@ -1,0 +1,155 @@
+"""The workshop's Kubernetes side, as plain functions: build, check and compare the manifests.
+
+Lab 05, the tests and ``cluster-setup/`` share these helpers. The manifests themselves are kustomize
+bases under ``cluster-setup/manifests`` (``base`` + ``overlays/kind`` + ``overlays/gke``); this module
+only reads them::
+
+    from recsys_workshop import kube
+
+    kube.cluster_context()                      # is there a cluster to talk to? (None if no kubeconfig)
+    docs = kube.kustomize_build(kube.overlay_dir("kind"))
+    kube.validate_core(docs)                    # Kubernetes resources, offline schema of a pinned version
+    kube.validate_custom(docs)                  # TFJob / InferenceService (CRD schemas), Katib Experiment
+    kube.policy_violations(docs)                # limits, probes, non-root, pinned images
+    print(kube.diff_overlays("kind", "gke"))    # what changes between the laptop and the cloud
+    app = kube.render_application("https://github.com/<you>/<fork>.git")   # Argo CD, lab 12
+    kube.validate_application(app)              # its explicit checks (no Argo CD CRD offline)
+    kube.set_image_tag(kustomization, "0.2.0")  # the commit that releases a version
+
+Every check returns a list of :class:`Finding` (empty means clean) instead of raising, so a notebook can
+show them. Nothing heavy is imported with the module: PyYAML, jsonschema, kubernetes-validate, the
+Kubernetes client and the Katib SDK are imported inside the functions that need them.
+
+``python -m recsys_workshop.kube --help`` gives the same as a command line (``build``, ``validate``,
+``diff``, ``context``) plus ``write-config``, which Katib trials use to merge their hyperparameters into
+the shared training config.
+
+The modules, by responsibility (every name above is re-exported here; call them as ``kube.X``):
+
+- :mod:`.manifests`: the pinned versions, the overlays, ``kubectl kustomize``, naming resources; the
+  errors and :class:`Finding` every check returns;
+- :mod:`.validation`: schema checks of built-in resources (:func:`validate_core`) and custom resources
+  (:func:`validate_custom`: CRD schemas, TFJob admission rules, Katib Experiments), and
+  :func:`validate_all`;
+- :mod:`.policy`: what the workshop asks of every container (:func:`policy_violations`);
+- :mod:`.diff`: two builds compared (:func:`diff_overlays`, :func:`overlay_differences`);
+- :mod:`.gitops`: the Argo CD Application (load, render, validate) and :func:`set_image_tag`;
+- :mod:`.cluster`: :func:`cluster_context` and the profile a live cluster should run;
+- :mod:`.cli`: ``python -m recsys_workshop.kube`` (see there).
+"""
+
+from __future__ import annotations
+
+import sys as sys  # re-exported: tests patch kube.sys.executable, as they did when this was one module
+from typing import TYPE_CHECKING, Any
+
+from recsys_workshop.kube.cli import main
+from recsys_workshop.kube.cluster import PROFILE_CRDS, PROFILE_DEPLOYMENTS, ClusterInfo, cluster_context
+from recsys_workshop.kube.diff import Difference, diff_overlays, overlay_differences
+from recsys_workshop.kube.gitops import _REPO_URL as _REPO_URL  # private, for the tests
+from recsys_workshop.kube.gitops import (
+    APPLICATION_FILE,
+    ARGOCD_DIR,
+    REPO_URL_PLACEHOLDER,
+    WORKSHOP_IMAGE_NAME,
+    load_application,
+    render_application,
+    repo_url_problem,
+    set_image_tag,
+    validate_application,
+)
+from recsys_workshop.kube.manifests import (
+    OVERLAYS,
+    Finding,
+    KubectlNotFoundError,
+    KubeError,
+    KustomizeError,
+    Manifest,
+    api_group,
+    find_kubectl,
+    is_core,
+    kustomize_build,
+    overlay_dir,
+    resource_id,
+    versions,
+)
+from recsys_workshop.kube.manifests import _containers as _containers  # private, for the tests
+from recsys_workshop.kube.policy import LONG_RUNNING_KINDS, SERVING_KINDS, parse_quantity, policy_violations
+from recsys_workshop.kube.policy import _image_problem as _image_problem  # private, for the tests
+from recsys_workshop.kube.validation import (
+    CRDS_DIR_ENV,
+    KATIB_ALGORITHMS,
+    KATIB_COLLECTORS,
+    KATIB_PARAMETER_TYPES,
+    TFJOB_REPLICA_TYPES,
+    crds_dir,
+    validate_all,
+    validate_core,
+    validate_custom,
+)
+from recsys_workshop.kube.validation import _katib_unknown_fields as _katib_unknown_fields  # private, for the tests
+from recsys_workshop.paths import CLUSTER_SETUP_DIR, MANIFESTS_DIR, REPO_ROOT, VERSIONS_FILE
+
+if TYPE_CHECKING:
+    from recsys_workshop.train.job import merge_config
+
+__all__ = [
+    "APPLICATION_FILE",
+    "ARGOCD_DIR",
+    "CLUSTER_SETUP_DIR",
+    "CRDS_DIR_ENV",
+    "KATIB_ALGORITHMS",
+    "KATIB_COLLECTORS",
+    "KATIB_PARAMETER_TYPES",
+    "LONG_RUNNING_KINDS",
+    "MANIFESTS_DIR",
+    "OVERLAYS",
+    "PROFILE_CRDS",
+    "PROFILE_DEPLOYMENTS",
+    "REPO_ROOT",
+    "REPO_URL_PLACEHOLDER",
+    "SERVING_KINDS",
+    "TFJOB_REPLICA_TYPES",
+    "VERSIONS_FILE",
+    "WORKSHOP_IMAGE_NAME",
+    "ClusterInfo",
+    "Difference",
+    "Finding",
+    "KubeError",
+    "KubectlNotFoundError",
+    "KustomizeError",
+    "Manifest",
+    "api_group",
+    "cluster_context",
+    "crds_dir",
+    "diff_overlays",
+    "find_kubectl",
+    "is_core",
+    "kustomize_build",
+    "load_application",
+    "main",
+    "merge_config",
+    "overlay_differences",
+    "overlay_dir",
+    "parse_quantity",
+    "policy_violations",
+    "render_application",
+    "repo_url_problem",
+    "resource_id",
+    "set_image_tag",
+    "validate_all",
+    "validate_application",
+    "validate_core",
+    "validate_custom",
+    "versions",
+]
+
+
+def __getattr__(name: str) -> Any:
+    # merge_config is the training job's (Katib trials run it through `write-config`); importing
+    # recsys_workshop.train pulls in pandas, so it is loaded on first use, not with this package (PEP 562).
+    if name == "merge_config":
+        from recsys_workshop.train.job import merge_config
+
+        return merge_config
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,95 @@
+"""Continuous training as a Kubeflow Pipelines (KFP v2) pipeline, run locally or compiled for a cluster.
+
+    ingest -> validate -> split (+ leakage check) -> train -> evaluate -> compare with the deployed
+    model -> push a new version (only if it is better)
+
+The modules, by responsibility:
+
+- :mod:`.steps`: the logic of each step (``step_*``), ordinary tested Python without KFP;
+- :mod:`.components`: each step as a lightweight KFP component (in the workshop image, :data:`IMAGE`)
+  whose body calls one ``steps.step_*`` function; artifacts are typed (``Dataset``, ``Model``,
+  ``Metrics``, ``Markdown``);
+- :mod:`.pipeline`: :func:`training_pipeline` wiring the components, and :func:`compile_pipeline`, which
+  writes the pipeline YAML to upload to Kubeflow Pipelines. On a cluster the components run in the
+  workshop image; ``deployed_dir`` must then be on the models volume (mount it with the
+  ``kfp-kubernetes`` extension's ``mount_pvc``);
+- :mod:`.local`: :func:`run_local` runs the whole pipeline on this machine with ``kfp.local.
+  SubprocessRunner(use_venv=False)`` (a failing validation stops the run, with the report in the
+  :class:`PipelineFailed` error); :func:`job_config_with_best` merges a tuning run's best parameters
+  into the job config, so the config a learner tunes in lab 07 is the one trained here;
+- :mod:`.cli`: ``python -m recsys_workshop.pipelines run|compile`` (see there).
+
+Importing the package does not import KFP: a component body imports ``recsys_workshop.pipelines.steps``
+in a process where ``kfp.dsl`` is reduced to its runtime types, so the names that need KFP are loaded
+on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from recsys_workshop.pipelines import steps
+from recsys_workshop.pipelines.steps import ValidationFailed, is_better
+
+if TYPE_CHECKING:
+    from recsys_workshop.pipelines.cli import main
+    from recsys_workshop.pipelines.components import (
+        IMAGE,
+        compare_with_deployed,
+        evaluate_model,
+        ingest,
+        push_model,
+        split_data,
+        train_model,
+        validate_data,
+    )
+    from recsys_workshop.pipelines.local import PipelineFailed, job_config_with_best, run_local
+    from recsys_workshop.pipelines.pipeline import compile_pipeline, training_pipeline
+
+# name -> the submodule that defines it, imported on first access (PEP 562)
+_LAZY = {
+    **dict.fromkeys(
+        ["IMAGE", "ingest", "validate_data", "split_data", "train_model", "evaluate_model",
+         "compare_with_deployed", "push_model"],
+        "components",
+    ),  # fmt: skip
+    "training_pipeline": "pipeline",
+    "compile_pipeline": "pipeline",
+    "PipelineFailed": "local",
+    "job_config_with_best": "local",
+    "run_local": "local",
+    "main": "cli",
+}
+
+__all__ = [
+    "IMAGE",
+    "PipelineFailed",
+    "ValidationFailed",
+    "compare_with_deployed",
+    "compile_pipeline",
+    "evaluate_model",
+    "ingest",
+    "is_better",
+    "job_config_with_best",
+    "main",
+    "push_model",
+    "run_local",
+    "split_data",
+    "steps",
+    "train_model",
+    "training_pipeline",
+    "validate_data",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})

@@ -1,0 +1,100 @@
+"""The pipeline's steps as lightweight KFP components, each in the workshop image.
+
+Each component's body calls one function of :mod:`recsys_workshop.pipelines.steps` (``step_*``), so the
+logic is ordinary tested Python and the components stay thin. KFP runs a body in a fresh process from
+its source alone: a body imports what it needs itself, and only from ``steps`` (never this module).
+Artifacts are typed: the ratings and the splits are ``Dataset`` (CSV), the trained model a ``Model`` (an
+exported version folder, see :mod:`recsys_workshop.export`), the scores ``Metrics``, the validation
+reports ``Markdown``.
+"""
+
+# no "from __future__ import annotations": KFP reads the components' annotations as real types
+
+from kfp import dsl
+from kfp.dsl import Dataset, Input, Markdown, Metrics, Model, Output
+
+IMAGE = "ghcr.io/recsys-workshop/recsys-workshop:0.1.0"
+
+
+@dsl.component(base_image=IMAGE)
+def ingest(dataset: str, ratings_csv: str, ratings: Output[Dataset]):
+    """Load the ratings (MovieLens through the verified loader, or your own CSV)."""
+    from recsys_workshop.pipelines import steps
+
+    ratings.metadata.update(steps.step_ingest(dataset, ratings_csv, ratings.path))
+
+
+@dsl.component(base_image=IMAGE)
+def validate_data(ratings: Input[Dataset], rating_min: float, rating_max: float, report: Output[Markdown]):
+    """Stop the run with a readable report if the data is unfit (schema, ranges, duplicates)."""
+    from recsys_workshop.pipelines import steps
+
+    steps.step_validate(ratings.path, report.path, rating_min, rating_max)
+
+
+@dsl.component(base_image=IMAGE)
+def split_data(
+    ratings: Input[Dataset],
+    method: str,
+    ratio: float,
+    seed: int,
+    train: Output[Dataset],
+    test: Output[Dataset],
+    report: Output[Markdown],
+):
+    """Split into train and test, and stop the run on leakage between them."""
+    from recsys_workshop.pipelines import steps
+
+    sizes = steps.step_split(ratings.path, method, ratio, seed, train.path, test.path, report.path)
+    train.metadata["rows"], test.metadata["rows"] = sizes["train"], sizes["test"]
+
+
+@dsl.component(base_image=IMAGE)
+def train_model(train: Input[Dataset], job_config: str, model: Output[Model]):
+    """Train with the workshop's training job and export the model (a version folder)."""
+    from recsys_workshop.pipelines import steps
+
+    figures = steps.step_train(train.path, job_config, model.path)
+    model.metadata.update({key: value for key, value in figures.items() if isinstance(value, int | float)})
+
+
+@dsl.component(base_image=IMAGE)
+def evaluate_model(model: Input[Model], train: Input[Dataset], test: Input[Dataset], k: int, metrics: Output[Metrics]):
+    """Top-k metrics of the exported model on the test split, through the serving code path."""
+    import os
+
+    from recsys_workshop.pipelines import steps
+
+    version = os.path.join(model.path, "1")
+    scores = steps.step_evaluate(version, train.path, test.path, k)
+    for name, value in scores.items():
+        metrics.log_metric(name, value)
+
+
+@dsl.component(base_image=IMAGE)
+def compare_with_deployed(
+    model: Input[Model], train: Input[Dataset], test: Input[Dataset], deployed_dir: str, k: int, min_improvement: float
+) -> bool:
+    """Is the candidate better than the deployed model on the same test split?"""
+    import os
+
+    from recsys_workshop.pipelines import steps
+
+    verdict = steps.step_compare(os.path.join(model.path, "1"), train.path, test.path, deployed_dir, k, min_improvement)
+    print(verdict["reason"])
+    return bool(verdict["better"])
+
+
+@dsl.component(base_image=IMAGE)
+def push_model(model: Input[Model], metrics: Input[Metrics], deployed_dir: str, better: bool) -> str:
+    """Publish the candidate as the next version of the deployed model, only when it is ``better``."""
+    import os
+
+    from recsys_workshop.pipelines import steps
+
+    if not better:
+        print("the candidate is not better than the deployed model: nothing pushed")
+        return ""
+    path = steps.step_push(os.path.join(model.path, "1"), deployed_dir, dict(metrics.metadata))
+    print(f"pushed {path}")
+    return path

@@ -1,0 +1,79 @@
+"""Running the pipeline on this machine, with the job config a learner tuned.
+
+:func:`run_local` runs the whole pipeline with ``kfp.local.SubprocessRunner(use_venv=False)``: each task
+is a subprocess of this Python (KFP first runs ``pip install kfp --no-deps`` in it, a no-op when kfp is
+installed). A failing validation fails its task and stops the run, with the report in the error.
+
+The train step runs the same job as ``python -m recsys_workshop.train`` (:func:`recsys_workshop.train.
+job.run`) with the pipeline's job config, so the config a learner tunes in lab 07 is the one trained
+here (:func:`job_config_with_best` merges the tuner's best parameters into it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+
+def job_config_with_best(base: Mapping[str, Any], best_params_path: str | os.PathLike[str] | None) -> dict:
+    """The job config with the best trial's parameters of a tuning run merged in (when the file exists)."""
+    from recsys_workshop.train.job import merge_config
+    from recsys_workshop.tune import best_overrides
+
+    if best_params_path and Path(best_params_path).exists():
+        return merge_config(base, best_overrides(best_params_path))
+    return dict(base)
+
+
+class PipelineFailed(RuntimeError):
+    """A local run failed; the message carries the failing validation report when there is one."""
+
+
+def run_local(
+    pipeline_root: str | os.PathLike[str],
+    deployed_dir: str | os.PathLike[str],
+    *,
+    log_path: str | os.PathLike[str] | None = None,
+    **arguments,
+) -> Path:
+    """Run the pipeline (:func:`recsys_workshop.pipelines.pipeline.training_pipeline`) with the KFP local
+    runner and return the run's folder under ``pipeline_root`` (one sub-folder per task, holding its
+    artifacts). A dict ``job_config`` is serialised for you. ``log_path``: send the tasks' (long) output
+    there instead of stdout. Raises :class:`PipelineFailed` when a task fails, with the validation report
+    if that was the cause."""
+    import contextlib
+    import warnings
+
+    from kfp import local
+
+    from recsys_workshop.pipelines.pipeline import training_pipeline
+
+    # the components name the workshop image; run locally, they use this Python instead, on purpose
+    warnings.filterwarnings("ignore", message="You may be attemping to run a task", category=RuntimeWarning)
+    if isinstance(arguments.get("job_config"), Mapping):
+        arguments["job_config"] = json.dumps(arguments["job_config"])
+    root = Path(pipeline_root).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    before = set(root.iterdir())
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root))
+    with contextlib.ExitStack() as stack:
+        if log_path is not None:
+            log = stack.enter_context(open(log_path, "a", encoding="utf-8"))  # noqa: SIM115 - closed by the stack
+            stack.enter_context(contextlib.redirect_stdout(log))
+        try:
+            training_pipeline(deployed_dir=str(Path(deployed_dir).resolve()), **arguments)
+            failure = None
+        except RuntimeError as error:
+            failure = error
+    runs = sorted(set(root.iterdir()) - before, key=lambda path: path.stat().st_mtime)
+    run_dir = runs[-1] if runs else root
+    if failure is not None:
+        reports = [run_dir / step / "report" for step in ("validate-data", "split-data")]
+        failed = [r.read_text(encoding="utf-8") for r in reports if r.is_file() and "FAILED" in r.read_text()]
+        plain = re.sub(r"\x1b\[[0-9;]*m", "", str(failure))  # KFP colours its messages for a terminal
+        raise PipelineFailed("\n".join([plain, *failed])) from None
+    return run_dir
