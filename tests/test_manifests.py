@@ -2,9 +2,9 @@
 
 Every overlay is built with the venv's ``kubectl kustomize``; built-in resources are validated with
 kubernetes-validate against the pinned Kubernetes version, Kubeflow resources against the CRDs of the
-Kubeflow release (`kube.crds_dir()`: $KUBEFLOW_CRDS_DIR or the verified download), Katib Experiments with the Katib SDK's
-models and explicit rules; then the workshop's policy. The negative tests break one thing at a time and
-prove each check notices.
+Kubeflow release (`kube.crds_dir()`: $KUBEFLOW_CRDS_DIR or the verified download), Katib Experiments
+with the Katib SDK's models and explicit rules; then the workshop's policy. The negative tests break one
+thing at a time and prove each check notices.
 """
 
 from __future__ import annotations
