@@ -11,6 +11,7 @@ queries it and stops it, then executes every solution notebook in order (at the 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
@@ -104,6 +105,25 @@ def pipeline_and_stack(scale: str, out_dir: Path) -> dict:
     return {"versions": versions, "answer": answer}
 
 
+@contextlib.contextmanager
+def _native_stderr_to(log: Path):
+    """Send what native code writes to file descriptor 2 (TensorFlow's absl and oneDNN start-up lines) to
+    ``log`` while the block runs; Python's own errors still reach the terminal once it ends."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(log, "a", encoding="utf-8") as out:
+            os.dup2(out.fileno(), 2)
+            try:
+                yield
+            finally:
+                sys.stderr.flush()
+                os.dup2(saved, 2)
+    finally:
+        os.close(saved)
+
+
 def _announce(text: str) -> None:
     print(text, flush=True)
 
@@ -131,6 +151,7 @@ def _summary(results: list, started: float, args: argparse.Namespace) -> int:
     print(
         f"  deployed models: {Path(args.artifacts) / 'models' / 'recsys'}\n"
         f"  executed notebooks: {args.output}/ (kernel logs in {Path(args.output) / 'logs'}/)\n"
+        f"  TensorFlow's own messages: {Path(args.artifacts) / 'workshop.log'}\n"
         "  next: `make lab` opens JupyterLab on labs/ (exercises) and solutions/ (completed)"
     )
     return 1 if failed else 0
@@ -154,11 +175,14 @@ def _run(args: argparse.Namespace) -> int:
             f"{row['items']:>6,} items  verified in {row['seconds']} s"
         )
     print(f"  Kubeflow CRDs    verified in {_crds()}")
+    log = Path(args.artifacts) / "workshop.log"
     print(f"\n== Reference models (ml-100k, stratified 75/25, top-10, WORKSHOP_SCALE={args.scale}) ==")
-    summary = model_summary(args.scale)
+    with _native_stderr_to(log):
+        summary = model_summary(args.scale)
     print(summary.round(4).to_string(index=False))
     print(f"\n== Continuous training (KFP local runner) and the serving stack, WORKSHOP_SCALE={args.scale} ==")
-    pipeline_and_stack(args.scale, Path(args.artifacts))
+    with _native_stderr_to(log):
+        pipeline_and_stack(args.scale, Path(args.artifacts))
     print(f"\n== Labs (solutions, WORKSHOP_SCALE={args.scale}) ==")
     notebooks = _lab_notebooks(REPO / "solutions", args.only)
     results = notebook_runner.run_notebooks(
