@@ -127,19 +127,24 @@ def equal(actual: Any, expected: Any, what: str = "the value") -> None:
 
 
 def yours_or(exercise: str, yours: Callable[..., Any], reference: Callable[..., Any]) -> Callable[..., Any]:
-    """``yours`` where Exercise ``exercise`` is written, else ``reference`` (saying so once per call).
+    """``yours`` where Exercise ``exercise`` is written, else ``reference``.
 
     For the cells after an exercise that use its result: with the exercise still a stub they run on the
-    package's version instead of failing, so "Run All" on an unsolved lab reaches the end.
+    package's version instead of failing, so "Run All" on an unsolved lab reaches the end. The switch is
+    announced once per wrapper (it may be called in a loop).
     """
+    announced = False
 
     def call(*args: Any, **kwargs: Any) -> Any:
+        nonlocal announced
         try:
             return yours(*args, **kwargs)
         except NotImplementedError as err:
             if not str(err).startswith("Exercise "):
                 raise
-            print(f"(Exercise {exercise} is not done yet: this cell uses the package's version.)")
+            if not announced:
+                print(f"(Exercise {exercise} is not done yet: the package's version stands in for yours.)")
+                announced = True
             return reference(*args, **kwargs)
 
     return call

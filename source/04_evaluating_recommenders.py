@@ -161,8 +161,8 @@ table = pd.concat([table, autoencoders])
 table[accuracy + ["coverage", "novelty", "train s"]].sort_values("ndcg@10", ascending=False).round(3)
 
 # %% [markdown]
-# In the benchmark the blend reaches NDCG@10 0.487 and P@10 0.425 (three seeds), against 0.483 / 0.420
-# for EASE alone and 0.475 / 0.412 for BiVAE, in under 15 seconds of training on two CPU cores. (The
+# In the benchmark the blend reaches NDCG@10 0.488 and P@10 0.423 (three seeds), against 0.483 / 0.420
+# for EASE alone and 0.475 / 0.412 for BiVAE, in under 30 seconds of training on two CPU cores. (The
 # benchmark trains Mult-DAE twice: once with early stopping to find the epoch count, then on all of the
 # training part; this notebook trains it once, holding out 10% for early stopping, so its figures here
 # differ a little.) Note what the autoencoders do *not* do: a film nobody has watched has no column to learn
