@@ -15,10 +15,10 @@ import json
 import os
 import shutil
 import subprocess
-import threading
 from pathlib import Path
 
 import pytest
+from loopback_http import serve
 
 from recsys_workshop import downloads
 from recsys_workshop.kube import crds
@@ -93,14 +93,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def server(upstream):
     handler = type("Handler", (_Handler,), {"files": upstream, "mode": "good", "requests": []})
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    httpd.handler = handler
-    httpd.url = f"http://127.0.0.1:{httpd.server_port}/manifests/"
-    yield httpd
-    httpd.shutdown()
-    httpd.server_close()
+    with serve(handler, "manifests/") as httpd:
+        yield httpd
 
 
 @pytest.fixture

@@ -5,12 +5,12 @@ from __future__ import annotations
 import hashlib
 import http.server
 import shutil
-import threading
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from loopback_http import serve
 
 from recsys_workshop import data
 
@@ -58,14 +58,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def http_server(official_small_zip):
     handler = type("Handler", (_Handler,), {"payload": official_small_zip, "mode": "good"})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    server.handler = handler
-    server.url = f"http://127.0.0.1:{server.server_port}/datasets/movielens/"
-    yield server
-    server.shutdown()
-    server.server_close()
+    with serve(handler, "datasets/movielens/") as server:
+        yield server
 
 
 def test_download_good_zip_is_verified_and_loadable(http_server, isolated_cache):
