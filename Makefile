@@ -22,6 +22,7 @@
 #   PYTHON             the Python 3.11 to build it with (default: python3.11, else python3)
 #   LAB_ARGS           extra JupyterLab options, e.g. LAB_ARGS="--port 8899 --no-browser"
 #   PYTEST_ARGS        extra pytest options, e.g. PYTEST_ARGS="-k crds -x"
+#   TEST_WORKERS       parallel pytest workers in make test (default 2; each notebook kernel needs ~1.5 GB)
 SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
 .DEFAULT_GOAL := help
@@ -32,6 +33,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 WORKSHOP_SCALE ?= full
 PYTEST_ARGS ?=
+TEST_WORKERS ?= 2
 LAB_ARGS ?=
 # JupyterLab refuses to start as root (common in containers) unless told to.
 ROOT_FLAG := $(shell [ "$$(id -u)" = 0 ] && echo --allow-root)
@@ -58,8 +60,8 @@ workshop: $(STAMP)
 test: $(STAMP)
 	@started=$$SECONDS; $(BIN)/ruff check recsys_workshop tests bench tools conftest.py; \
 	  $(BIN)/python -m tools.labbuild --check; echo "== lint + labs in sync: $$((SECONDS - started)) s =="
-	@started=$$SECONDS; $(BIN)/python -m pytest --durations=15 $(PYTEST_ARGS); echo "== pytest: $$((SECONDS - started)) s =="
-	@started=$$SECONDS; WORKSHOP_SCALE=ci $(BIN)/python -m pytest --nbval-lax --nbval-cell-timeout=1200 solutions/ $(PYTEST_ARGS); \
+	@started=$$SECONDS; $(BIN)/python -m pytest -n $(TEST_WORKERS) --durations=15 $(PYTEST_ARGS); echo "== pytest: $$((SECONDS - started)) s =="
+	@started=$$SECONDS; WORKSHOP_SCALE=ci $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --nbval-lax --nbval-cell-timeout=1200 solutions/ $(PYTEST_ARGS); \
 	  echo "== nbval (solutions, WORKSHOP_SCALE=ci): $$((SECONDS - started)) s =="
 
 test-fast: $(STAMP)

@@ -152,8 +152,12 @@ def model_server(model_dir: Path) -> Iterator[tuple[str, list[int], list[str]]]:
 def api_stack(model_dir: Path) -> Iterator[tuple[str, list[int], list[str]]]:
     from recsys_workshop.api import local_stack
 
-    with local_stack(model_dir, timeout=180) as stack:
-        yield stack.api_url, [stack.api.process.pid, stack.model_server.process.pid], ["api", "model_server"]
+    # the API as it runs for real: its state in a (fresh) SQLite database, recommendation ids signed, the
+    # database synced every second; the load is reads only, so the write limits do not apply
+    with tempfile.TemporaryDirectory(prefix="bench-api-") as state:
+        env = {"RECSYS_DATABASE_URL": f"sqlite:///{Path(state) / 'api.db'}"}
+        with local_stack(model_dir, timeout=180, env=env) as stack:
+            yield stack.api_url, [stack.api.process.pid, stack.model_server.process.pid], ["api", "model_server"]
 
 
 SERVERS = {

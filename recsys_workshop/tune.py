@@ -24,6 +24,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from recsys_workshop.downloads import atomic_write
 from recsys_workshop.paths import MANIFESTS_DIR
 
 OBJECTIVE = "ndcg_at_10"
@@ -230,7 +231,8 @@ def _lookup(config: Mapping[str, Any], space: Sequence[Parameter]) -> dict | Non
 
 
 def save_best(study, path: str | os.PathLike[str], *, algorithm: str) -> dict:
-    """Write the best trial (its config overrides and objective) as JSON; the pipeline reads it."""
+    """Write the best trial (its config overrides and objective) as JSON, atomically: the pipeline reads it,
+    possibly while another tuning run replaces it."""
     best = study.best_trial
     record = {
         "objective": OBJECTIVE,
@@ -239,8 +241,7 @@ def save_best(study, path: str | os.PathLike[str], *, algorithm: str) -> dict:
         "algorithm": algorithm,
         "trials": len(study.trials),
     }
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    atomic_write(path, (json.dumps(record, indent=2) + "\n").encode("utf-8"))
     return record
 
 

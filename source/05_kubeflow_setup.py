@@ -311,9 +311,18 @@ for doc in sorted(built["kind"], key=lambda d: (d["kind"], d["metadata"]["name"]
 # kubeflow.org/v1beta1         Experiment             recsys-tune
 # serving.kserve.io/v1beta1    InferenceService       recsys-model
 # v1                           Namespace              recsys
+# networking.k8s.io/v1         NetworkPolicy          default-deny-ingress
+# networking.k8s.io/v1         NetworkPolicy          katib-suggestion
+# networking.k8s.io/v1         NetworkPolicy          recsys-api
+# networking.k8s.io/v1         NetworkPolicy          recsys-locust-master
+# networking.k8s.io/v1         NetworkPolicy          recsys-model-server
+# networking.k8s.io/v1         NetworkPolicy          recsys-postgres
+# networking.k8s.io/v1         NetworkPolicy          recsys-training
 # v1                           PersistentVolumeClaim  recsys-models
 # v1                           Service                recsys-api
 # v1                           Service                recsys-locust-master
+# v1                           Service                recsys-postgres
+# apps/v1                      StatefulSet            recsys-postgres
 # kubeflow.org/v1              TFJob                  recsys-train
 
 # %% [markdown]
@@ -432,10 +441,11 @@ with pd.option_context("display.max_colwidth", 120, "display.max_rows", 100):
     display(table)
 
 # %% [markdown]
-# The same as a diff, for two resources where a laptop and the cloud differ most: the model volume
-# (kind's local-path storage against a Persistent Disk) and the API's Service (reachable by
-# port-forward, or from the internet through a cloud load balancer). The full diff:
-# `python -m recsys_workshop.kube diff kind gke`.
+# The same as a diff, for the resource where a laptop and the cloud differ most: the model volume
+# (kind's local-path storage against a Persistent Disk). The API's Service is the same on both, and on
+# both it is a `ClusterIP`: the API is not on the internet unless you put it there on purpose (you reach
+# it with `kubectl port-forward`; cluster-setup/README.md, "Secure by default", says how to expose it
+# behind an authenticating proxy). The full diff: `python -m recsys_workshop.kube diff kind gke`.
 
 # %%
 def pick(docs: list[dict], kinds: set[str]) -> list[dict]:
@@ -444,11 +454,14 @@ def pick(docs: list[dict], kinds: set[str]) -> list[dict]:
 
 print(kube.diff_overlays(*(pick(built[name], {"PersistentVolumeClaim", "Service"}) for name in OVERLAYS),
                          context=2, labels=tuple(OVERLAYS)))
+api_services = {name: next(d for d in built[name] if d["kind"] == "Service" and d["metadata"]["name"] == "recsys-api")
+                for name in OVERLAYS}
+print({name: service["spec"].get("type", "ClusterIP") for name, service in api_services.items()})
 
 # %% [markdown]
 # What the table says: the **image** comes from a registry on GKE and is loaded into kind by hand (no
 # registry); **storage** is local-path on kind, `standard-rwo` Persistent Disk on GKE; the API runs
-# **two replicas** spread over the nodes behind a **LoadBalancer** on GKE; training adds a **Worker**
+# **two replicas** spread over the nodes on GKE; training adds a **Worker**
 # for multi-worker training, and tuning runs **two trials at a time**. Everything else is identical,
 # so what works on a laptop works on the cloud.
 #

@@ -21,6 +21,8 @@
 #   with the deployed model -> push only if better; compile it to the YAML a cluster runs;
 # - run it locally with KFP's local runner, inspect its typed artifacts, and watch it push a first
 #   model, refuse a weaker one, and stop on bad data with a readable report;
+# - close the loop: the API's stored feedback becomes new interactions, the pipeline retrains on it,
+#   the gate decides, and a pushed version is activated on the running model server;
 # - (with a cluster) submit it to Kubeflow Pipelines.
 
 # %% tags=["parameters"]
@@ -30,6 +32,8 @@ WORKSHOP_SCALE = os.environ.get("WORKSHOP_SCALE", "full")  # "full" or "ci" (the
 EPOCHS = 10 if WORKSHOP_SCALE == "full" else 2
 BEST_PARAMS = "artifacts/lab07/best_params.json"  # lab 07's tuning result, used when it exists
 RUN_DIR = "artifacts/lab08"  # the pipeline root (one folder per run) and the "deployed" model folder
+N_VISITS = 200 if WORKSHOP_SCALE == "full" else 40  # simulated visits to the API in section 7
+SEED = 42
 
 # %%
 import inspect
@@ -37,7 +41,9 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import requests
 import yaml
 from IPython.display import Markdown, display
 
@@ -120,13 +126,18 @@ print(inspect.getsource(pipelines.train_model.python_func))
 
 # %% [markdown]
 # The pipeline wires the components by their artifacts. Compiled, it is a YAML file (the *pipeline
-# spec*) that Kubeflow Pipelines runs on a cluster, each task in the workshop image:
+# spec*) that Kubeflow Pipelines runs on a cluster, each task in the workshop image. A second YAML
+# document holds what is Kubernetes-specific (the `kfp-kubernetes` extension): the ingest task gets the
+# API's database URL from the Secret `recsys-postgres` as an environment variable, so the password is
+# never a pipeline parameter (section 7 uses it).
 
 # %%
-spec = yaml.safe_load(pipelines.compile_pipeline(Path(RUN_DIR) / "pipeline.yaml").read_text())
+spec, platform = yaml.safe_load_all(pipelines.compile_pipeline(Path(RUN_DIR) / "pipeline.yaml").read_text())
 tasks = spec["root"]["dag"]["tasks"]
 display(pd.DataFrame([{"task": name, "after": ", ".join(task.get("dependentTasks", [])) or "-"} for name, task in tasks.items()]))
 print("parameters:", list(spec["root"]["inputDefinitions"]["parameters"]))
+print("from Secrets:", {name: [(s["secretName"], k["envVar"]) for s in e["secretAsEnv"] for k in s["keyToEnv"]]
+                        for name, e in platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"].items()})
 
 # %% [markdown]
 # The push step receives the comparison's verdict and does nothing when the candidate is not better.
@@ -236,6 +247,162 @@ else:
     print("No KFP_HOST or no reachable cluster: the pipeline ran locally above; nothing was submitted.")
 
 # %% [markdown]
+# ## 7. Closing the loop: feedback -> retrain -> gate -> push
+#
+# The API of lab 10 stores every click, like and dislike in its database. The pipeline's ingest step
+# can read them (`feedback_db`, a database URL) and add them to the ratings as new interactions, so the
+# next candidate learns from what users did with the deployed model's recommendations:
+#
+# ```
+# API (feedback) ─> database ─> ingest (+ feedback) ─> ... ─> train ─> compare with deployed ─> push ─> activate
+# ```
+#
+# Start the local stack (model server and API, lab 10) on the versions this lab deployed, with a fresh
+# SQLite database under this lab's folder, and simulate some visits: MovieLens users ask for their
+# recommendations, and click, like or dislike a few of the films shown, sending back the answer's
+# `recommendation_id` (the API refuses feedback on films it did not show).
+
+# %%
+import contextlib
+
+from recsys_workshop.api import local_stack
+from recsys_workshop.store import Store
+
+DATABASE_URL = f"sqlite:///{(Path(RUN_DIR) / 'api.db').resolve()}"
+API_ENV = {"RECSYS_DATABASE_URL": DATABASE_URL, "RECSYS_FEEDBACK_RATE": "off", "RECSYS_USERS_RATE": "off"}
+resources = contextlib.ExitStack()
+stack = resources.enter_context(local_stack(DEPLOYED, env=API_ENV))
+print("model server:", stack.model_url, "| API:", stack.api_url, "| database:", DATABASE_URL)
+
+rng = np.random.default_rng(SEED)
+visitors = rng.choice(np.sort(ratings["user_id"].unique()), size=N_VISITS)
+for user in visitors:
+    answer = requests.get(f"{stack.api_url}/recommendations/{user}", params={"k": 10}, timeout=10).json()
+    for item in answer["items"]:  # each film shown: mostly ignored, sometimes clicked, liked or disliked
+        action = rng.choice(["none", "click", "like", "dislike"], p=[0.85, 0.08, 0.05, 0.02])
+        if action != "none":
+            event = {"user_id": int(user), "item_id": item["item_id"], "action": str(action),
+                     "recommendation_id": answer["recommendation_id"]}
+            requests.post(f"{stack.api_url}/feedback", json=event, timeout=10).raise_for_status()
+
+# %% [markdown]
+# What the database now holds, as the pipeline will read it (`Store.feedback_frame()`: one row per event,
+# oldest first; `arm` is the version that served the list, `time` seconds since the epoch):
+
+# %%
+with Store.open(DATABASE_URL, namespace="ml-100k") as store:
+    feedback = store.feedback_frame()
+display(feedback.head().assign(time=pd.to_datetime(feedback["time"].head(), unit="s").dt.floor("s")))
+print(f"{len(feedback)} events from {feedback['user_id'].nunique()} users:", feedback["action"].value_counts().to_dict())
+
+# %% [markdown]
+# ### Exercise 8.3: feedback as ratings
+#
+# The training data are ratings (user_id, item_id, rating, timestamp), so each event becomes one: a
+# like counts as 5 (an explicit "yes"), a click as 4 (the user chose to open it: interest, not yet a
+# verdict), a dislike as 1. Four is the workshop's threshold for "liked", so clicks and likes count as
+# liked and a dislike never does. A user may click a film and like it later: keep only the *latest* event
+# of each `(user_id, item_id)` pair (largest `time`; of two at the same time, the later row), or the
+# validation step would stop the run on the duplicate. Write `feedback_to_ratings(feedback)`: columns
+# user_id, item_id, rating (float), timestamp (`int(time)`), one row per pair.
+
+# %%
+def feedback_to_ratings(feedback: pd.DataFrame) -> pd.DataFrame:
+    ### BEGIN SOLUTION
+    latest = feedback.sort_values("time", kind="stable").drop_duplicates(["user_id", "item_id"], keep="last")
+    return pd.DataFrame({
+        "user_id": latest["user_id"].to_numpy(),
+        "item_id": latest["item_id"].to_numpy(),
+        "rating": latest["action"].map({"like": 5.0, "click": 4.0, "dislike": 1.0}).to_numpy(),
+        "timestamp": latest["time"].astype("int64").to_numpy(),
+    })
+    ### END SOLUTION
+
+
+# %%
+# Self-check
+def _check_feedback_to_ratings():
+    events = pd.DataFrame({"user_id": [7, 7, 8, 9, 9], "item_id": [1, 1, 2, 3, 3],
+                           "action": ["click", "like", "dislike", "like", "dislike"],
+                           "arm": "latest", "time": [100.0, 200.7, 150.0, 300.0, 300.0]})
+    for name, frame in (("a small example", events), ("the stored feedback", feedback)):
+        yours, package = feedback_to_ratings(frame), pipelines.steps.feedback_to_ratings(frame)
+        key = ["user_id", "item_id"]
+        pd.testing.assert_frame_equal(
+            yours[package.columns].sort_values(key).reset_index(drop=True),
+            package.sort_values(key).reset_index(drop=True), check_dtype=False, obj=name,
+        )
+
+
+selfcheck.check("8.3", _check_feedback_to_ratings,
+                hint="map the action column with a dict; sort by time (kind='stable') and keep the last row of each pair.")
+
+# %% [markdown]
+# The pipeline's ingest step uses the package's version (`pipelines.steps.feedback_to_ratings`), then adds
+# the rows to the ratings: a pair the ratings lack is *added*; a pair they have keeps its latest row (a
+# newer event *changes* the rating). Your preview of what it will add (the package's version until 8.3
+# passes):
+
+# %%
+your_feedback_to_ratings = selfcheck.yours_or("8.3", feedback_to_ratings, pipelines.steps.feedback_to_ratings)
+preview = your_feedback_to_ratings(feedback)
+print(f"{len(feedback)} events -> {len(preview)} rows;", preview["rating"].value_counts().sort_index().to_dict())
+
+# %% [markdown]
+# Now the same pipeline as before, with `feedback_db` set. It retrains with the tuned job config and
+# compares the candidate with the deployed version 1 on the same test split.
+
+# %%
+loop = pipelines.run_local(ROOT, DEPLOYED, job_config=JOB, feedback_db=DATABASE_URL, log_path=Path(RUN_DIR) / "run-4.log")
+print("ingest:", pipelines.task_outputs(loop, "ingest")["ratings"])
+print([line.strip() for line in (Path(RUN_DIR) / "run-4.log").read_text().splitlines() if "deployed v" in line][-1])
+pushed = pipelines.task_outputs(loop, "push-model")["Output"]
+print("pushed:", pushed or "nothing (the gate kept the deployed version)", "| deployed versions:", list_versions(DEPLOYED))
+
+# %% [markdown]
+# The model server does not switch by itself (lab 09): a pushed version is served once someone with the
+# admin token activates it. Activate it, and ask the API again: the answer says which version served it.
+# Then stop the stack.
+
+# %%
+if pushed:
+    version = int(Path(pushed).name)
+    response = requests.post(f"{stack.model_url}/v1/models/recsys/versions/{version}:activate",
+                             headers=stack.admin_headers(), timeout=60)
+    print("activate:", response.status_code, response.json())
+else:
+    print("nothing pushed: version 1 keeps serving")
+listed = requests.get(f"{stack.model_url}/v1/models/recsys/versions", timeout=10).json()
+print("versions:", [(v["version"], v["status"], round(v["metrics"]["ndcg@10"], 4)) for v in listed["versions"]])
+answer = requests.get(f"{stack.api_url}/recommendations/{int(visitors[0])}", params={"k": 5}, timeout=10).json()
+print(f"user {int(visitors[0])}: served by version {answer['model_version']} ({answer['source']}):",
+      [item["item_id"] for item in answer["items"]])
+resources.close()
+
+# %% [markdown]
+# **Feedback is weaker evidence than a rating.** A click is interest, not a verdict; feedback exists only
+# for the films the model chose to show (the model partly grades its own homework, and a loop that trains
+# on it reinforces what it already shows); a handful of visits weigh little against 100,000 ratings; and
+# clicks can be accidental, or a bot's. That is why the mapping is conservative and why the gate matters:
+# candidate and deployed model are measured on the *same* held-out split (which now holds some of the
+# feedback too), and a retrain that came out worse (noisy feedback, a bug, a poisoned batch) is refused
+# while the deployed version keeps serving. Here the visitors clicked at random: their feedback carries no
+# taste at all, and whether the candidate wins comes down to small differences measured on the test split.
+# The gate is what makes retraining on such data safe.
+#
+# What the training does with the numbers depends on the model: the lab's NeuMF is an implicit model
+# that takes *every* row as a positive (a dislike too, as it does a 1-star MovieLens rating) unless its
+# config sets `model.positive_threshold=4`, which keeps likes and clicks as positives and makes a dislike
+# only mark the film as seen; an explicit model (`mf`) fits the value itself.
+#
+# **On a cluster** the API's database is PostgreSQL and its URL, with the password, lives in the Secret
+# `recsys-postgres` (key `database-url`). A URL never goes into a pipeline parameter (parameters are
+# stored and shown in the Kubeflow Pipelines UI): run with `feedback_db="env"`, and the ingest step reads
+# `RECSYS_DATABASE_URL` from its environment, set from the Secret (with the `kfp-kubernetes` extension's
+# `use_secret_as_env`, which this workshop does not install; without it the step stops with
+# "RECSYS_DATABASE_URL is not set").
+
+# %% [markdown]
 # ## What you saw
 # - Data validation (schema, ranges, duplicates) and a leakage check between splits, as steps that
 #   stop the run with a readable report.
@@ -243,6 +410,9 @@ else:
 #   compiled to one YAML file for a cluster.
 # - Continuous training: the candidate is evaluated as it will be served, compared with the deployed
 #   model on the same test split, and pushed as a new version only if it is better.
+# - The loop closed: the API's stored feedback became new interactions (like 5, click 4, dislike 1, the
+#   latest event of a pair wins), the pipeline retrained on it, the gate decided, and a pushed version
+#   is served once activated with the admin token.
 #
 # **Next:** lab 09, serving: the model server that loads these versions, switches between them and
 # rolls back.

@@ -245,6 +245,24 @@ for bad in ({"instances": [{"user_id": "196"}]}, {"instances": [{"user_id": USER
 # `X-Model-Version`, query `?version=` or `"version"` in the body); otherwise the *active* version
 # answers. `POST .../versions/{v}:activate` changes the active version and `POST ...:rollback` goes back to
 # the previous one, both without a restart: the versions stay loaded in memory, so a switch is instant.
+#
+# Switching versions changes what every user sees, so it is an **admin operation**: it needs a
+# credential. The server checks an `Authorization: Bearer <token>` header, comparing the token in constant
+# time (`hmac.compare_digest`, so the time an answer takes says nothing about how much of a guess was
+# right). No header: `401 Unauthorized`; a wrong token: `403 Forbidden`. The same guard covers KServe's
+# model repository routes (`/v2/repository/models/recsys/unload` would otherwise let anyone take the
+# model away) and their gRPC twins. Where does the token come from? On a cluster from a Kubernetes
+# Secret (`recsys-admin`, created by the setup script, never stored in Git); in local mode the server
+# generates one the first time and keeps it in `artifacts/secrets/admin-token`, readable by you only
+# (mode 0600). `local_server` reads it for you: `server.admin_headers()`. Reading (predictions, the
+# versions table) needs no token.
+
+# %%
+ADMIN = server.admin_headers()  # {"Authorization": "Bearer <the token>"}
+versions_url = f"{server.url}/v1/models/recsys/versions"
+for who, headers in (("no token", {}), ("a wrong token", {"Authorization": "Bearer guess-guess-guess-guess"})):
+    reply = requests.post(f"{versions_url}/1:activate", headers=headers, timeout=30)
+    print(f"{who:>14}: {reply.status_code} {reply.json()['error']}")
 
 # %%
 versions_url = f"{server.url}/v1/models/recsys/versions"
@@ -255,7 +273,7 @@ for version in (1, 2):
     print(f"version {version}:", [titles[i] for i in reply.json()["predictions"][0]["item_ids"]])
 
 # %%
-print(requests.post(f"{versions_url}/1:activate", timeout=30).json())
+print(requests.post(f"{versions_url}/1:activate", headers=ADMIN, timeout=30).json())
 print("now answering:", requests.post(server.predict_url, json=question, timeout=10).json()["predictions"][0]["version"])
 
 # %% [markdown]
@@ -263,14 +281,16 @@ print("now answering:", requests.post(server.predict_url, json=question, timeout
 #
 # Version 1 is now live, and (say) the click-through rate drops; the offline metrics in the versions table
 # agreed (at full size, BPR's NDCG@10 is about four times the rating model's). Write `rollback(server_url,
-# model_name="recsys")`: send the rollback request (`POST <server_url>/v1/models/<model_name>:rollback`),
-# raise an error if the server refused (`response.raise_for_status()`), and return the version that is
-# active afterwards (the `"active"` field of the JSON answer), as an `int`.
+# token, model_name="recsys")`: send the rollback request (`POST <server_url>/v1/models/<model_name>:rollback`)
+# with the admin credential (the header `Authorization: Bearer <token>`), raise an error if the server
+# refused (`response.raise_for_status()`), and return the version that is active afterwards (the
+# `"active"` field of the JSON answer), as an `int`.
 
 # %%
-def rollback(server_url, model_name="recsys"):
+def rollback(server_url, token, model_name="recsys"):
     ### BEGIN SOLUTION
-    response = requests.post(f"{server_url}/v1/models/{model_name}:rollback", timeout=30)
+    response = requests.post(f"{server_url}/v1/models/{model_name}:rollback",
+                             headers={"Authorization": f"Bearer {token}"}, timeout=30)
     response.raise_for_status()
     return int(response.json()["active"])
     ### END SOLUTION
@@ -279,8 +299,8 @@ def rollback(server_url, model_name="recsys"):
 # %%
 # Self-check
 def _check_rollback() -> None:
-    requests.post(f"{versions_url}/1:activate", timeout=30).raise_for_status()  # the state the exercise starts from
-    selfcheck.equal(rollback(server.url), 2, "the version active after the rollback")
+    requests.post(f"{versions_url}/1:activate", headers=ADMIN, timeout=30).raise_for_status()  # the starting state
+    selfcheck.equal(rollback(server.url, server.admin_token), 2, "the version active after the rollback")
     served = requests.post(server.predict_url, json=question, timeout=10).json()["predictions"][0]["version"]
     selfcheck.equal(served, 2, "the version that answers after the rollback")
 
@@ -288,8 +308,9 @@ def _check_rollback() -> None:
 selfcheck.check(
     "9.2",
     _check_rollback,
-    hint="requests.post(f'{server_url}/v1/models/{model_name}:rollback'), then response.raise_for_status(), "
-    "then int(response.json()['active']).",
+    hint="requests.post(f'{server_url}/v1/models/{model_name}:rollback', headers={'Authorization': f'Bearer {token}'}), "
+    "then response.raise_for_status(), then int(response.json()['active']). A 401 means the header is missing; "
+    "a 403 that the token is not the server's.",
 )
 
 # %% [markdown]
@@ -302,7 +323,7 @@ broken = base_dir / "3"
 broken.mkdir()
 (broken / "saved_model.pb").write_bytes(b"this is not a SavedModel")
 (broken / "metadata.json").write_text("{}")
-refused = requests.post(f"{versions_url}/3:activate", timeout=30)
+refused = requests.post(f"{versions_url}/3:activate", headers=ADMIN, timeout=30)
 print(refused.status_code, refused.json()["error"][:100])
 print("still answering:", requests.post(server.predict_url, json=question, timeout=10).json()["predictions"][0]["version"])
 display(pd.DataFrame(requests.get(versions_url, timeout=5).json()["versions"])[["version", "status", "model"]])
@@ -380,6 +401,19 @@ display(pd.DataFrame(rows))
 #   setting it to 0. Splitting traffic between revisions needs KServe's Serverless mode (Knative), which
 #   the workshop's clusters do not install: without it, A/B testing happens in the API layer (lab 10),
 #   which pins a version per request with `X-Model-Version`.
+#
+# What keeps `recsys-model` safe and healthy in the cluster, all in the same manifests:
+#
+# - **The admin token from a Secret.** The container's `RECSYS_ADMIN_TOKEN` comes from the Secret
+#   `recsys-admin` (created by `cluster-setup/kind/up` with a random value, never written in Git); the
+#   API gets the same Secret, nobody else does.
+# - **A NetworkPolicy.** The namespace denies every incoming connection by default; the model server
+#   accepts ports 8080/8081 from the API's pods only. A notebook, a load generator or a compromised pod
+#   cannot reach it, token or not.
+# - **Probes that ask the model, not the port.** Startup, readiness and liveness all call
+#   `GET /v2/models/recsys/ready`, which fails when no version is loaded: a pod whose model is gone is
+#   taken out of the Service and restarted. A `preStop` pause lets the Service stop sending traffic
+#   before the server drains its last requests and exits.
 #
 # The two examples carry kustomize's `config.kubernetes.io/local-config` annotation, so the build that
 # `kubectl apply -k` sends contains only the first:

@@ -45,6 +45,7 @@ N_SIMULATED_VISITS = {"full": 5000, "ci": 1000}[WORKSHOP_SCALE]
 import contextlib
 import random
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -318,23 +319,31 @@ print(f"Thompson sampling: {pulls['2'] / N_SIMULATED_VISITS:.0%} of {N_SIMULATED
 # `local_stack` starts the model server (lab 09) on the versions you exported and the API in front of
 # it, each as its own process on a free loopback port, and stops both when closed. The API runs
 # Thompson sampling over versions 1 and 2 (`RECSYS_ARMS`). Starting takes a few seconds (the model
-# server loads TensorFlow).
+# server loads TensorFlow). The API keeps what it learns (new users, feedback, the bandit's counts) in a
+# database, given by one URL (`RECSYS_DATABASE_URL`): here a fresh SQLite file for this lab; section 5
+# says why a database and not the process's memory.
 
 # %%
-from recsys_workshop.api import local_stack
+from recsys_workshop.api import local_stack, start_api
 
+DATABASE = Path(MODEL_DIR).parent / "api.db"
+for leftover in DATABASE.parent.glob("api.db*"):  # start from an empty database each time the lab runs
+    leftover.unlink()
+API_ENV = {"RECSYS_ARMS": "1,2", "RECSYS_SEED": str(SEED), "RECSYS_DATABASE_URL": f"sqlite:///{DATABASE.resolve()}"}
 resources = contextlib.ExitStack()
-stack = resources.enter_context(local_stack(MODEL_DIR, env={"RECSYS_ARMS": "1,2", "RECSYS_SEED": str(SEED)}))
+stack = resources.enter_context(local_stack(MODEL_DIR, env=API_ENV))
 print("model server:", stack.model_url)
 print("API:         ", stack.api_url)
 
 # %% [markdown]
 # A client asks for the user's recommendations. Read the answer: `source` (the model or the fallback),
-# `arm` (the version that answered), and per film its title, genres and the reason shown in the UI.
+# `arm` (the version that answered), per film its title, genres and the reason shown in the UI, and a
+# `recommendation_id`, which feedback on this answer must send back (section 5).
 
 # %%
 answer = requests.get(f"{stack.api_url}/recommendations/{USER}", params={"k": K}, timeout=10).json()
 print({key: answer[key] for key in ("source", "arm", "model_version", "policy")})
+print("recommendation_id:", answer["recommendation_id"][:48] + "...")
 print(pd.DataFrame(answer["items"])[["title", "genres", "score", "reason"]].to_string(index=False))
 assert not {i["item_id"] for i in answer["items"]} & histories.seen[USER], "the API filters what the user has seen"
 
@@ -358,8 +367,8 @@ for path in (f"/recommendations/{USER}?k=5&mmr_lambda=0.3", f"/recommendations/{
 
 # %%
 top = answer["items"][0]
-response = requests.post(f"{stack.api_url}/feedback", timeout=10,
-                         json={"user_id": USER, "item_id": top["item_id"], "action": "like", "arm": answer["arm"]})
+like = {"user_id": USER, "item_id": top["item_id"], "action": "like", "recommendation_id": answer["recommendation_id"]}
+response = requests.post(f"{stack.api_url}/feedback", json=like, timeout=10)
 print(response.status_code, response.json(), "| bandit:", requests.get(f"{stack.api_url}/bandit", timeout=10).json())
 
 new_user = requests.post(f"{stack.api_url}/users", json={"liked_item_ids": [50, 172, 181], "age": 25}, timeout=10).json()
@@ -380,7 +389,62 @@ for line in metrics.splitlines():
         print(line)
 
 # %% [markdown]
-# ## 5. The UI
+# ## 5. Production rules: credentials, signed feedback, a real database
+#
+# Everything above worked for anyone who can reach the API. On a real network that is a problem: anybody
+# could read every user's feedback, post clicks for any user, or steer the bandit with fabricated clicks
+# for one arm. Three rules close that, and the API follows them:
+#
+# - **Admin calls need a credential.** Reading every user's events (`GET /feedback`) needs the header
+#   `Authorization: Bearer <token>`: 401 without it, 403 with a wrong one (compared in constant time). The
+#   token comes from a Kubernetes Secret on a cluster and is generated once into
+#   `artifacts/secrets/admin-token` (mode 0600) in local mode; `stack.admin_headers()` reads it for you.
+#   Switching model versions (lab 09) is guarded the same way, by the same token.
+# - **Feedback only on what was really shown.** The `recommendation_id` is the user, the arm, the films
+#   and the time, signed with a key only the API knows (HMAC-SHA256). `POST /feedback` must send it
+#   back; the API checks the signature, the user and that the film was in the list, and credits the arm
+#   *inside* the id: a client cannot name the arm, and one recommendation earns its arm at most one
+#   reward. A retry (same recommendation, film and action, or the same `Idempotency-Key` header) is
+#   stored once. Writes are also limited per client: too many gets `429` with `Retry-After`.
+# - **State in a database, not in the process.** A new user, a like, the bandit's counts: each is
+#   committed to the database before the API answers `2xx` (and a database that fails answers `503`,
+#   with nothing half-stored). A restart loses nothing, and two API replicas (the GKE overlay runs two)
+#   share one database: user ids are handed out by the database, never twice, and each replica reads
+#   what the others wrote every second. Locally an SQLite file; on a cluster PostgreSQL, with the
+#   schema created by migrations (Alembic) when the API starts.
+
+# %%
+forged = {**like, "recommendation_id": answer["recommendation_id"][:-4] + "AAAA"}  # tampered signature
+wrong_item = {**like, "item_id": next(i for i in range(1, 1683) if i not in {it["item_id"] for it in answer["items"]})}
+for name, body in (("forged id", forged), ("film not shown", wrong_item), ("the same like again", like)):
+    response = requests.post(f"{stack.api_url}/feedback", json=body, timeout=10)
+    print(f"{name:>20}: {response.status_code} {response.json()}")
+for name, headers in (("no token", {}), ("admin token", stack.admin_headers())):
+    response = requests.get(f"{stack.api_url}/feedback", params={"user_id": USER}, headers=headers, timeout=10)
+    print(f"{name:>20}: GET /feedback -> {response.status_code}",
+          response.json().get("error") or [(e["item_id"], e["action"], e["arm"]) for e in response.json()["events"]])
+
+# %% [markdown]
+# A second API process on the same database is what a second replica is. It was not running when the like
+# and the new user were posted, yet it knows both: they were in the database, not in the first process.
+
+# %%
+with start_api(stack.model_url, env=API_ENV, admin_token=stack.admin_token) as replica:
+    history = requests.get(f"{replica.url}/users/{USER}", params={"limit": 1}, timeout=10).json()
+    print("replica, latest like of user", USER, "->", history["liked"][0]["title"])
+    print("replica, new user", new_user["user_id"], "->",
+          requests.get(f"{replica.url}/users/{new_user['user_id']}", timeout=10).status_code)
+    print("replica, bandit:", requests.get(f"{replica.url}/bandit", timeout=10).json()["arms"])
+
+# %% [markdown]
+# On a cluster two more layers keep the API private (`cluster-setup/manifests/base`): the API's Service is
+# a `ClusterIP` (reached with `kubectl port-forward`, not from the internet), and **NetworkPolicies** deny
+# every connection into the namespace's pods except the ones the workshop needs: only the API may call
+# the model server (ports 8080/8081) and PostgreSQL (5432), and the serving pods may send nothing out but
+# DNS and those calls. A compromised notebook or load generator cannot unload your model or read the
+# database, even with the password.
+#
+# ## 6. The UI
 #
 # The API serves a small web page (plain HTML and JavaScript, nothing from the internet): pick a user or
 # start as a new one by choosing a few films, see their history and recommendations with reasons, and
@@ -390,7 +454,7 @@ for line in metrics.splitlines():
 print("UI:", stack.ui_url, "(on JupyterHub, open it through the hub's proxy: /user/<you>/proxy/<port>/)")
 
 # %% [markdown]
-# ## 6. The model server goes down
+# ## 7. The model server goes down
 #
 # Production rule: model-server trouble is never an error page. Stop the model server and ask again:
 # the API answers from the fallback and says so (`source`, `fallback_reason`). Reload the UI too: it still
@@ -416,7 +480,10 @@ resources.close()
 #   re-ranking (one parameter trades relevance for variety), a **cold-start fallback** for new users and
 #   bad days.
 # - A **bandit** (Thompson sampling) routes traffic between model versions and learns from clicks;
-#   every response records its arm so that feedback can be credited.
+#   every response carries a signed recommendation id, so feedback credits the arm that really answered.
+# - Production rules: admin calls need a token, feedback must come from a real recommendation, writes
+#   are limited per client, and the state lives in a database (SQLite here, PostgreSQL on a cluster) so
+#   that a restart loses nothing and replicas agree.
 # - The API talks to the model server over HTTP, precomputes everything at start-up, bounds every call
 #   with a timeout, refuses bad input with a 4xx and a reason, and exposes metrics, logs, health and
 #   readiness.

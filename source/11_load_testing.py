@@ -73,8 +73,13 @@ model = MatrixFactorization(N_FACTORS, seed=0).fit(ratings, config=config)
 model_dir = work / "models"
 export.export_model(model, model_dir, metadata={"dataset": DATASET})
 
+# The API keeps its state (users, feedback, bandit) in a database: a fresh SQLite file for this lab. Locust
+# runs as ONE client from this machine, so the API's per-client write limits (a few dozen feedback posts a
+# minute, enough for a person, not for a load generator) are switched off for the test.
+API_ENV = {"RECSYS_DATABASE_URL": f"sqlite:///{(work / 'api.db').resolve()}",
+           "RECSYS_FEEDBACK_RATE": "off", "RECSYS_USERS_RATE": "off"}
 stacks = contextlib.ExitStack()  # closed in the last cell: stops both servers
-stack = stacks.enter_context(local_stack(model_dir))
+stack = stacks.enter_context(local_stack(model_dir, env=API_ENV))
 pids = {"API": stack.api.process.pid, "model server": stack.model_server.process.pid}
 print(f"model server {stack.model_url}, API {stack.api_url}")
 print(requests.get(f"{stack.api_url}/recommendations/196?k=3", timeout=10).json()["items"][0]["title"])
@@ -131,10 +136,12 @@ print(f"the 10% most active users send {top_tenth:.0%} of the requests; uniform 
 #
 # Some users dislike what they are shown. Write the task `dislike_top(user)`: ask for 5 recommendations
 # for a user drawn by `user.pick_user()` with `user.get_recommendations(user_id, 5)` (it returns the list
-# of item ids, `[]` if the answer was bad), then, if the list is not empty, tell the API that this user
-# dislikes the first one: `POST /feedback` with the JSON body `{"user_id": ..., "item_id": ...,
-# "action": "dislike"}`, through `user.client.post(path, json=body, name="/feedback [dislike]")`
-# (the `name` groups these requests in Locust's statistics).
+# of item ids, `[]` if the answer was bad, and keeps the answer's `recommendation_id` in
+# `user.recommendation_id`), then, if the list is not empty, tell the API that this user dislikes the
+# first one: `POST /feedback` with the JSON body `{"user_id": ..., "item_id": ..., "action": "dislike",
+# "recommendation_id": ...}`, through `user.client.post(path, json=body, name="/feedback [dislike]")`
+# (the `name` groups these requests in Locust's statistics). The API accepts feedback only with the
+# signed id of a recommendation it really made (lab 10), so a load test has to play by the same rules.
 #
 # A task is a plain function of the user: `loadtest.locustfile_with_tasks` copies it into a new
 # Locust file whose users do everything the workshop's users do, plus your task.
@@ -146,7 +153,8 @@ def dislike_top(user):
     user_id = user.pick_user()
     items = user.get_recommendations(user_id, 5)
     if items:
-        body = {"user_id": user_id, "item_id": items[0], "action": "dislike"}
+        body = {"user_id": user_id, "item_id": items[0], "action": "dislike",
+                "recommendation_id": user.recommendation_id}
         user.client.post("/feedback", json=body, name="/feedback [dislike]")
     ### END SOLUTION
 
@@ -163,18 +171,20 @@ def _test():
 
     class FakeUser:
         client = FakeClient()
+        recommendation_id = None
 
         def pick_user(self):
             return 196
 
         def get_recommendations(self, user_id, k, name=None):
             assert (user_id, k) == (196, 5), f"asked for k={k} items of user {user_id}; expected 5 for the user drawn"
+            self.recommendation_id = "v1.the-signed-id"
             return [50, 100, 181]
 
     fake = FakeUser()
     dislike_top(fake)
-    assert fake.client.posts == [("/feedback", {"user_id": 196, "item_id": 50, "action": "dislike"},
-                                  "/feedback [dislike]")], f"sent {fake.client.posts}"
+    expected = {"user_id": 196, "item_id": 50, "action": "dislike", "recommendation_id": "v1.the-signed-id"}
+    assert fake.client.posts == [("/feedback", expected, "/feedback [dislike]")], f"sent {fake.client.posts}"
     # now for real, in Locust, against the API
     lab_file = loadtest.locustfile_with_tasks(work / "lab_locustfile.py", {dislike_top: 5})
     run = loadtest.run(stack.api_url, prefix=work / "exercise", users=2, run_time=min(RUN_SECONDS, 5),
@@ -183,11 +193,13 @@ def _test():
     assert "/feedback [dislike]" in stats.index, "no request named '/feedback [dislike]' was sent"
     sent, failed = stats.loc["/feedback [dislike]", ["Request Count", "Failure Count"]]
     assert sent > 0 and failed == 0, f"{failed} of {sent} dislikes failed (see {run.prefix}_failures.csv)"
-    events = requests.get(f"{stack.api_url}/feedback?limit=1000", timeout=10).json()["events"]
+    events = requests.get(f"{stack.api_url}/feedback?limit=1000", headers=stack.admin_headers(),  # an admin call
+                          timeout=10).json()["events"]
     assert any(e["action"] == "dislike" for e in events), "the API recorded no dislike"
 
 
-selfcheck.check("11.1", _test, hint="Keep the user id you drew: the feedback must be about the same user.")
+selfcheck.check("11.1", _test, hint="Keep the user id you drew: the feedback must be about the same user, and "
+                "carry user.recommendation_id (read it after get_recommendations).")
 
 # %% [markdown]
 # ## 3. A first headless run

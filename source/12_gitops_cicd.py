@@ -135,9 +135,14 @@ for kind, name, container, image in image_table(before):
 # Experiment        recsys-tune           trial-config      localhost/recsys-workshop:0.1.0
 # Experiment        recsys-tune           tensorflow        localhost/recsys-workshop:0.1.0
 # InferenceService  recsys-model          kserve-container  localhost/recsys-workshop:0.1.0
+# StatefulSet       recsys-postgres       postgres          postgres:17.11-trixie@sha256:f4c66b820c6f974249089d3d16d86a3698eae11e8746eb6644b2271031e91232
 # TFJob             recsys-train          tensorflow        localhost/recsys-workshop:0.1.0
 
 # %% [markdown]
+# One container is not ours: the API's database, PostgreSQL, runs the official image, pinned by tag *and*
+# digest (a tag can be moved; a digest cannot). It has its own version and its own release cycle, so a
+# workshop release leaves it alone: the `images:` entry you change below names only the workshop image.
+#
 # ## 3. A release is a commit
 #
 # CI built and published `recsys-workshop:0.2.0` (section 6 shows how). Releasing it to the cluster is

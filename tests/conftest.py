@@ -51,3 +51,32 @@ def pytest_collection_modifyitems(config, items):
     loose = [item.nodeid for item in items if not any(item.get_closest_marker(group) for group in GROUPS)]
     if loose:
         raise pytest.UsageError(f"tests without a group marker ({', '.join(GROUPS)}): {loose[:5]}")
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A PostgreSQL server for the store tests (tests/postgres_server.py): ``$RECSYS_TEST_DATABASE_URL``'s,
+    else a throwaway one from Debian's binaries, stopped and removed after the session. Without binaries
+    the tests that need it are skipped, unless ``POSTGRES_TEST_REQUIRED=1`` (CI), which makes them fail."""
+    import contextlib
+
+    import postgres_server as pg
+
+    with contextlib.ExitStack() as stack:
+        try:
+            server = stack.enter_context(pg.running_server())
+        except pg.PostgresUnavailable as err:
+            missing = str(err)
+        else:
+            missing = None
+        if missing and os.environ.get(pg.ENV_REQUIRED) == "1":
+            pytest.fail(f"{missing} ({pg.ENV_REQUIRED}=1)", pytrace=False)
+        if missing:
+            pytest.skip(missing)
+        yield server
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres_server) -> str:
+    """The URL (psycopg 3, with its password) of an empty database on :func:`postgres_server`."""
+    return postgres_server.url

@@ -30,11 +30,10 @@ def model_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def stack(model_dir, tmp_path_factory):
-    log = tmp_path_factory.mktemp("api") / "feedback.jsonl"
+    database = tmp_path_factory.mktemp("api") / "api.db"
     env = {"RECSYS_ARMS": "1,2", "RECSYS_POLICY": "epsilon-greedy", "RECSYS_EPSILON": "0.5", "RECSYS_SEED": "0",
-           "RECSYS_FEEDBACK_LOG": str(log), "RECSYS_MODEL_TIMEOUT": "2"}
+           "RECSYS_DATABASE_URL": f"sqlite:///{database}", "RECSYS_MODEL_TIMEOUT": "2"}
     with local_stack(model_dir, env=env) as running:
-        running.feedback_log = log
         yield running
 
 
@@ -133,8 +132,8 @@ def test_bad_requests_get_a_4xx_with_a_reason(stack, path, status, reason):
         (b'{"user_id": 196, "item_id": 1.5, "action": "like"}', "body.item_id"),
         (b'{"user_id": 196, "item_id": 1, "action": "love"}', "body.action: Input should be 'click', 'like' or"),
         (b'{"user_id": 196, "item_id": 1, "action": "like", "extra": 1}', "body.extra: Extra inputs"),
-        (b'{"user_id": 99999, "item_id": 1, "action": "like"}', "unknown user_id 99999"),
-        (b'{"user_id": 196, "item_id": 99999, "action": "like"}', "unknown item_id 99999"),
+        (b'{"user_id": 196, "item_id": 1, "action": "like"}', "body.recommendation_id: Field required"),
+        (b'{"user_id": 196, "item_id": 1, "action": "like", "recommendation_id": ""}', "body.recommendation_id"),
     ],
 )
 def test_bad_feedback_gets_a_4xx_with_a_reason(stack, body, reason):
@@ -150,19 +149,19 @@ def test_feedback_is_recorded_counted_and_filters_the_next_list(stack):
     shown = stack.get("/recommendations/7?k=5&mmr_lambda=1")
     arm, top = shown["arm"], shown["items"][0]["item_id"]
     bandit_before = stack.get("/bandit")["arms"][arm]["rewards"]
-    response = requests.post(
-        f"{stack.api_url}/feedback", json={"user_id": 7, "item_id": top, "action": "like", "arm": arm}, timeout=10
-    )
-    assert response.status_code == 202 and response.json() == {"accepted": True}
+    like = {"user_id": 7, "item_id": top, "action": "like", "recommendation_id": shown["recommendation_id"]}
+    response = requests.post(f"{stack.api_url}/feedback", json=like, timeout=10)
+    assert response.status_code == 201
+    assert response.json() == {"accepted": True, "duplicate": False, "rewarded": True, "arm": arm}
+    retried = requests.post(f"{stack.api_url}/feedback", json=like, timeout=10)  # a retry: stored once
+    assert retried.status_code == 200 and retried.json()["duplicate"] is True
     after = requests.get(f"{stack.api_url}/metrics", timeout=10).text
     labels = {"action": "like", "arm": arm}
     count = "recsys_api_feedback_total"
     assert metric(after, count, **labels) == metric(before, count, **labels) + 1
     assert stack.get("/bandit")["arms"][arm]["rewards"] == bandit_before + 1
-    events = stack.get("/feedback?user_id=7")["events"]
-    assert events[-1]["item_id"] == top and events[-1]["action"] == "like"
-    logged = [json.loads(line) for line in stack.feedback_log.read_text().splitlines()]
-    assert logged[-1]["item_id"] == top and logged[-1]["arm"] == arm
+    events = requests.get(f"{stack.api_url}/feedback?user_id=7", headers=stack.admin_headers(), timeout=10).json()
+    assert [(e["item_id"], e["action"], e["arm"]) for e in events["events"]] == [(top, "like", arm)]
     again = stack.get(f"/recommendations/7?k=5&mmr_lambda=1&_={time.time()}")
     assert top not in [i["item_id"] for i in again["items"]], "a liked item is seen: never recommended again"
     assert stack.get("/users/7")["liked"][0]["item_id"] == top
@@ -205,12 +204,14 @@ def test_the_api_follows_a_rollback_on_the_model_server(stack):
             return requests.get(f"{api.url}/recommendations/196?k=3", timeout=10).json()["model_version"]
 
         assert version() == 2
-        rolled = requests.post(f"{model}:rollback", timeout=10)
+        assert stack.admin_token == stack.model_server.admin_token == stack.api.admin_token, "one token for both"
+        rolled = requests.post(f"{model}:rollback", timeout=10, headers=stack.admin_headers())
         assert rolled.status_code == 200, rolled.text
         try:
             assert version() == 1
         finally:
-            assert requests.post(f"{model}/versions/2:activate", timeout=10).status_code == 200
+            activated = requests.post(f"{model}/versions/2:activate", timeout=10, headers=stack.admin_headers())
+            assert activated.status_code == 200
         assert version() == 2
 
 
@@ -272,7 +273,7 @@ def test_model_server_stopped_or_hung_during_requests_gives_only_fallback_answer
         assert len(after) >= 40 and {b["source"] for b in after} == {"fallback"}
         assert {b["fallback_reason"] for b in after} <= {"unavailable", "circuit_open", "timeout"}
         assert {b["arm"] for b in after} == {"fallback"}
-        assert stack.get("/readyz")["model_server"] == "unavailable"
+        assert stack.get("/readyz")["model_server"] == "unreachable"
         metrics = session.get(f"{stack.api_url}/metrics", timeout=10).text
         fallbacks = sum(metric(metrics, "recsys_api_fallback_total", reason=r) for r in ("unavailable", "circuit_open"))
         assert fallbacks >= 40

@@ -52,6 +52,7 @@ SYSTEM_TOOLS = [
     "mktemp",
     "rm",
     "tr",
+    "od",
 ]
 
 
@@ -272,6 +273,15 @@ def test_kind_up_dry_run_prints_the_pinned_commands(run_script):
     assert {c.split(" -n ")[1].split()[0] for c in waits} == {"cert-manager", "kubeflow", "kserve"}
     assert any("defaultDeploymentMode" in c and "Standard" in c for c in commands)
     assert not any(c.startswith("helm") for c in commands), "JupyterHub only with --jupyterhub"
+    # the workshop namespace and its three Secrets, after the profile, values on stdin (never shown)
+    namespace = commands.index(f"kubectl --context {context} apply -f {SETUP}/manifests/base/namespace.yaml")
+    secrets = [c for c in commands if " create secret " in c]
+    assert secrets == [
+        f"kubectl --context {context} -n {V['WORKSHOP_NAMESPACE']} create secret generic {name} "
+        "--from-env-file=/dev/stdin"
+        for name in WORKSHOP_SECRETS
+    ]
+    assert positions[-1] < namespace < commands.index(secrets[0])
     assert_only_read_only_calls(calls)
 
 
@@ -325,6 +335,8 @@ case "$name $*" in
   "kubectl version --client -o json") printf '{"clientVersion": {"gitVersion": "v1.35.2"}}\n' ;;
   "kubectl "*" get deployment kserve-controller-manager "*)
     [[ -f "$state/kserve" ]] && printf 'kserve/kserve-controller:v0.16.0' ; exit 0 ;;
+  "kubectl "*" get secret "*) [[ -f "$state/secret-${*: -1}" ]] ;;
+  "kubectl "*" create secret generic "*) cat > "$state/secret-${*: -2:1}" ;;
   "kubectl "*" apply "*"/kserve.yaml")
     if [[ ! -f "$state/kserve-raced" ]]; then
       touch "$state/kserve-raced"; echo 'error: no matches for kind "LLMInferenceServiceConfig"' >&2; exit 1
@@ -391,11 +403,18 @@ def test_kind_up_twice_creates_once_and_recovers_from_a_raced_apply(tmp_path, sy
     waits = [i for i, c in enumerate(calls) if c.endswith("wait --for condition=established --timeout=120s crd --all")]
     assert len(waits) == 1 and kserve_applies[0] < waits[0] < kserve_applies[1]
 
+    created = [c.split()[-2] for c in calls if " create secret generic " in c]
+    assert created == list(WORKSHOP_SECRETS)
+    secrets = {name: read_env_file(state / f"secret-{name}") for name in created}
+    assert_secret_values(secrets, first.stdout + first.stderr + log.read_text())
+
     second, calls = up()
     assert second.returncode == 0, second.stdout + second.stderr
     assert not any(c.startswith("kind create") for c in calls)
     assert not any(c.endswith("/kserve.yaml") for c in calls)
     assert "already exists; not creating it" in second.stdout and "already installed" in second.stdout
+    assert not any(" create secret " in c for c in calls), "the second run keeps the Secrets"
+    assert {name: read_env_file(state / f"secret-{name}") for name in created} == secrets
 
 
 def test_a_failing_step_names_its_line_and_stops(tmp_path, system_bin):
@@ -469,6 +488,7 @@ def test_gke_up_dry_run_prints_the_cost_before_creating_anything(run_script):
         f"--num-nodes {nodes}",
         "--project demo-project",
         "--max-surge-upgrade 0",
+        "--enable-dataplane-v2",  # without it GKE accepts the NetworkPolicies and ignores them
     ):
         assert flag in command
     assert "--accelerator" not in command and "--region" not in command, "zonal, no GPUs"
@@ -558,6 +578,109 @@ def test_gke_down_mirrors_up(run_script):
     assert delete_namespaces < delete_cluster
     assert f"{V['WORKSHOP_NAMESPACE']} {V['JUPYTERHUB_NAMESPACE']}" in down_commands[delete_namespaces]
     assert_only_read_only_calls(calls)
+
+
+# --- the workshop's Secrets ---------------------------------------------------------------------------------
+
+WORKSHOP_SECRETS = {  # name -> keys, as the manifests read them (tests/test_manifests.py checks that side)
+    "recsys-admin": ["token"],
+    "recsys-api": ["signing-key"],
+    "recsys-postgres": ["password", "database-url"],
+}
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in path.read_text().splitlines() if line)
+
+
+def assert_secret_values(secrets: dict[str, dict[str, str]], shown: str) -> None:
+    """The right keys, fresh random values (64 hex digits, all different), a database URL built from the
+    password and the manifests' names, and not one value on the screen or on a command line."""
+    assert {name: list(values) for name, values in secrets.items()} == WORKSHOP_SECRETS
+    randoms = [secrets["recsys-admin"]["token"], secrets["recsys-api"]["signing-key"]]
+    randoms.append(secrets["recsys-postgres"]["password"])
+    assert all(re.fullmatch(r"[0-9a-f]{64}", value) for value in randoms) and len(set(randoms)) == 3
+    password = secrets["recsys-postgres"]["password"]
+    assert secrets["recsys-postgres"]["database-url"] == (
+        f"postgresql+psycopg://recsys:{password}@recsys-postgres:5432/recsys"
+    )
+    for value in randoms:
+        assert value not in shown, "a secret value was printed or passed on a command line"
+
+
+FAKE_KUBECTL = r"""#!/usr/bin/env bash
+printf 'kubectl %s\n' "$*" >> "$STUB_LOG"
+case "$*" in
+  *" get secret "*) [[ -f "$SIM_STATE/secret-${*: -1}" ]] ;;
+  *" create secret generic "*) cat > "$SIM_STATE/secret-${*: -2:1}" ;;
+  *" apply -f "*) exit 0 ;;
+  *) echo "fake kubectl: unexpected call: $*" >&2; exit 97 ;;
+esac
+"""
+
+
+def run_create_secrets(tmp_path: Path, system_bin: Path, *, dry_run: bool) -> tuple[subprocess.CompletedProcess, list]:
+    bin_dir, state, log = tmp_path / "bin", tmp_path / "state", tmp_path / "calls.log"
+    for folder in (bin_dir, state):
+        folder.mkdir(exist_ok=True)
+    (bin_dir / "kubectl").write_text(FAKE_KUBECTL)
+    (bin_dir / "kubectl").chmod(0o755)
+    log.write_text("")
+    script = tmp_path / "probe" / "script"
+    script.parent.mkdir(exist_ok=True)
+    script.write_text(
+        f'#!/usr/bin/env bash\nsource "{SETUP}/lib/common.sh"\nDRY_RUN={int(dry_run)}\ncreate_workshop_secrets ctx\n'
+    )
+    env = {"PATH": f"{bin_dir}:{system_bin}", "STUB_LOG": str(log), "SIM_STATE": str(state), "LC_ALL": "C"}
+    result = subprocess.run(["bash", str(script)], capture_output=True, text=True, env=env, timeout=30, check=False)
+    return result, log.read_text().splitlines()
+
+
+def test_workshop_secrets_are_created_once_and_never_shown(tmp_path, system_bin):
+    first, calls = run_create_secrets(tmp_path, system_bin, dry_run=False)
+    assert first.returncode == 0, first.stderr
+    namespace = f"kubectl --context ctx apply -f {SETUP}/manifests/base/namespace.yaml"
+    assert calls[0] == namespace, "the namespace exists before its Secrets"
+    assert [c.split()[-2] for c in calls if " create secret generic " in c] == list(WORKSHOP_SECRETS)
+    secrets = {name: read_env_file(tmp_path / "state" / f"secret-{name}") for name in WORKSHOP_SECRETS}
+    assert_secret_values(secrets, first.stdout + first.stderr + "\n".join(calls))
+
+    second, calls = run_create_secrets(tmp_path, system_bin, dry_run=False)
+    assert second.returncode == 0, second.stderr
+    assert calls == [namespace] + [f"kubectl --context ctx -n recsys get secret {name}" for name in WORKSHOP_SECRETS]
+    assert second.stdout.count("already exists; keeping it.") == 3
+    assert {name: read_env_file(tmp_path / "state" / f"secret-{name}") for name in WORKSHOP_SECRETS} == secrets
+
+
+def test_workshop_secrets_dry_run_prints_without_creating(tmp_path, system_bin):
+    result, calls = run_create_secrets(tmp_path, system_bin, dry_run=True)
+    assert result.returncode == 0, result.stderr
+    assert calls == [], "a dry run neither queries nor creates"
+    assert not list((tmp_path / "state").iterdir())
+    assert dry_run_commands(result.stdout) == [
+        f"kubectl --context ctx apply -f {SETUP}/manifests/base/namespace.yaml",
+        *(
+            f"kubectl --context ctx -n recsys create secret generic {name} --from-env-file=/dev/stdin"
+            for name in WORKSHOP_SECRETS
+        ),
+    ]
+    assert "never printed" in result.stdout
+
+
+def test_the_database_url_names_what_the_manifests_run():
+    """The URL the scripts store is the one the API can use: user, database, Service name and port."""
+    import yaml
+
+    docs = list(yaml.safe_load_all((SETUP / "manifests" / "base" / "postgres.yaml").read_text()))
+    statefulset = next(d for d in docs if d["kind"] == "StatefulSet")
+    service = next(d for d in docs if d["kind"] == "Service")
+    env = {e["name"]: e.get("value") for e in statefulset["spec"]["template"]["spec"]["containers"][0]["env"]}
+    port = service["spec"]["ports"][0]["port"]
+    expected = (
+        f"postgresql+psycopg://{env['POSTGRES_USER']}:${{password}}@{service['metadata']['name']}:{port}/"
+        f"{env['POSTGRES_DB']}"
+    )
+    assert f'"database-url={expected}"' in (SETUP / "lib" / "common.sh").read_text()
 
 
 # --- the shared helpers -------------------------------------------------------------------------------------

@@ -158,7 +158,10 @@ def stack(tmp_path_factory):
     from recsys_workshop.api import local_stack
 
     model_dir = exported_versions(tmp_path_factory.mktemp("models"), n_versions=1)
-    with local_stack(model_dir) as running:
+    database = tmp_path_factory.mktemp("state") / "api.db"
+    # a load generator is one client: the per-client write limits would turn its feedback into 429s
+    env = {"RECSYS_DATABASE_URL": f"sqlite:///{database}", "RECSYS_FEEDBACK_RATE": "off", "RECSYS_USERS_RATE": "off"}
+    with local_stack(model_dir, env=env) as running:
         yield running
 
 

@@ -10,9 +10,11 @@ thing at a time and prove each check notices.
 from __future__ import annotations
 
 import copy
+import ipaddress
 import json
 import re
 import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -33,7 +35,9 @@ WORKSHOP_KINDS = {
     "Experiment",
     "InferenceService",
     "Deployment",
+    "StatefulSet",
     "Service",
+    "NetworkPolicy",
 }
 
 
@@ -70,6 +74,7 @@ def test_overlay_builds_every_workshop_resource(overlay):
     assert {d["metadata"].get("namespace") for d in docs if d["kind"] != "Namespace"} == {V["WORKSHOP_NAMESPACE"]}
     deployments = {d["metadata"]["name"] for d in docs if d["kind"] == "Deployment"}
     assert deployments == {"recsys-api", "recsys-locust-master", "recsys-locust-worker"}
+    assert {d["metadata"]["name"] for d in docs if d["kind"] == "StatefulSet"} == {"recsys-postgres"}
 
 
 def test_core_resources_match_the_kubernetes_schema(overlay):
@@ -158,8 +163,15 @@ def test_images_are_the_pinned_workshop_image(built):
     tag = V["WORKSHOP_IMAGE_TAG"]
     registry = {"kind": V["WORKSHOP_IMAGE_LOCAL"], "gke": V["WORKSHOP_IMAGE"]}
     for name, docs in built.items():
-        images = {c["image"] for doc in docs for c, _, _ in kube._containers(doc)}
+        images = {c["image"] for doc in docs if doc["kind"] != "StatefulSet" for c, _, _ in kube._containers(doc)}
         assert images == {f"{registry[name]}:{tag}"}, name
+        database = {c["image"] for c, _, _ in kube._containers(one(docs, "StatefulSet", "recsys-postgres"))}
+        assert database == {V["POSTGRES_IMAGE"]}, "postgres.yaml and versions.env pin the same image"
+
+
+def test_the_postgres_image_is_an_official_one_pinned_by_tag_and_digest():
+    assert re.fullmatch(r"postgres:17\.\d+-(trixie|bookworm|alpine[\d.]*)@sha256:[0-9a-f]{64}", V["POSTGRES_IMAGE"])
+    assert kube._image_problem(V["POSTGRES_IMAGE"]) is None
 
 
 # --- kind and GKE differ where they should ------------------------------------------------------------------
@@ -173,18 +185,18 @@ def test_overlays_differ_in_the_ways_a_lab_can_show(built):
         ("PersistentVolumeClaim", "spec.resources.requests.storage"),
         ("Deployment", "spec.replicas"),
         ("Deployment", "spec.template.spec.containers[api].image"),
-        ("Service", "spec.type"),
         ("Experiment", "spec.parallelTrialCount"),
         ("TFJob", "spec.tfReplicaSpecs.Chief.template.spec.containers[tensorflow].resources.requests.cpu"),
     ]:
         assert expected in changed, expected
     assert one(built["kind"], "PersistentVolumeClaim")["spec"]["storageClassName"] == "standard"
     assert one(built["gke"], "PersistentVolumeClaim")["spec"]["storageClassName"] == "standard-rwo"
-    assert one(built["gke"], "Service", "recsys-api")["spec"]["type"] == "LoadBalancer"
     assert "Worker" in one(built["gke"], "TFJob")["spec"]["tfReplicaSpecs"]
     assert "Worker" not in one(built["kind"], "TFJob")["spec"]["tfReplicaSpecs"]
+    # Not public on either: the API's Service is ClusterIP on GKE too, and the network rules are the same.
+    assert ("Service", "spec.type") not in changed and not {k for k, _ in changed} & {"NetworkPolicy", "Secret"}
     text = kube.diff_overlays(built["kind"], built["gke"])
-    assert "-  type: ClusterIP" in text and "+  type: LoadBalancer" in text
+    assert "LoadBalancer" not in text and "+  replicas: 2" in text
 
 
 def test_the_worker_clone_keeps_the_model_volume_to_the_chief(built):
@@ -193,6 +205,476 @@ def test_the_worker_clone_keeps_the_model_volume_to_the_chief(built):
     volumes = {v["name"]: v for v in worker["volumes"]}
     assert volumes["models"] == {"name": "models", "emptyDir": {}}
     assert worker["containers"] == chief(job)["containers"]
+
+
+# --- secure by default, nothing lost on restart --------------------------------------------------------------
+
+MODEL_READY = "/v2/models/recsys/ready"
+CREDENTIAL_ENV = {  # container -> env var -> (Secret, key)
+    "model-server": {"RECSYS_ADMIN_TOKEN": ("recsys-admin", "token")},
+    "api": {
+        "RECSYS_ADMIN_TOKEN": ("recsys-admin", "token"),
+        "RECSYS_SIGNING_KEY": ("recsys-api", "signing-key"),
+        "RECSYS_DATABASE_URL": ("recsys-postgres", "database-url"),
+    },
+    "postgres": {"POSTGRES_PASSWORD": ("recsys-postgres", "password")},
+}
+
+
+def model_server(docs: list[dict]) -> tuple[dict, dict]:
+    """(pod spec, container) of the deployed InferenceService's predictor."""
+    predictor = one(docs, "InferenceService", "recsys-model")["spec"]["predictor"]
+    return predictor, predictor["containers"][0]
+
+
+def api_server(docs: list[dict]) -> tuple[dict, dict]:
+    pod = one(docs, "Deployment", "recsys-api")["spec"]["template"]["spec"]
+    return pod, pod["containers"][0]
+
+
+def database(docs: list[dict]) -> tuple[dict, dict]:
+    pod = one(docs, "StatefulSet", "recsys-postgres")["spec"]["template"]["spec"]
+    return pod, pod["containers"][0]
+
+
+def port_number(container: dict, port) -> int:
+    """A probe's port: a number, or the name of one of the container's ports."""
+    if isinstance(port, int):
+        return port
+    return next(p["containerPort"] for p in container["ports"] if p.get("name") == port)
+
+
+def env_sources(container: dict) -> dict[str, tuple[str, str]]:
+    return {
+        e["name"]: (e["valueFrom"]["secretKeyRef"]["name"], e["valueFrom"]["secretKeyRef"]["key"])
+        for e in container.get("env", [])
+        if "secretKeyRef" in e.get("valueFrom", {})
+    }
+
+
+def test_the_model_server_probes_the_model_not_the_port(overlay):
+    _, docs = overlay
+    _, container = model_server(docs)
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        check = container[probe]
+        assert set(check) & {"httpGet", "tcpSocket", "exec", "grpc"} == {"httpGet"}, f"{probe}: an HTTP check"
+        assert check["httpGet"]["path"] == MODEL_READY, probe
+        assert port_number(container, check["httpGet"]["port"]) == 8080, probe
+    startup = container["startupProbe"]
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 120, "loading can take a minute: be generous"
+
+
+def test_the_api_probes_its_health_endpoints(overlay):
+    _, docs = overlay
+    _, container = api_server(docs)
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert port_number(container, container[probe]["httpGet"]["port"]) == 8000, probe
+    assert option(container, "--port") == "8000"
+
+
+def option(container: dict, flag: str) -> str:
+    return container["args"][container["args"].index(flag) + 1]
+
+
+def test_servers_drain_before_they_are_stopped(overlay):
+    """preStop first (the pod leaves the Service), then SIGTERM and the server's own drain: the pod's grace
+    period covers both, or the kubelet's SIGKILL cuts off requests in flight."""
+    _, docs = overlay
+    api_pod, api = api_server(docs)
+    model_pod, model = model_server(docs)
+    for pod, container, server_grace in (
+        (api_pod, api, int(option(api, "--timeout-graceful-shutdown"))),  # uvicorn
+        (model_pod, model, int(option(model, "--grace-period"))),  # recsys_workshop.serving
+    ):
+        pre_stop = container["lifecycle"]["preStop"]["sleep"]["seconds"]
+        assert pre_stop >= 3, "long enough for the pod to leave the Service's endpoints"
+        assert pod["terminationGracePeriodSeconds"] > pre_stop + server_grace, container["name"]
+
+
+def test_credentials_come_from_secrets(overlay):
+    _, docs = overlay
+    containers = {
+        "model-server": model_server(docs)[1],
+        "api": api_server(docs)[1],
+        "postgres": database(docs)[1],
+    }
+    for name, expected in CREDENTIAL_ENV.items():
+        sources = env_sources(containers[name])
+        assert {var: sources.get(var) for var in expected} == expected, name
+    # The database URL's parts are the database's: the setup scripts build it from these names.
+    _, postgres = database(docs)
+    plain = {e["name"]: e.get("value") for e in postgres["env"]}
+    assert plain["POSTGRES_USER"] == plain["POSTGRES_DB"] == "recsys"
+
+
+def test_no_credential_is_written_into_the_manifests(built):
+    """No Secret in any build or kustomization (values would sit in git), and every env var named like a
+    credential, in every container of every overlay, is read from a Secret."""
+    credential = re.compile(r"(TOKEN|SECRET|PASSWORD|_KEY|DATABASE_URL)$")
+    for name, docs in built.items():
+        assert not [d for d in docs if d["kind"] == "Secret"], name
+        for doc in docs:
+            for container, _, _ in kube._containers(doc):
+                for env in container.get("env", []):
+                    if credential.search(env["name"]):
+                        assert "value" not in env and "secretKeyRef" in env["valueFrom"], (name, env["name"])
+    for path in kube.MANIFESTS_DIR.rglob("*.yaml"):
+        text = path.read_text()
+        assert "secretGenerator" not in text and not re.search(r"^kind: Secret$", text, re.M), path
+        assert not re.search(r"\b[0-9a-f]{32,}\b", re.sub(r"sha256:[0-9a-f]{64}", "", text)), f"{path}: a key?"
+
+
+def test_the_postgres_statefulset_keeps_its_data(overlay):
+    _, docs = overlay
+    statefulset = one(docs, "StatefulSet", "recsys-postgres")
+    spec = statefulset["spec"]
+    assert spec["replicas"] == 1
+    claim = spec["volumeClaimTemplates"][0]
+    assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
+    assert kube.parse_quantity(claim["spec"]["resources"]["requests"]["storage"]) >= 2**30
+    assert spec["persistentVolumeClaimRetentionPolicy"] == {"whenDeleted": "Retain", "whenScaled": "Retain"}
+    pod, container = database(docs)
+    mount = next(m for m in container["volumeMounts"] if m["name"] == claim["metadata"]["name"])
+    pgdata = next(e["value"] for e in container["env"] if e["name"] == "PGDATA")
+    assert Path(pgdata).parent == Path(mount["mountPath"]), "PGDATA is a subdirectory of the volume"
+    assert not any(v["name"] == claim["metadata"]["name"] for v in pod.get("volumes", [])), "the claim, no emptyDir"
+    # the image's own user (uid/gid 999 in the Debian images, 70 in Alpine), never root
+    user = 70 if "alpine" in container["image"] else 999
+    assert pod["securityContext"]["runAsUser"] == pod["securityContext"]["fsGroup"] == user
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert container[probe]["exec"]["command"][0] == "pg_isready", probe
+    # reached through a headless Service of the StatefulSet's serviceName, on 5432
+    service = one(docs, "Service", spec["serviceName"])
+    assert service["spec"]["clusterIP"] == "None"
+    assert service["spec"]["selector"].items() <= pod_labels(statefulset).items()
+    assert [(p["port"], port_number(container, p["targetPort"])) for p in service["spec"]["ports"]] == [(5432, 5432)]
+
+
+def test_no_service_is_open_to_the_internet(overlay):
+    _, docs = overlay
+    for service in (d for d in docs if d["kind"] == "Service"):
+        spec = service["spec"]
+        assert spec.get("type", "ClusterIP") in ("ClusterIP", "LoadBalancer"), "no NodePort"
+        if spec.get("type") == "LoadBalancer":
+            ranges = spec.get("loadBalancerSourceRanges") or []
+            assert ranges and not {"0.0.0.0/0", "::/0"} & set(ranges), service["metadata"]["name"]
+    assert one(docs, "Service", "recsys-api")["spec"]["type"] == "ClusterIP"
+
+
+def test_policy_catches_a_literal_credential(kind_docs):
+    deployment = one(kind_docs, "Deployment", "recsys-api")
+    env = deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+    signing = next(e for e in env if e["name"] == "RECSYS_SIGNING_KEY")
+    signing.pop("valueFrom")
+    signing["value"] = "0123456789abcdef"
+    found = messages(kube.policy_violations([deployment]))
+    assert "env RECSYS_SIGNING_KEY holds a literal value" in found and "RECSYS_ADMIN_TOKEN" not in found
+
+
+@pytest.mark.parametrize(
+    "ranges,problem",
+    [
+        (None, "without loadBalancerSourceRanges"),
+        (["0.0.0.0/0"], "let the whole internet in"),
+        (["203.0.113.0/24"], None),
+    ],
+)
+def test_policy_catches_a_public_load_balancer(kind_docs, ranges, problem):
+    service = one(kind_docs, "Service", "recsys-api")
+    service["spec"]["type"] = "LoadBalancer"
+    if ranges:
+        service["spec"]["loadBalancerSourceRanges"] = ranges
+    found = messages(kube.policy_violations([service]))
+    assert (problem in found) if problem else found == ""
+    assert kube.validate_core([service]) == []
+
+
+# A small NetworkPolicy evaluator (networking.k8s.io/v1 semantics) to check who may reach whom in the build.
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    name: str
+    namespace: str | None  # None: outside the cluster (then only ip matters)
+    labels: dict = field(default_factory=dict, hash=False)
+    ip: str = "10.244.0.10"
+
+
+def pod_labels(doc: dict) -> dict:
+    return dict(doc["spec"]["template"]["metadata"]["labels"])
+
+
+def selects(selector: dict | None, labels: dict) -> bool:
+    if selector is None:
+        return False
+    if any(labels.get(k) != v for k, v in (selector.get("matchLabels") or {}).items()):
+        return False
+    return all(expression_holds(expression, labels) for expression in selector.get("matchExpressions") or [])
+
+
+def expression_holds(expression: dict, labels: dict) -> bool:
+    key, operator, values = expression["key"], expression["operator"], expression.get("values") or []
+    if operator == "In":
+        return labels.get(key) in values
+    if operator == "NotIn":
+        return labels.get(key) not in values
+    if operator == "Exists":
+        return key in labels
+    assert operator == "DoesNotExist", operator
+    return key not in labels
+
+
+def policy_types(policy: dict) -> list[str]:
+    spec = policy["spec"]
+    return spec.get("policyTypes") or (["Ingress"] + (["Egress"] if "egress" in spec else []))
+
+
+def peer_matches(peer: dict, policy_namespace: str, other: Endpoint, namespaces: dict[str, dict]) -> bool:
+    if "ipBlock" in peer:
+        ip = ipaddress.ip_address(other.ip)
+        block = peer["ipBlock"]
+        return ip in ipaddress.ip_network(block["cidr"]) and not any(
+            ip in ipaddress.ip_network(cidr) for cidr in block.get("except", [])
+        )
+    if other.namespace is None:
+        return False
+    if "namespaceSelector" in peer:
+        in_namespace = selects(peer["namespaceSelector"], namespaces[other.namespace])
+    else:
+        in_namespace = other.namespace == policy_namespace
+    return in_namespace and ("podSelector" not in peer or selects(peer["podSelector"], other.labels))
+
+
+def port_matches(ports: list | None, port: int, protocol: str) -> bool:
+    return not ports or any(p.get("protocol", "TCP") == protocol and p.get("port") in (None, port) for p in ports)
+
+
+def direction_allows(policies, direction: str, subject: Endpoint, other: Endpoint, port, protocol, namespaces) -> bool:
+    """Does ``subject`` let a connection in (Ingress, from ``other``) or out (Egress, to ``other``)?"""
+    if subject.namespace is None:
+        return True
+    applying = [
+        p
+        for p in policies
+        if p["metadata"]["namespace"] == subject.namespace
+        and direction in policy_types(p)
+        and selects(p["spec"]["podSelector"], subject.labels)
+    ]
+    if not applying:
+        return True
+    rules, peers = ("ingress", "from") if direction == "Ingress" else ("egress", "to")
+    return any(
+        port_matches(rule.get("ports"), port, protocol)
+        and (
+            peers not in rule
+            or any(peer_matches(peer, p["metadata"]["namespace"], other, namespaces) for peer in rule[peers])
+        )
+        for p in applying
+        for rule in p["spec"].get(rules) or []
+    )
+
+
+def allowed(docs: list[dict], source: Endpoint, target: Endpoint, port: int, protocol: str = "TCP") -> bool:
+    policies = [d for d in docs if d["kind"] == "NetworkPolicy"]
+    namespace_doc = one(docs, "Namespace")
+    namespaces = {
+        name: {"kubernetes.io/metadata.name": name} for name in ("kube-system", "kubeflow", "jhub", "default")
+    }
+    namespaces[namespace_doc["metadata"]["name"]] = {
+        **namespace_doc["metadata"].get("labels", {}),
+        "kubernetes.io/metadata.name": namespace_doc["metadata"]["name"],
+    }
+    return direction_allows(policies, "Egress", source, target, port, protocol, namespaces) and direction_allows(
+        policies, "Ingress", target, source, port, protocol, namespaces
+    )
+
+
+def workshop_endpoints(docs: list[dict]) -> dict[str, Endpoint]:
+    """The pods of the build with the labels they run with (KServe and the Training Operator add theirs)."""
+    ns = V["WORKSHOP_NAMESPACE"]
+    isvc = one(docs, "InferenceService", "recsys-model")
+    job = one(docs, "TFJob", "recsys-train")
+    training = {
+        **job["spec"]["tfReplicaSpecs"]["Chief"]["template"]["metadata"]["labels"],
+        "training.kubeflow.org/operator-name": "tfjob-controller",
+        "training.kubeflow.org/job-name": job["metadata"]["name"],
+    }
+    return {
+        "api": Endpoint("api", ns, pod_labels(one(docs, "Deployment", "recsys-api"))),
+        # KServe copies the InferenceService's labels onto the predictor pods and adds its own.
+        "model": Endpoint(
+            "model",
+            ns,
+            {
+                **isvc["metadata"]["labels"],
+                "serving.kserve.io/inferenceservice": isvc["metadata"]["name"],
+                "component": "predictor",
+            },
+        ),
+        "postgres": Endpoint("postgres", ns, pod_labels(one(docs, "StatefulSet", "recsys-postgres"))),
+        "locust-master": Endpoint("locust-master", ns, pod_labels(one(docs, "Deployment", "recsys-locust-master"))),
+        "locust-worker": Endpoint("locust-worker", ns, pod_labels(one(docs, "Deployment", "recsys-locust-worker"))),
+        "chief": Endpoint("chief", ns, {**training, "training.kubeflow.org/replica-type": "chief"}),
+        "worker": Endpoint("worker", ns, {**training, "training.kubeflow.org/replica-type": "worker"}),
+        "suggestion": Endpoint(
+            "suggestion",
+            ns,
+            {"katib.kubeflow.org/suggestion": "recsys-tune", "katib.kubeflow.org/experiment": "recsys-tune"},
+        ),
+        "stray": Endpoint("stray", ns, {"app": "something-else"}),
+        "katib-controller": Endpoint("katib-controller", "kubeflow", {"katib.kubeflow.org/component": "controller"}),
+        "katib-db-manager": Endpoint("katib-db-manager", "kubeflow", {"katib.kubeflow.org/component": "db-manager"}),
+        "kfp": Endpoint("kfp", "kubeflow", {"app": "ml-pipeline"}),
+        "notebook": Endpoint("notebook", "jhub", {"component": "singleuser-server"}),
+        "kube-dns": Endpoint("kube-dns", "kube-system", {"k8s-app": "kube-dns"}),
+        "internet": Endpoint("internet", None, ip="93.184.215.14"),
+        "private": Endpoint("private", None, ip="10.96.0.1"),
+        "metadata-server": Endpoint("metadata-server", None, ip="169.254.169.254"),
+    }
+
+
+# (source, target, port, protocol): allowed? Everything not listed for the serving pods is denied.
+NETWORK_MATRIX = [
+    ("api", "model", 8080, "TCP", True),
+    ("api", "model", 8081, "TCP", True),
+    ("api", "model", 9000, "TCP", False),
+    ("locust-worker", "model", 8080, "TCP", False),
+    ("locust-master", "model", 8080, "TCP", False),
+    ("chief", "model", 8080, "TCP", False),
+    ("stray", "model", 8080, "TCP", False),
+    ("notebook", "model", 8080, "TCP", False),
+    ("kfp", "model", 8080, "TCP", False),
+    ("api", "postgres", 5432, "TCP", True),
+    ("model", "postgres", 5432, "TCP", False),
+    ("locust-worker", "postgres", 5432, "TCP", False),
+    ("notebook", "postgres", 5432, "TCP", False),
+    ("locust-worker", "api", 8000, "TCP", True),
+    ("stray", "api", 8000, "TCP", True),
+    ("api", "api", 8000, "TCP", False),  # the API calls no other API pod (its egress is restricted)
+    ("model", "api", 8000, "TCP", False),  # the model server's egress is DNS only
+    ("notebook", "api", 8000, "TCP", False),
+    ("locust-worker", "api", 9090, "TCP", False),
+    ("locust-worker", "locust-master", 5557, "TCP", True),
+    ("api", "locust-master", 5557, "TCP", False),
+    ("locust-worker", "locust-master", 8089, "TCP", False),
+    ("chief", "worker", 2222, "TCP", True),
+    ("worker", "chief", 2222, "TCP", True),
+    ("api", "chief", 2222, "TCP", False),
+    ("katib-controller", "suggestion", 6789, "TCP", True),
+    ("kfp", "suggestion", 6789, "TCP", False),
+    ("stray", "suggestion", 6789, "TCP", False),
+    ("chief", "katib-db-manager", 6789, "TCP", True),  # Katib's metrics collector reports from the trial pod
+    ("chief", "internet", 443, "TCP", True),  # training downloads MovieLens
+    ("locust-worker", "internet", 443, "TCP", True),
+    ("api", "internet", 443, "TCP", True),  # the API downloads MovieLens when it starts
+    ("api", "internet", 80, "TCP", False),
+    ("api", "private", 443, "TCP", False),
+    ("api", "metadata-server", 80, "TCP", False),
+    ("api", "locust-master", 8089, "TCP", False),
+    ("model", "internet", 443, "TCP", False),
+    ("postgres", "internet", 443, "TCP", False),
+    ("model", "metadata-server", 80, "TCP", False),
+    ("model", "kube-dns", 53, "UDP", True),
+    ("model", "kube-dns", 53, "TCP", True),
+    ("postgres", "kube-dns", 53, "UDP", True),
+    ("api", "kube-dns", 53, "UDP", True),
+    ("model", "kfp", 8888, "TCP", False),
+]
+
+
+def test_network_policies_allow_exactly_the_workshop_flows(overlay):
+    _, docs = overlay
+    endpoints = workshop_endpoints(docs)
+    wrong = [
+        (source, target, port, protocol, expected)
+        for source, target, port, protocol, expected in NETWORK_MATRIX
+        if allowed(docs, endpoints[source], endpoints[target], port, protocol) != expected
+    ]
+    assert wrong == [], "(source, target, port, protocol, expected) that the policies get wrong"
+
+
+def test_every_pod_denies_ingress_by_default(overlay):
+    _, docs = overlay
+    default = [
+        p
+        for p in docs
+        if p["kind"] == "NetworkPolicy"
+        and p["spec"]["podSelector"] == {}
+        and policy_types(p) == ["Ingress"]
+        and not p["spec"].get("ingress")
+    ]
+    assert len(default) == 1, "one NetworkPolicy selecting every pod, with no ingress rule"
+
+
+def test_the_model_server_accepts_only_the_api_on_its_ports(overlay):
+    _, docs = overlay
+    isvc = one(docs, "InferenceService", "recsys-model")
+    policies = [
+        p
+        for p in docs
+        if p["kind"] == "NetworkPolicy"
+        and p["spec"]["podSelector"] != {}
+        and selects(p["spec"]["podSelector"], isvc["metadata"]["labels"])
+    ]
+    assert [p["metadata"]["name"] for p in policies] == ["recsys-model-server"]
+    (rule,) = policies[0]["spec"]["ingress"]
+    assert rule["from"] == [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "recsys-api"}}}]
+    assert sorted((p["protocol"], p["port"]) for p in rule["ports"]) == [("TCP", 8080), ("TCP", 8081)]
+    _, container = model_server(docs)
+    assert {p["containerPort"] for p in container["ports"]} == {8080, 8081}
+
+
+def test_postgres_accepts_only_the_api(overlay):
+    _, docs = overlay
+    (policy,) = [
+        p
+        for p in docs
+        if p["kind"] == "NetworkPolicy"
+        and p["spec"]["podSelector"] != {}
+        and selects(p["spec"]["podSelector"], pod_labels(one(docs, "StatefulSet", "recsys-postgres")))
+    ]
+    assert policy["spec"]["ingress"] == [
+        {
+            "from": [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "recsys-api"}}}],
+            "ports": [{"protocol": "TCP", "port": 5432}],
+        }
+    ]
+
+
+def test_denied_egress_always_leaves_dns_open(overlay):
+    _, docs = overlay
+    restricted = [p for p in docs if p["kind"] == "NetworkPolicy" and "Egress" in policy_types(p)]
+    assert {p["metadata"]["name"] for p in restricted} == {"recsys-model-server", "recsys-postgres", "recsys-api"}
+    dns = {
+        "to": [
+            {
+                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+                "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
+            }
+        ],
+        "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
+    }
+    for policy in restricted:
+        assert dns in policy["spec"]["egress"], policy["metadata"]["name"]
+
+
+def test_core_schema_checks_the_new_kinds(kind_docs):
+    policy = one(kind_docs, "NetworkPolicy", "recsys-api")
+    policy["spec"]["podSelectors"] = policy["spec"].pop("podSelector")
+    statefulset = one(kind_docs, "StatefulSet", "recsys-postgres")
+    statefulset["spec"]["volumeClaimTemplate"] = statefulset["spec"].pop("volumeClaimTemplates")
+    pre_stop = one(kind_docs, "Deployment", "recsys-api")
+    pre_stop["spec"]["template"]["spec"]["containers"][0]["lifecycle"]["preStop"]["sleep"] = {"second": 5}
+    found = messages(kube.validate_core([policy, statefulset, pre_stop]))
+    for problem in (
+        "'podSelectors' was unexpected",
+        "'volumeClaimTemplate' was unexpected",
+        "'seconds' is a required property",
+    ):
+        assert problem in found
 
 
 # --- each check catches what it is for ----------------------------------------------------------------------

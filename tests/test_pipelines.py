@@ -62,7 +62,7 @@ def test_leakage_between_splits_is_caught():
 
 def test_the_pipeline_compiles_to_kfp_v2_yaml(tmp_path):
     path = pipelines.compile_pipeline(tmp_path / "pipeline.yaml")
-    spec = yaml.safe_load(path.read_text())
+    spec = next(yaml.safe_load_all(path.read_text()))
     assert spec["pipelineInfo"]["name"] == "recsys-continuous-training"
     tasks = spec["root"]["dag"]["tasks"]
     assert set(tasks) == {
@@ -81,6 +81,155 @@ def test_the_pipeline_compiles_to_kfp_v2_yaml(tmp_path):
     assert images == {pipelines.IMAGE}
 
 
+def test_the_compiled_pipeline_takes_the_feedback_database_as_a_parameter(tmp_path):
+    spec = next(yaml.safe_load_all(pipelines.compile_pipeline(tmp_path / "pipeline.yaml").read_text()))
+    parameter = spec["root"]["inputDefinitions"]["parameters"]["feedback_db"]
+    assert parameter == {"defaultValue": "", "isOptional": True, "parameterType": "STRING"}
+    ingest = spec["root"]["dag"]["tasks"]["ingest"]["inputs"]["parameters"]
+    assert ingest["feedback_db"] == {"componentInputParameter": "feedback_db"}
+    assert spec["components"]["comp-ingest"]["inputDefinitions"]["parameters"]["feedback_db"] == {
+        "parameterType": "STRING"
+    }
+    # the database URL reaches the ingest task from the Secret (kfp-kubernetes' platform spec, the YAML's second
+    # document), never as a literal value; no other task gets it
+    documents = list(yaml.safe_load_all((tmp_path / "pipeline.yaml").read_text()))
+    assert len(documents) == 2
+    executors = documents[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert list(executors) == ["exec-ingest"]
+    assert executors["exec-ingest"]["secretAsEnv"] == [{
+        "keyToEnv": [{"envVar": "RECSYS_DATABASE_URL", "secretKey": "database-url"}],
+        "optional": True, "secretName": "recsys-postgres",
+        "secretNameParameter": {"runtimeValue": {"constant": "recsys-postgres"}},
+    }]
+    assert [name for name, e in spec["deploymentSpec"]["executors"].items() if "env" in e["container"]] == []
+
+
+# ------------------------------------------------------------------------------ feedback as interactions
+
+FEEDBACK_TIME = 1_700_000_000.0  # 2023: newer than every rating of GOOD
+
+
+def _feedback(rows):
+    return pd.DataFrame(rows, columns=["user_id", "item_id", "action", "arm", "time"])
+
+
+def test_feedback_maps_like_click_dislike_to_5_4_1_and_the_latest_event_of_a_pair_wins():
+    events = _feedback(
+        [
+            (1, 10, "click", "latest", 100.9),
+            (2, 20, "dislike", "latest", 150.0),
+            (1, 10, "like", "latest", 200.5),  # the same pair later: it wins
+            (3, 30, "click", "latest", 50.0),
+            (4, 40, "like", "latest", 300.0),
+            (4, 40, "dislike", "latest", 300.0),  # same second, stored later: it wins
+            (5, 50, "dislike", "latest", 400.0),
+            (5, 50, "click", "latest", 399.0),  # stored later but older: it loses
+        ]
+    )
+    rows = steps.feedback_to_ratings(events)
+    assert list(rows.columns) == ["user_id", "item_id", "rating", "timestamp"]
+    assert rows.dtypes.to_dict() == {"user_id": "int64", "item_id": "int64", "rating": "float64", "timestamp": "int64"}
+    assert rows.values.tolist() == [[3, 30, 4.0, 50], [2, 20, 1.0, 150], [1, 10, 5.0, 200], [4, 40, 1.0, 300],
+                                    [5, 50, 1.0, 400]]  # fmt: skip
+    assert steps.FEEDBACK_RATINGS == {"like": 5.0, "click": 4.0, "dislike": 1.0}
+    assert steps.feedback_to_ratings(_feedback([])).empty
+    with pytest.raises(ValueError, match=r"unknown feedback action\(s\) \['share'\]"):
+        steps.feedback_to_ratings(_feedback([(1, 10, "share", None, 1.0)]))
+
+
+def test_feedback_rows_are_added_or_replace_an_older_rating_of_the_same_pair():
+    ratings = pd.DataFrame(GOOD).astype({"rating": "float32"})  # the loader's dtype
+    ratings.loc[3, "timestamp"] = 1_750_000_000  # (2, 12) rated after the feedback below
+    new = pd.DataFrame({"user_id": [1, 2, 3], "item_id": [10, 12, 10], "rating": [5.0, 1.0, 4.0],
+                        "timestamp": [1_700_000_000] * 3})  # fmt: skip
+    merged, counts = steps.add_interactions(ratings, new)
+    assert counts == {"added": 1, "changed": 1}
+    assert merged.values.tolist() == [
+        [1, 11, 3.5, 881250949],
+        [2, 10, 5.0, 881250949],
+        [2, 12, 1.0, 1_750_000_000],  # the newer rating stays
+        [1, 10, 5.0, 1_700_000_000],  # replaced by the like
+        [3, 10, 4.0, 1_700_000_000],  # a new pair
+    ]
+    assert data.check_ratings(merged) == [], "one row per pair: the validation step passes"
+    dupes = pd.concat([ratings, ratings.tail(1)], ignore_index=True)  # a pair the feedback does not touch
+    assert len(steps.add_interactions(dupes, new.head(1))[0]) == 5, "the validation step must still see them"
+    assert steps.add_interactions(ratings, new.head(0)) == (ratings, {"added": 0, "changed": 0})
+
+
+@pytest.fixture
+def feedback_store(tmp_path):
+    """An SQLite store (namespace ml-100k) with five events: 1 changes a rating of GOOD, 2 add pairs, 1 is
+    older than the rating of its pair, 1 is superseded by a later event of the same pair."""
+    from recsys_workshop.store import Store
+
+    url = f"sqlite:///{tmp_path}/feedback.db"
+    with Store.open(url, namespace="ml-100k") as store:
+        newcomer = store.create_user([50, 172], 30, "F", "writer", first_id=944)
+        events = [
+            (1, 10, "like", FEEDBACK_TIME),  # GOOD rates (1, 10) 4.0 in 1997: now 5.0
+            (2, 13, "click", FEEDBACK_TIME + 1),  # a new pair: 4.0
+            (newcomer, 10, "dislike", FEEDBACK_TIME + 2),
+            (newcomer, 10, "like", FEEDBACK_TIME + 3),  # the same pair later: 5.0, one row
+            (1, 11, "dislike", 800_000_000.0),  # older than GOOD's 3.5: ignored
+        ]
+        for n, (user, item, action, moment) in enumerate(events):
+            event = {"user_id": user, "item_id": item, "action": action, "arm": "latest", "time": moment}
+            assert store.add_feedback(event, idempotency_key=f"event-{n}").stored
+    with Store.open(url, namespace="ml-1m") as other:  # another dataset's feedback: never read for ml-100k
+        other.add_feedback({"user_id": 1, "item_id": 10, "action": "dislike", "time": FEEDBACK_TIME + 9},
+                           idempotency_key="other-dataset")  # fmt: skip
+    csv = tmp_path / "ratings.csv"
+    pd.DataFrame(GOOD).to_csv(csv, index=False)
+    return url, csv, newcomer
+
+
+def test_ingest_appends_the_stored_feedback_as_interactions(feedback_store, tmp_path):
+    url, csv, newcomer = feedback_store
+    out = tmp_path / "out.csv"
+    figures = steps.step_ingest("ml-100k", str(csv), str(out), feedback_db=url)
+    assert figures == {"rows": 6, "columns": 4, "feedback_events": 5, "feedback_added": 2, "feedback_changed": 1}
+    ingested = steps.read_ratings(str(out))
+    assert ingested.values.tolist() == [
+        [1, 11, 3.5, 881250949],
+        [2, 10, 5.0, 881250949],
+        [2, 12, 1.0, 881250949],
+        [1, 10, 5.0, 1_700_000_000],
+        [2, 13, 4.0, 1_700_000_001],
+        [newcomer, 10, 5.0, 1_700_000_003],
+    ]
+    assert data.check_ratings(ingested) == []
+
+
+def test_ingest_reads_the_database_url_from_the_environment_with_env(feedback_store, tmp_path, monkeypatch):
+    url, csv, _ = feedback_store
+    by_url, by_env = tmp_path / "url.csv", tmp_path / "env.csv"
+    steps.step_ingest("ml-100k", str(csv), str(by_url), feedback_db=url)
+    monkeypatch.setenv("RECSYS_DATABASE_URL", url)
+    assert steps.step_ingest("ml-100k", str(csv), str(by_env), feedback_db="env")["feedback_events"] == 5
+    assert by_env.read_text() == by_url.read_text()
+    monkeypatch.delenv("RECSYS_DATABASE_URL")
+    with pytest.raises(ValueError, match=r"feedback_db='env' but \$RECSYS_DATABASE_URL is not set"):
+        steps.step_ingest("ml-100k", str(csv), str(by_env), feedback_db="env")
+
+
+def test_ingest_without_feedback_db_changes_nothing(feedback_store, tmp_path):
+    url, csv, _ = feedback_store
+    out = tmp_path / "out.csv"
+    assert steps.step_ingest("ml-100k", str(csv), str(out)) == {"rows": 4, "columns": 4}
+    assert out.read_text() == csv.read_text()
+    empty = f"sqlite:///{tmp_path}/empty.db"
+    from recsys_workshop.store import Store
+
+    Store.open(empty, namespace="ml-100k").close()  # a database the API created, without feedback yet
+    figures = steps.step_ingest("ml-100k", str(csv), str(out), feedback_db=empty)
+    assert figures == {"rows": 4, "columns": 4, "feedback_events": 0, "feedback_added": 0, "feedback_changed": 0}
+    assert out.read_text() == csv.read_text()
+    with pytest.raises(FileNotFoundError, match="no feedback database at"):
+        steps.step_ingest("ml-100k", str(csv), str(out), feedback_db=f"sqlite:///{tmp_path}/typo.db")
+    assert not (tmp_path / "typo.db").exists(), "a mistyped path does not create an empty store"
+
+
 def test_step_push_adds_a_version_atomically(tmp_path):
     candidate = tmp_path / "candidate"
     candidate.mkdir()
@@ -95,10 +244,30 @@ def test_step_push_adds_a_version_atomically(tmp_path):
 
 @pytest.fixture(scope="module")
 def deployed(tmp_path_factory):
-    """A first local run: nothing is deployed yet, so the candidate is pushed as version 1."""
+    """A first local run, with three feedback events in the API's database (``root/api.db``): nothing is
+    deployed yet, so the candidate is pushed as version 1."""
+    from recsys_workshop.store import Store
+
     root = tmp_path_factory.mktemp("pipeline")
-    pipelines.run_local(root / "runs", root / "deployed", job_config=SMALL_JOB)
+    url = f"sqlite:///{root}/api.db"
+    with Store.open(url, namespace="ml-100k") as store:
+        for n, (user, item, action) in enumerate([(1, 300, "like"), (1, 301, "click"), (196, 242, "dislike")]):
+            event = {"user_id": user, "item_id": item, "action": action, "time": FEEDBACK_TIME + n}
+            store.add_feedback(event, idempotency_key=f"e{n}")
+    pipelines.run_local(root / "runs", root / "deployed", job_config=SMALL_JOB, feedback_db=url)
     return root
+
+
+def test_a_run_with_feedback_db_trains_on_the_feedback_too(deployed):
+    run = sorted((deployed / "runs").iterdir())[0]  # the fixture's run (the names hold the start time)
+    ingested = pipelines.task_outputs(run, "ingest")["ratings"]
+    # (1, 300) and (1, 301) are new pairs, user 196 rated item 242 in 1997: the dislike replaces it
+    assert ingested == {"rows": 100_002, "columns": 4, "feedback_events": 3, "feedback_added": 2,
+                        "feedback_changed": 1}  # fmt: skip
+    ratings = steps.read_ratings(str(run / "ingest" / "ratings")).set_index(["user_id", "item_id"])
+    assert ratings.loc[(196, 242), "rating"] == 1.0 and ratings.loc[(1, 300), "rating"] == 5.0
+    assert pipelines.task_outputs(run, "compare-with-deployed") == {"Output": True}, "nothing deployed yet"
+    assert pipelines.task_outputs(run, "no-such-task") == {}
 
 
 def test_a_first_run_pushes_its_model(deployed):
@@ -143,7 +312,8 @@ def test_bad_data_stops_the_run_with_a_readable_report(deployed, tmp_path):
 
 def test_the_command_line_compiles_and_reports_bad_config(tmp_path, capsys):
     assert pipelines.main(["compile", str(tmp_path / "p.yaml")]) == 0
-    assert yaml.safe_load((tmp_path / "p.yaml").read_text())["pipelineInfo"]["name"] == "recsys-continuous-training"
+    spec = next(yaml.safe_load_all((tmp_path / "p.yaml").read_text()))
+    assert spec["pipelineInfo"]["name"] == "recsys-continuous-training"
     assert pipelines.main(["run", "--deployed-dir", str(tmp_path / "d"), "not-an-override"]) == 2
     assert "error: expected key=value, got 'not-an-override'" in capsys.readouterr().err
     assert not (tmp_path / "d").exists(), "nothing ran"

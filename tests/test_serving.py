@@ -14,6 +14,7 @@ from recsys_workshop import serving
 pytestmark = [pytest.mark.tf, pytest.mark.slow]
 
 USERS = [1, 2, 196, 405, 943, 10**9, 10**9 + 1]
+TOKEN = "test-admin-token-0123456789"
 
 
 # ------------------------------------------------------------------------------------------ in process
@@ -133,9 +134,11 @@ def test_a_server_whose_only_version_is_broken_fails_with_the_reason(tmp_path):
     broken.mkdir()
     (broken / "saved_model.pb").write_bytes(b"garbage")
     with pytest.raises(RuntimeError, match="exited with code 1") as error:
-        with serving.local_server(tmp_path, timeout=180, log_path=tmp_path / "server.log"):
+        with serving.local_server(tmp_path, timeout=180, log_path=tmp_path / "server.log", admin_token=TOKEN):
             pytest.fail("the server must not become ready")
     assert "no version loads: version 1 failed to load" in str(error.value), "the log tail names the reason"
+    reason = next(line for line in str(error.value).splitlines() if "no version loads" in line)
+    assert str(tmp_path) not in reason, "no absolute path in the reason (it may reach a client)"
 
 
 def test_main_refuses_a_folder_without_versions(tmp_path, capsys):
@@ -151,7 +154,7 @@ def test_main_refuses_a_folder_without_versions(tmp_path, capsys):
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     base = exported_versions(tmp_path_factory.mktemp("served"), 2)
-    with serving.local_server(base, timeout=180) as url:
+    with serving.local_server(base, timeout=180, admin_token=TOKEN) as url:
         yield url
     assert url.process.poll() is not None, "the server stops when the context exits"
 
@@ -242,15 +245,17 @@ def test_pinned_versions(server, http):
 def test_activate_rollback_and_a_broken_version(server, http):
     versions_url = f"{server}/v1/models/recsys/versions"
     body = {"instances": [{"user_id": 196, "k": 10}]}
-    assert http.get(versions_url, timeout=5).json()["active"] == 2
+    admin = server.admin_headers()
+    assert admin == {"Authorization": f"Bearer {TOKEN}"}
+    assert http.get(versions_url, timeout=5).json()["active"] == 2, "listing the versions needs no token"
     v1_items = predict(http, server, {**body, "version": 1}).json()["predictions"][0]["item_ids"]
 
-    switched = http.post(f"{versions_url}/1:activate", timeout=30)
+    switched = http.post(f"{versions_url}/1:activate", timeout=30, headers=admin)
     assert switched.status_code == 200 and switched.json()["active"] == 1 and switched.json()["previous"] == 2
     answer = predict(http, server, body).json()["predictions"][0]
     assert answer["version"] == 1 and answer["item_ids"] == v1_items
 
-    rolled = http.post(f"{server}/v1/models/recsys:rollback", timeout=30)
+    rolled = http.post(f"{server}/v1/models/recsys:rollback", timeout=30, headers=admin)
     assert rolled.status_code == 200 and rolled.json() == {"name": "recsys", "active": 2, "previous": 1}
     assert predict(http, server, body).json()["predictions"][0]["version"] == 2
     assert server.process.poll() is None, "switching and rolling back need no restart"
@@ -260,13 +265,17 @@ def test_activate_rollback_and_a_broken_version(server, http):
     broken.mkdir()
     (broken / "saved_model.pb").write_bytes(b"garbage")
     (broken / "metadata.json").write_text("{}")
-    refused = http.post(f"{versions_url}/3:activate", timeout=30)
+    refused = http.post(f"{versions_url}/3:activate", timeout=30, headers=admin)
     assert refused.status_code == 409 and "failed to load" in refused.json()["error"]
+    assert str(server.model_dir) not in refused.text, "no server path in an answer"
     assert predict(http, server, body).json()["predictions"][0]["version"] == 2
-    listed = {v["version"]: v["status"] for v in http.get(versions_url, timeout=5).json()["versions"]}
+    listing = http.get(versions_url, timeout=5)
+    listed = {v["version"]: v["status"] for v in listing.json()["versions"]}
     assert listed == {1: "loaded", 2: "active", 3: "failed"}
-    assert http.post(f"{versions_url}/8:activate", timeout=30).status_code == 404
-    assert http.post(f"{server}/v1/models/other:rollback", timeout=30).status_code == 404
+    assert str(server.model_dir) not in listing.text, "the load error of version 3 names no server path"
+    assert http.post(f"{versions_url}/8:activate", timeout=30, headers=admin).status_code == 404
+    assert http.post(f"{versions_url}/two:activate", timeout=30, headers=admin).status_code == 400
+    assert http.post(f"{server}/v1/models/other:rollback", timeout=30, headers=admin).status_code == 404
 
 
 @pytest.mark.slow

@@ -62,9 +62,28 @@ def test_the_container_args_are_the_servers_command_line(documents):
         options = parser.parse_args(container["args"])
         assert options.host == "0.0.0.0", "in a pod the server must listen on the pod IP, not loopback"
         assert options.http_port == container["ports"][0]["containerPort"]
-        assert container["readinessProbe"]["httpGet"]["path"] == f"/v1/models/{options.model_name}"
+        # KServe's V2 model-ready endpoint: 503 once the model is gone, so liveness restarts the pod too
+        for probe in ("readinessProbe", "livenessProbe"):
+            assert container[probe]["httpGet"] == {
+                "path": f"/v2/models/{options.model_name}/ready",
+                "port": options.http_port,
+            }, (name, probe)
+        assert {e["name"]: e.get("valueFrom") for e in container["env"]}["RECSYS_ADMIN_TOKEN"] == {
+            "secretKeyRef": {"name": "recsys-admin", "key": "token"}
+        }
         mount = next(m for m in container["volumeMounts"] if options.model_dir.startswith(m["mountPath"]))
         assert mount["readOnly"] is True
+    predictor = documents["recsys-model"]["spec"]["predictor"]
+    deployed = predictor["containers"][0]
+    options = parser.parse_args(deployed["args"])
+    # SIGTERM comes after preStop; the server's own drain (--grace-period) must end before the SIGKILL
+    pre_stop = deployed["lifecycle"]["preStop"]["sleep"]["seconds"]
+    assert predictor["terminationGracePeriodSeconds"] > pre_stop + options.grace_period
+    assert deployed["startupProbe"]["httpGet"]["path"] == f"/v2/models/{options.model_name}/ready"
+    assert [(p["name"], p["containerPort"]) for p in deployed["ports"]] == [
+        ("http", options.http_port),
+        ("grpc", options.grpc_port),
+    ], "REST first (KServe maps the Service's port 80 to the first port), then gRPC"
     canary = parser.parse_args(documents["recsys-model-canary"]["spec"]["predictor"]["containers"][0]["args"])
     assert canary.version == 2, "the canary serves the new version"
 

@@ -45,7 +45,8 @@ def _require_browser() -> None:
 def stack(tmp_path_factory):
     _require_browser()
     model_dir = exported_versions(tmp_path_factory.mktemp("models"), n_versions=1)
-    with local_stack(model_dir) as running:
+    database = tmp_path_factory.mktemp("state") / "api.db"
+    with local_stack(model_dir, env={"RECSYS_DATABASE_URL": f"sqlite:///{database}"}) as running:
         yield running
 
 
@@ -115,7 +116,8 @@ def test_pick_a_user_see_recommendations_and_like_one(stack, page, ml100k):
     expect(p.locator("#status")).to_contain_text(f"like recorded for film {item_id}")
     expect(first.locator("button.like")).to_be_disabled()
     assert _feedback_count(stack, "like") == before + 1
-    events = requests.get(f"{stack.api_url}/feedback", params={"user_id": 196}, timeout=10).json()["events"]
+    events = requests.get(f"{stack.api_url}/feedback", params={"user_id": 196}, headers=stack.admin_headers(),
+                          timeout=10).json()["events"]
     assert (events[-1]["item_id"], events[-1]["action"], events[-1]["arm"]) == (item_id, "like", "latest")
 
     ARTIFACTS.mkdir(exist_ok=True)

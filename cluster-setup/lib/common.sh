@@ -6,6 +6,7 @@
 #   check_tool, check_kubectl, check_inotify, check_host_resources, then finish_checks:
 #                           prerequisite checks that report every failure, then stop (not in a dry run)
 #   install_profile CTX     the workshop profile: cert-manager, Training Operator, Katib, KServe, KFP
+#   create_workshop_secrets CTX        the workshop namespace and its Secrets (random values, only if missing)
 #   install_jupyterhub CTX VALUES...   the JupyterHub release (Zero to JupyterHub chart)
 # The ERR trap set here reports the failing command and the file and line of every call leading to it.
 #
@@ -305,6 +306,50 @@ install_profile() {
   apply_upstream "${context}" kubeflow -k "${KFP_PLATFORM_KUSTOMIZE}"
   wait_deployments "${context}" kubeflow deployment/ml-pipeline deployment/ml-pipeline-ui \
     deployment/workflow-controller
+}
+
+# --- the workshop's Secrets --------------------------------------------------------------------------
+
+# 32 random bytes as 64 hex characters, from the kernel's random source (od is POSIX; no openssl needed).
+random_hex() {
+  od -An -N32 -tx1 /dev/urandom | tr -d ' \n'
+}
+
+# ensure_secret CTX NAME KEY=VALUE...: create the generic Secret NAME in the workshop namespace unless it
+# exists. An existing Secret is kept as it is: a new database password would lock the API out of the data
+# PostgreSQL already holds. The values reach kubectl on its standard input (--from-env-file=/dev/stdin),
+# never on a command line (where ps shows them to every user) nor on the screen.
+ensure_secret() {
+  local context=$1 name=$2
+  shift 2
+  if query kubectl --context "${context}" -n "${WORKSHOP_NAMESPACE}" get secret "${name}" >/dev/null 2>&1; then
+    note "Secret ${name} already exists; keeping it."
+    return 0
+  fi
+  run kubectl --context "${context}" -n "${WORKSHOP_NAMESPACE}" create secret generic "${name}" \
+    --from-env-file=/dev/stdin <<<"$(printf '%s\n' "$@")"
+}
+
+# The credentials the workshop's pods read (cluster-setup/manifests): the admin token (model server and
+# API), the API's signing key, PostgreSQL's password and the database URL the API connects with. Generated
+# on the first run and kept afterwards; they exist in the cluster only, never in the repository.
+create_workshop_secrets() {
+  local context=$1 token=GENERATED signing_key=GENERATED password=GENERATED
+  log "Workshop namespace ${WORKSHOP_NAMESPACE} and its Secrets (random values, created only where missing)"
+  run kubectl --context "${context}" apply -f "${CLUSTER_SETUP_DIR}/manifests/base/namespace.yaml"
+  if [[ "${DRY_RUN}" == 1 ]]; then
+    note "Each value: 32 random bytes (hex), given to kubectl on its standard input, never printed."
+  else
+    token="$(random_hex)"
+    signing_key="$(random_hex)"
+    password="$(random_hex)"
+  fi
+  ensure_secret "${context}" recsys-admin "token=${token}"
+  ensure_secret "${context}" recsys-api "signing-key=${signing_key}"
+  ensure_secret "${context}" recsys-postgres "password=${password}" \
+    "database-url=postgresql+psycopg://recsys:${password}@recsys-postgres:5432/recsys"
+  note "The admin token (for the model server's and the API's admin calls):"
+  note "  kubectl --context ${context} -n ${WORKSHOP_NAMESPACE} get secret recsys-admin -o jsonpath='{.data.token}' | base64 --decode"
 }
 
 # The JupyterHub release: chart pinned in versions.env; VALUES... are -f files, in order.

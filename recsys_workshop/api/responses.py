@@ -13,6 +13,7 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from recsys_workshop.api.observability import LOG
+from recsys_workshop.store import StoreUnavailable
 
 if TYPE_CHECKING:
     from recsys_workshop.api.app import Service
@@ -32,14 +33,21 @@ def error_response(status: int, message: str, **extra) -> Response:
     return json_response({"error": message, **extra}, status)
 
 
+def rate_limited(retry_after: int, what: str) -> Response:
+    """429 with ``Retry-After``: this client sent more ``what`` writes than its limit allows."""
+    response = error_response(429, f"too many {what} requests from this client: retry in {retry_after} s")
+    response.headers["Retry-After"] = str(retry_after)
+    return response
+
+
 def not_ready(service: Service) -> Response | None:
     """The 503 to answer while ``service`` still loads its data, else None."""
     return None if service.ready else error_response(503, "the API is still loading its data")
 
 
 def register_error_handlers(app: FastAPI) -> None:
-    """Invalid requests (422), HTTP errors (FastAPI's, and the router's 404/405) and unexpected exceptions
-    (500, traceback logged) all answer ``{"error": ...}``."""
+    """Invalid requests (422), HTTP errors (FastAPI's, and the router's 404/405), a database that is down
+    (503, nothing stored) and unexpected exceptions (500, traceback logged) all answer ``{"error": ...}``."""
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError):
@@ -56,6 +64,12 @@ def register_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)  # also FastAPI's HTTPException and the router's 404/405
     async def http_error(request: Request, exc: StarletteHTTPException):
         return safe_json_response({"error": str(exc.detail)}, exc.status_code, exc.headers)
+
+    @app.exception_handler(StoreUnavailable)
+    async def store_unavailable(request: Request, exc: StoreUnavailable):  # not the client's fault, not a bug
+        LOG.warning("database unavailable", extra={"path": request.url.path, "reason": exc.reason})
+        return safe_json_response({"error": f"the database is unavailable, nothing was stored: {exc.reason}"},
+                                  503, {"Retry-After": "1"})
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception):  # a bug: say so briefly, log the traceback

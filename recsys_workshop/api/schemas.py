@@ -11,6 +11,7 @@ MAX_K = 100
 MAX_USER_ID = 2**31 - 1
 
 ItemId = Annotated[int, Field(ge=1, le=MAX_USER_ID)]
+IdempotencyKey = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$")]
 
 
 class FeedbackIn(BaseModel):
@@ -19,7 +20,12 @@ class FeedbackIn(BaseModel):
     user_id: Annotated[int, Field(ge=1, le=MAX_USER_ID, description="a MovieLens user or one created by POST /users")]
     item_id: ItemId
     action: Literal["click", "like", "dislike"]
-    arm: Annotated[str | None, Field(max_length=64, description="the `arm` of the response shown")] = None
+    recommendation_id: Annotated[
+        str, Field(min_length=1, max_length=4096, description="the `recommendation_id` of the answer shown")
+    ]
+    arm: Annotated[
+        str | None, Field(max_length=64, description="optional: if given, must be the `arm` of that answer")
+    ] = None
 
 
 class NewUserIn(BaseModel):

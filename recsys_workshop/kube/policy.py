@@ -1,7 +1,8 @@
-"""Policy: what the workshop asks of every container, wherever a manifest nests it.
+"""Policy: what the workshop asks of every container, wherever a manifest nests it, and of every Service.
 
 Resources (requests and limits, read as Kubernetes quantities), a pinned image, a locked-down security
-context, and probes on long-running servers. :func:`policy_violations` returns a list of
+context, probes on long-running servers, credentials from Secrets (never a literal value in the manifest),
+and no Service open to the whole internet. :func:`policy_violations` returns a list of
 :class:`~recsys_workshop.kube.manifests.Finding` like the schema checks do.
 """
 
@@ -17,6 +18,10 @@ from recsys_workshop.kube.manifests import Finding, _containers, resource_id
 LONG_RUNNING_KINDS = frozenset({"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Pod"})
 # Every container of an InferenceService component is a server, declared ports or not (KServe: 8080).
 SERVING_KINDS = frozenset({"InferenceService"})
+# Environment variables that hold a credential by their name: they must come from a Secret (valueFrom), so the
+# value is in the cluster and never in the repository.
+_CREDENTIAL_ENV = re.compile(r"(TOKEN|SECRET|PASSWORD|PASSWD|PASSPHRASE|CREDENTIALS?|_KEY|DATABASE_URL|_DSN)$")
+_ANYWHERE = frozenset({"0.0.0.0/0", "::/0"})
 
 
 def _image_problem(image: str | None) -> str | None:
@@ -99,19 +104,45 @@ def _security_problems(container: Mapping[str, Any], pod: Mapping[str, Any]) -> 
     return problems
 
 
+def _credential_problems(container: Mapping[str, Any]) -> list[str]:
+    return [
+        f"env {env['name']} holds a literal value; a credential comes from a Secret (valueFrom.secretKeyRef)"
+        for env in container.get("env") or []
+        if isinstance(env, Mapping) and _CREDENTIAL_ENV.search(str(env.get("name", ""))) and "value" in env
+    ]
+
+
+def _service_problems(doc: Mapping[str, Any]) -> list[str]:
+    spec = doc.get("spec") or {}
+    if spec.get("type") != "LoadBalancer":
+        return []
+    ranges = spec.get("loadBalancerSourceRanges") or []
+    if not ranges:
+        return ["type LoadBalancer without loadBalancerSourceRanges: open to the whole internet"]
+    if _ANYWHERE & set(ranges):
+        return [f"loadBalancerSourceRanges {ranges} let the whole internet in"]
+    return []
+
+
 def policy_violations(docs: Iterable[Mapping[str, Any]]) -> list[Finding]:
-    """The workshop's rules for every container, wherever it is nested (Deployments, TFJob replicas,
-    InferenceService predictors, Katib trial templates): CPU and memory requests and limits, a pinned
-    image (tag other than ``latest``, or a digest), non-root with no privilege escalation, all
-    capabilities dropped, a read-only root filesystem, the RuntimeDefault seccomp profile; and readiness
-    and liveness probes on long-running servers (a container with ports in a Deployment-like workload,
-    or any InferenceService container). A Namespace, Service, PVC or ConfigMap has no containers."""
+    """The workshop's rules for every container, wherever it is nested (Deployments, StatefulSets, TFJob
+    replicas, InferenceService predictors, Katib trial templates): CPU and memory requests and limits, a
+    pinned image (tag other than ``latest``, or a digest), non-root with no privilege escalation, all
+    capabilities dropped, a read-only root filesystem, the RuntimeDefault seccomp profile; readiness and
+    liveness probes on long-running servers (a container with ports in a Deployment-like workload, or any
+    InferenceService container); credentials (an env var named like ``*_TOKEN``, ``*_KEY``,
+    ``*PASSWORD``, ``*DATABASE_URL``) from a Secret, never a literal value. And for Services: no
+    LoadBalancer without ``loadBalancerSourceRanges`` (or with 0.0.0.0/0). A Namespace, PVC or ConfigMap
+    has nothing to check."""
     findings = []
     for doc in docs:
         kind = str(doc.get("kind"))
+        if kind == "Service":
+            findings += [Finding(resource_id(doc), "policy", problem) for problem in _service_problems(doc)]
         for container, pod, is_init in _containers(doc):
             rid = f"{resource_id(doc)}[{container.get('name', '?')}]"
             problems = _resource_problems(container) + _security_problems(container, pod)
+            problems += _credential_problems(container)
             image_problem = _image_problem(container.get("image"))
             if image_problem:
                 problems.append(image_problem)

@@ -17,7 +17,8 @@ task (``RECSYS_LOCUST_WEIGHTS`` key) request(s)                       default we
                           ``RECSYS_LOCUST_FEEDBACK_PROB`` (0.3) a
                           ``POST /feedback`` on one of the items
                           shown (the top of the list is clicked
-                          more often)
+                          more often), with the answer's signed
+                          ``recommendation_id``
 ``new_user``              ``POST /users`` with a few liked items,  1
                           then ``GET /recommendations/{new id}``
 ========================= ======================================= ===================================
@@ -200,6 +201,7 @@ class RecsysVisitor(FastHttpUser):
         self.rng = np.random.default_rng([seed, os.getpid(), next(_USER_NUMBERS)])
         self.population = population()
         self.current_user: int | None = None
+        self.recommendation_id: str | None = None
 
     def pick_user(self) -> int:
         self.current_user = self.population.user(self.rng)
@@ -209,15 +211,20 @@ class RecsysVisitor(FastHttpUser):
         return int(self.rng.choice(self.ks))
 
     def get_recommendations(self, user_id: int, k: int, name: str = "/recommendations/[user_id]") -> list[int]:
-        """The item ids recommended, or [] when the answer was not a valid list (counted as a failure)."""
+        """The item ids recommended, or [] when the answer was not a valid list (counted as a failure). The
+        answer's ``recommendation_id`` (what feedback on these items must carry) is kept in
+        ``self.recommendation_id``."""
+        self.recommendation_id = None
         with self.client.get(f"/recommendations/{user_id}?k={k}", name=name, catch_response=True) as resp:
             if resp.status_code != 200:
                 resp.failure(f"status {resp.status_code}")
                 return []
             try:
-                items = [int(item["item_id"]) for item in resp.json()["items"]]
+                payload = resp.json()
+                items = [int(item["item_id"]) for item in payload["items"]]
+                self.recommendation_id = str(payload["recommendation_id"])
             except (ValueError, KeyError, TypeError):
-                resp.failure("no items list in the answer")
+                resp.failure("no items list or recommendation_id in the answer")
                 return []
             if len(items) > k:
                 resp.failure(f"asked for {k} items, got {len(items)}")
@@ -227,7 +234,7 @@ class RecsysVisitor(FastHttpUser):
         """Feedback on one of ``items``, the first ranks more likely (position bias 1/rank)."""
         p = 1.0 / np.arange(1, len(items) + 1)
         item = int(self.rng.choice(items, p=p / p.sum()))
-        body = {"user_id": user_id, "item_id": item, "action": action}
+        body = {"user_id": user_id, "item_id": item, "action": action, "recommendation_id": self.recommendation_id}
         self.client.post("/feedback", json=body, name="/feedback")
 
 

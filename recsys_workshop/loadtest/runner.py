@@ -15,7 +15,6 @@ import inspect
 import math
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -23,6 +22,8 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
+
+from recsys_workshop.procs import free_port, stop_process, tail
 
 # The Locust files live beside this module: Locust loads them by path (``locust -f``), never by import.
 HERE = Path(__file__).resolve().parent
@@ -73,12 +74,6 @@ def cpu_seconds(pids: Sequence[int]) -> dict[int, float]:
     return used
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @dataclasses.dataclass
 class Run:
     """A finished Locust run: its CSV prefix, exit code, command and log."""
@@ -111,22 +106,8 @@ def _locustfiles(locustfile, extra: Sequence[Path] = ()) -> str:
     return ",".join(str(f) for f in files)
 
 
-def _tail(path: Path, lines: int = 25) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
 def _stop(process: subprocess.Popen, grace: float = 10.0) -> None:
-    if process.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            process.send_signal(signal.SIGINT)  # Locust writes its CSV files on SIGINT
-        try:
-            process.wait(grace)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    stop_process(process, timeout=grace, sig=signal.SIGINT)  # Locust writes its CSV files on SIGINT
 
 
 def run(
@@ -181,7 +162,7 @@ def run(
     code = _run_processes(master, workers_cmd, prefix, timeout, process_env)
     result = Run(prefix, code, master, time.monotonic() - started)
     if not result.file("stats").is_file() or code not in (0, 1):
-        raise LoadTestError(f"Locust failed (exit {code}); log {result.log}:\n{_tail(result.log)}")
+        raise LoadTestError(f"Locust failed (exit {code}); log {result.log}:\n{tail(result.log)}")
     return result
 
 
@@ -203,7 +184,7 @@ def _run_processes(
                 return procs[0].wait(timeout)
             except subprocess.TimeoutExpired:
                 _stop(procs[0])
-                message = f"Locust ran over {timeout:.0f} s and was stopped; log {log}:\n{_tail(log)}"
+                message = f"Locust ran over {timeout:.0f} s and was stopped; log {log}:\n{tail(log)}"
                 raise LoadTestError(message) from None
         finally:
             for p in procs:

@@ -3,6 +3,11 @@
     ingest -> validate -> split (+ leakage check) -> train -> evaluate -> compare with the deployed
     model -> push a new version (only if it is better)
 
+Ingest reads the ratings and, with ``feedback_db`` (the API's database URL, or ``"env"`` for
+``$RECSYS_DATABASE_URL`` as a cluster sets it from a Secret), adds the API's stored feedback as new
+interactions (:func:`.steps.feedback_to_ratings`: like 5, click 4, dislike 1; the latest event of a
+(user, item) pair wins): feedback -> retrain -> gate -> push.
+
 The modules, by responsibility:
 
 - :mod:`.steps`: the logic of each step (``step_*``), ordinary tested Python without KFP;
@@ -17,6 +22,7 @@ The modules, by responsibility:
   SubprocessRunner(use_venv=False)`` (a failing validation stops the run, with the report in the
   :class:`PipelineFailed` error); :func:`job_config_with_best` merges a tuning run's best parameters
   into the job config, so the config a learner tunes in lab 07 is the one trained here;
+  :func:`task_outputs` reads what a task of a local run produced (output parameters, artifact metadata);
 - :mod:`.cli`: ``python -m recsys_workshop.pipelines run|compile`` (see there).
 
 Importing the package does not import KFP: a component body imports ``recsys_workshop.pipelines.steps``
@@ -44,7 +50,7 @@ if TYPE_CHECKING:
         train_model,
         validate_data,
     )
-    from recsys_workshop.pipelines.local import PipelineFailed, job_config_with_best, run_local
+    from recsys_workshop.pipelines.local import PipelineFailed, job_config_with_best, run_local, task_outputs
     from recsys_workshop.pipelines.pipeline import compile_pipeline, training_pipeline
 
 # name -> the submodule that defines it, imported on first access (PEP 562)
@@ -59,6 +65,7 @@ _LAZY = {
     "PipelineFailed": "local",
     "job_config_with_best": "local",
     "run_local": "local",
+    "task_outputs": "local",
     "main": "cli",
 }
 
@@ -77,6 +84,7 @@ __all__ = [
     "run_local",
     "split_data",
     "steps",
+    "task_outputs",
     "train_model",
     "training_pipeline",
     "validate_data",

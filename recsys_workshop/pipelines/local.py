@@ -1,8 +1,9 @@
 """Running the pipeline on this machine, with the job config a learner tuned.
 
 :func:`run_local` runs the whole pipeline with ``kfp.local.SubprocessRunner(use_venv=False)``: each task
-is a subprocess of this Python (KFP first runs ``pip install kfp --no-deps`` in it, a no-op when kfp is
-installed). A failing validation fails its task and stops the run, with the report in the error.
+is a subprocess of this Python, which has kfp installed (the components skip KFP's ``pip install kfp`` at
+task start). A failing validation fails its task and stops the run, with the report in the error.
+:func:`task_outputs` reads what a task produced (its output parameters, its artifacts' metadata).
 
 The train step runs the same job as ``python -m recsys_workshop.train`` (:func:`recsys_workshop.train.
 job.run`) with the pipeline's job config, so the config a learner tunes in lab 07 is the one trained
@@ -43,8 +44,9 @@ def run_local(
     """Run the pipeline (:func:`recsys_workshop.pipelines.pipeline.training_pipeline`) with the KFP local
     runner and return the run's folder under ``pipeline_root`` (one sub-folder per task, holding its
     artifacts). A dict ``job_config`` is serialised for you. ``log_path``: send the tasks' (long) output
-    there instead of stdout. Raises :class:`PipelineFailed` when a task fails, with the validation report
-    if that was the cause."""
+    there instead of stdout. ``feedback_db="sqlite:////abs/path/api.db"`` adds the local API's stored
+    feedback to the ratings (see :func:`recsys_workshop.pipelines.steps.step_ingest`). Raises
+    :class:`PipelineFailed` when a task fails, with the validation report if that was the cause."""
     import contextlib
     import warnings
 
@@ -77,3 +79,18 @@ def run_local(
         plain = re.sub(r"\x1b\[[0-9;]*m", "", str(failure))  # KFP colours its messages for a terminal
         raise PipelineFailed("\n".join([plain, *failed])) from None
     return run_dir
+
+
+def task_outputs(run_dir: str | os.PathLike[str], task: str) -> dict[str, Any]:
+    """What task ``task`` (e.g. ``"ingest"``, ``"compare-with-deployed"``) of a local run (the folder
+    :func:`run_local` returned) produced: its output parameters by name (a component's return value is
+    ``"Output"``) and, by artifact name, each output artifact's metadata. Empty if the task did not run."""
+    path = Path(run_dir) / task / "executor_output.json"
+    if not path.is_file():
+        return {}
+    written = json.loads(path.read_text(encoding="utf-8"))
+    outputs = dict(written.get("parameterValues", {}))
+    for name, entry in written.get("artifacts", {}).items():
+        artifacts = entry.get("artifacts", [])
+        outputs[name] = dict(artifacts[0].get("metadata", {})) if artifacts else {}
+    return outputs

@@ -26,9 +26,106 @@ class ValidationFailed(ValueError):
 # ---------------------------------------------------------------------------------------------- step logic
 
 
-def step_ingest(dataset: str, ratings_csv: str, out_path: str) -> dict[str, int]:
+# What each feedback action counts as, on MovieLens' 1-5 scale (see :func:`feedback_to_ratings`).
+FEEDBACK_RATINGS = {"like": 5.0, "click": 4.0, "dislike": 1.0}
+# ``feedback_db="env"``: the URL is in this variable (a cluster sets it from the ``recsys-postgres`` Secret).
+FROM_ENV = "env"
+
+
+def feedback_to_ratings(feedback):
+    """The API's feedback events (:meth:`recsys_workshop.store.Store.feedback_frame`: user_id, item_id,
+    action, time) as rating rows (user_id, item_id, rating, timestamp), one per (user, item) pair: the
+    latest event wins (largest ``time``; of two at the same time, the later row), oldest first.
+
+    The mapping, :data:`FEEDBACK_RATINGS`: like -> 5.0 (the top of the scale: an explicit "yes"), click ->
+    4.0 (the user chose to open it: interest, not yet a verdict), dislike -> 1.0 (the bottom). 4 is the
+    workshop's threshold for "liked" (the content-based model's ``like_threshold``, and the implicit models'
+    ``positive_threshold`` when a config sets it), so clicks and likes count as liked and a dislike never
+    does. What the training then does with the value depends on the model: the pipeline's default job
+    (``train.json``: NeuMF, an implicit model without ``positive_threshold``) takes *every* row as a
+    positive, a dislike too, exactly as it does a 1-star MovieLens rating (the user watched the film);
+    with ``model.positive_threshold=4`` only likes and clicks are positives and a dislike only marks the
+    film as seen (never sampled as a negative, never recommended); an explicit model (``mf``) fits the
+    value itself. The evaluation counts every test row as relevant, whatever its rating.
+
+    Pandas only. Raises ``ValueError`` for an action outside :data:`FEEDBACK_RATINGS`.
+    """
+    import pandas as pd
+
+    unknown = sorted(set(feedback["action"]) - set(FEEDBACK_RATINGS))
+    if unknown:
+        raise ValueError(f"unknown feedback action(s) {unknown}: expected one of {sorted(FEEDBACK_RATINGS)}")
+    events = feedback.reset_index(drop=True).sort_values("time", kind="stable")  # ties keep the stored order
+    latest = events.drop_duplicates(["user_id", "item_id"], keep="last")
+    return pd.DataFrame(
+        {
+            "user_id": latest["user_id"].astype("int64").to_numpy(),
+            "item_id": latest["item_id"].astype("int64").to_numpy(),
+            "rating": latest["action"].map(FEEDBACK_RATINGS).astype("float64").to_numpy(),
+            "timestamp": latest["time"].astype("float64").astype("int64").to_numpy(),  # int(time): whole seconds
+        }
+    )
+
+
+def add_interactions(ratings, new):
+    """``ratings`` with the rows of ``new`` (both: user_id, item_id, rating, timestamp) added, and
+    ``{"added": n, "changed": m}``: a pair of ``new`` that ``ratings`` lacks is appended (added); a pair
+    that ``ratings`` has keeps its latest row (largest timestamp; on a tie, ``new``'s), so a newer event
+    replaces the rating (changed) and an older one is dropped. The untouched ratings keep their order.
+
+    Duplicates *within* ``ratings`` whose pair ``new`` does not touch are left alone: they are a broken
+    source, and the validation step must see and report them.
+    """
+    import numpy as np
+    import pandas as pd
+
+    keys = ["user_id", "item_id"]
+    if len(new) == 0:
+        return ratings, {"added": 0, "changed": 0}
+    if missing := [column for column in COLUMNS if column not in ratings]:
+        raise ValueError(f"the ratings lack column(s) {missing}: cannot add interactions to them")
+    ratings = ratings.reset_index(drop=True)
+    old_pairs = pd.MultiIndex.from_frame(ratings[keys])
+    touched = old_pairs.isin(pd.MultiIndex.from_frame(new[keys]))
+    pool = pd.concat(
+        [ratings.loc[touched, [*COLUMNS]].assign(_row=np.flatnonzero(touched)), new[[*COLUMNS]].assign(_row=-1)],
+        ignore_index=True,
+    )
+    pool = pool.sort_values("timestamp", kind="stable").drop_duplicates(keys, keep="last")
+    kept_old = ratings.index.isin(pool.loc[pool["_row"] >= 0, "_row"])
+    from_new = pool[pool["_row"] < 0].drop(columns="_row")
+    existed = pd.MultiIndex.from_frame(from_new[keys]).isin(old_pairs)
+    merged = pd.concat([ratings[~touched | kept_old], from_new], ignore_index=True)
+    return merged, {"added": int((~existed).sum()), "changed": int(existed.sum())}
+
+
+def read_feedback(feedback_db: str, namespace: str):
+    """Every stored feedback event of ``namespace`` (:meth:`recsys_workshop.store.Store.feedback_frame`).
+
+    ``feedback_db``: a database URL, or ``"env"`` for ``$RECSYS_DATABASE_URL`` (how a cluster passes it
+    from a Secret, without a password in a pipeline parameter). An SQLite file that does not exist is an
+    error (a mistyped path), not an empty store."""
+    from recsys_workshop.store import ENV_DATABASE_URL, Store, database_url
+
+    url = os.environ.get(ENV_DATABASE_URL, "") if feedback_db == FROM_ENV else feedback_db
+    if not url:
+        raise ValueError(f"feedback_db={FROM_ENV!r} but ${ENV_DATABASE_URL} is not set")
+    parsed = database_url(url)
+    if parsed.get_backend_name() == "sqlite" and not Path(parsed.database).expanduser().is_file():
+        raise FileNotFoundError(f"no feedback database at {parsed.database}")
+    with Store.open(parsed, namespace=namespace) as store:
+        return store.feedback_frame()
+
+
+def step_ingest(dataset: str, ratings_csv: str, out_path: str, feedback_db: str = "") -> dict[str, int]:
     """Write the ratings to ``out_path`` (CSV): MovieLens ``dataset`` through the workshop loader, or a
-    CSV of your own (``ratings_csv``: columns user_id, item_id, rating, timestamp)."""
+    CSV of your own (``ratings_csv``: columns user_id, item_id, rating, timestamp).
+
+    ``feedback_db`` (a database URL, or ``"env"``: see :func:`read_feedback`; empty: none) adds the API's
+    stored feedback of namespace ``dataset`` as new interactions (:func:`feedback_to_ratings`, then
+    :func:`add_interactions`). Returns the sizes, and with ``feedback_db`` how many events were read
+    (``feedback_events``) and how many rows they added (``feedback_added``: new pairs) or changed
+    (``feedback_changed``: a newer event replaced a rating)."""
     import pandas as pd
 
     from recsys_workshop import data
@@ -37,8 +134,14 @@ def step_ingest(dataset: str, ratings_csv: str, out_path: str) -> dict[str, int]
         ratings = pd.read_csv(ratings_csv)
     else:
         ratings = data.load_ratings(dataset, progress=False)
+    figures = {}
+    if feedback_db:
+        events = read_feedback(feedback_db, dataset)
+        ratings, counts = add_interactions(ratings, feedback_to_ratings(events))
+        figures = {"feedback_events": len(events), "feedback_added": counts["added"],
+                   "feedback_changed": counts["changed"]}  # fmt: skip
     ratings.to_csv(out_path, index=False)
-    return {"rows": len(ratings), "columns": len(ratings.columns)}
+    return {"rows": len(ratings), "columns": len(ratings.columns), **figures}
 
 
 def read_ratings(path: str):

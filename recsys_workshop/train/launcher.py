@@ -19,13 +19,12 @@ import dataclasses
 import json
 import os
 import re
-import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from recsys_workshop.procs import free_ports, stop_processes, tail
 from recsys_workshop.train.job import JobConfig
 
 METRIC_LINE = re.compile(r"^([A-Za-z_][\w@.-]*)=([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|nan|inf)\s*$")
@@ -33,20 +32,6 @@ METRIC_LINE = re.compile(r"^([A-Za-z_][\w@.-]*)=([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE]
 
 class JobFailed(RuntimeError):
     """The job failed more often than ``max_restarts``; the message ends with the failing log's tail."""
-
-
-def free_ports(n: int) -> list[int]:
-    """``n`` distinct free TCP ports on 127.0.0.1 (the OS picks them)."""
-    sockets = []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            sockets.append(s)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 def tf_configs(addresses: list[str]) -> list[dict]:
@@ -143,16 +128,7 @@ class LocalJob:
 
     def stop(self, grace: float = 10.0) -> None:
         """Terminate every process still running (SIGTERM, then SIGKILL after ``grace`` seconds)."""
-        for process in self.processes.values():
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + grace
-        for process in self.processes.values():
-            try:
-                process.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_processes(self.processes.values(), timeout=grace)
 
     def wait(self, timeout: float | None = None) -> JobResult:
         """Wait for every process; restart the group from the latest checkpoint when one fails."""
@@ -167,7 +143,7 @@ class LocalJob:
                     name = failed[0]
                     raise JobFailed(
                         f"{name} exited with {codes[name]} after {self.restarts} restart(s); "
-                        f"log {self.logs[name]}:\n{_tail(self.logs[name])}"
+                        f"log {self.logs[name]}:\n{tail(self.logs[name], lines=20)}"
                     )
                 self.restarts += 1
                 self.start()
@@ -211,10 +187,3 @@ def read_metrics(log: str | os.PathLike[str]) -> dict[str, float]:
         if match:
             found[match.group(1)] = float(match.group(2))
     return found
-
-
-def _tail(path: Path, lines: int = 20) -> str:
-    try:
-        return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"

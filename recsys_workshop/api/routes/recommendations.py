@@ -31,7 +31,7 @@ def register(app: FastAPI, service: Service) -> None:
     ):
         if (busy := not_ready(service)) is not None:
             return busy
-        if not service.is_known(user_id):
+        if not await service.knows(user_id):
             return error_response(
                 404, f"unknown user {user_id}: use a MovieLens user id or create one with POST /users"
             )

@@ -5,25 +5,36 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated
 
-from fastapi import Body, FastAPI, Query
+from fastapi import Body, FastAPI, Header, Query, Request
 from fastapi import Path as PathParam
 
-from recsys_workshop.api.responses import error_response, json_response, not_ready
-from recsys_workshop.api.schemas import MAX_USER_ID, NewUserIn
+from recsys_workshop.api.responses import error_response, json_response, not_ready, rate_limited
+from recsys_workshop.api.schemas import MAX_USER_ID, IdempotencyKey, NewUserIn
 
 if TYPE_CHECKING:
     from recsys_workshop.api.app import Service
 
 
 def register(app: FastAPI, service: Service) -> None:
-    @app.post("/users", status_code=201, summary="Create a new user from a few liked films (cold start)")
-    async def create_user(profile: Annotated[NewUserIn, Body()]):
+    @app.post("/users", status_code=201, summary="Create a new user from a few liked films (cold start)",
+              responses={429: {"description": "too many new users"}, 503: {"description": "database down"}})
+    async def create_user(
+        request: Request,
+        profile: Annotated[NewUserIn, Body()],
+        idempotency_key: Annotated[IdempotencyKey | None, Header()] = None,
+    ):
+        """The new user is stored before the answer; a retry with the same ``Idempotency-Key`` header gets
+        the same user id (and creates nobody)."""
         if (busy := not_ready(service)) is not None:
             return busy
+        if (retry := service.limiter.check("users", request.client.host if request.client else "?")) is not None:
+            return rate_limited(retry, "new-user")
         unknown = [i for i in profile.liked_item_ids if i not in service.catalogue.row_of]
         if unknown:
             return error_response(422, f"unknown item ids in liked_item_ids: {unknown[:10]}")
-        user_id = service.add_user(profile.liked_item_ids, profile.age, profile.gender, profile.occupation)
+        user_id = await service.state.create_user(
+            profile.liked_item_ids, profile.age, profile.gender, profile.occupation, idempotency_key
+        )
         return json_response({"user_id": user_id}, 201)
 
     @app.get("/users/{user_id}", summary="A user's liked films (most recent first) and profile")
@@ -33,7 +44,7 @@ def register(app: FastAPI, service: Service) -> None:
     ):
         if (busy := not_ready(service)) is not None:
             return busy
-        if not service.is_known(user_id):
+        if not await service.knows(user_id):
             return error_response(404, f"unknown user {user_id}")
         liked = service.liked(user_id)
         catalogue = service.catalogue

@@ -2,7 +2,7 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { userId: null, arm: null, picked: new Map() };
+const state = { userId: null, arm: null, recommendationId: null, picked: new Map() };
 
 function setStatus(text, isError = false) {
   $("status").textContent = text;
@@ -37,7 +37,10 @@ async function sendFeedback(itemId, action, button) {
   try {
     await api("/feedback", {
       method: "POST",
-      body: JSON.stringify({ user_id: state.userId, item_id: itemId, action, arm: state.arm }),
+      // the signed id of the list shown: the API accepts feedback only on recommendations it made
+      body: JSON.stringify({
+        user_id: state.userId, item_id: itemId, action, recommendation_id: state.recommendationId,
+      }),
     });
     button.classList.add("done");
     button.disabled = true;
@@ -49,6 +52,7 @@ async function sendFeedback(itemId, action, button) {
 
 function renderRecommendations(payload) {
   state.arm = payload.arm;
+  state.recommendationId = payload.recommendation_id;
   $("who").textContent = payload.user_id;
   const source = el("span", { class: `badge ${payload.source}` }, payload.source);
   $("meta").replaceChildren(

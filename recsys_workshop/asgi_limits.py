@@ -1,0 +1,108 @@
+"""ASGI middleware bounding what a client may make a server hold: the size of a request body, and how long
+the server waits for the rest of a body that a client stopped sending.
+
+    app = BodyLimits(app, max_bytes=8 * 2**20, read_timeout=10.0)
+
+- a body larger than ``max_bytes`` gets ``413`` (from ``Content-Length`` before anything is read, or as
+  soon as the bytes received pass the limit, for a chunked body);
+- a client that sends nothing for ``read_timeout`` seconds while its body is incomplete gets ``408`` and
+  its connection is closed: a slow or stalled client no longer holds a connection and a task forever.
+
+Both answers are ``{"error": reason}`` with ``Connection: close``. Wrap the whole application (outermost),
+so that the limits hold before any framework code runs. Standard library only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from recsys_workshop.security import send_json
+
+__all__ = ["DEFAULT_MAX_BYTES", "DEFAULT_READ_TIMEOUT", "BodyLimitExceeded", "BodyLimits"]
+
+DEFAULT_MAX_BYTES = 8 * 2**20
+DEFAULT_READ_TIMEOUT = 10.0
+
+
+class BodyLimitExceeded(Exception):
+    """Raised inside the application by ``receive`` when a limit is hit (``status`` 408 or 413);
+    :class:`BodyLimits` answers for it, whatever the application did with the exception."""
+
+    def __init__(self, status: int, reason: str):
+        super().__init__(reason)
+        self.status, self.reason = status, reason
+
+
+class BodyLimits:
+    """Limit the request body to ``max_bytes`` (413) and the wait for each part of it to ``read_timeout``
+    seconds (408); see the module docstring."""
+
+    def __init__(
+        self, app: Callable, *, max_bytes: int = DEFAULT_MAX_BYTES, read_timeout: float = DEFAULT_READ_TIMEOUT
+    ):
+        if max_bytes < 1 or read_timeout <= 0:
+            raise ValueError("max_bytes must be >= 1 and read_timeout > 0")
+        self.app, self.max_bytes, self.read_timeout = app, int(max_bytes), float(read_timeout)
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = _content_length(scope)
+        if declared is not None and declared > self.max_bytes:
+            await _refuse(send, 413, self._too_large())
+            return
+        state = {"received": 0, "done": False, "started": False, "error": None}
+
+        async def limited_receive():
+            if state["done"]:  # body complete: later calls wait for a disconnect, without a deadline
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), self.read_timeout)
+            except TimeoutError:
+                reason = f"the request body did not arrive within {self.read_timeout:g} s"
+                state["error"] = BodyLimitExceeded(408, reason)
+                raise state["error"] from None
+            if message["type"] == "http.request":
+                state["received"] += len(message.get("body", b""))
+                if state["received"] > self.max_bytes:
+                    state["error"] = BodyLimitExceeded(413, self._too_large())
+                    raise state["error"]
+                state["done"] = not message.get("more_body", False)
+            else:
+                state["done"] = True
+            return message
+
+        async def tracking_send(message):
+            if state["error"] is not None:
+                return  # the application's own answer to our exception (often a 500): ours replaces it
+            if message["type"] == "http.response.start":
+                state["started"] = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except Exception:
+            if state["error"] is None:
+                raise  # not ours
+        error = state["error"]
+        if error is not None and not state["started"]:
+            await _refuse(send, error.status, error.reason)
+
+    def _too_large(self) -> str:
+        return f"the request body is larger than {self.max_bytes} bytes"
+
+
+def _content_length(scope) -> int | None:
+    for key, value in scope.get("headers", ()):
+        if key.lower() == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+async def _refuse(send, status: int, reason: str) -> None:
+    await send_json(send, status, {"error": reason}, {"connection": "close"})
