@@ -36,7 +36,7 @@ class ModelClient:
     def __init__(self, base_url: str, model_name: str, timeout: float):
         self.base_url, self.model_name, self.timeout = base_url, model_name, timeout
         self.predict_url = f"{base_url}/v1/models/{model_name}:predict"
-        self.status_url = f"{base_url}/v1/models/{model_name}"
+        self.ready_url = f"{base_url}/v2/models/{model_name}/ready"
         self._session = None
 
     def _client(self):
@@ -77,14 +77,22 @@ class ModelClient:
         except (ValueError, KeyError, IndexError, TypeError) as err:
             raise ModelUnavailable("bad_response", f"{type(err).__name__}: {err}") from err
 
-    async def ready(self) -> bool:
+    async def state(self, timeout: float) -> tuple[str, str | None]:
+        """``("ready" | "not_ready" | "unreachable", detail or None)`` from the model server's readiness path
+        (``/v2/models/<name>/ready``, 200 only while a version is loaded), waiting at most ``timeout`` s."""
         import aiohttp
 
         try:
-            async with self._client().get(self.status_url) as response:
-                return response.status == 200 and bool(orjson.loads(await response.read()).get("ready"))
-        except (TimeoutError, aiohttp.ClientError, OSError, ValueError, AttributeError):
-            return False
+            async with self._client().get(self.ready_url, timeout=aiohttp.ClientTimeout(total=timeout)) as response:
+                await response.read()
+                status = response.status
+        except TimeoutError:
+            return "unreachable", f"no answer within {timeout:g} s"
+        except (aiohttp.ClientError, OSError) as err:
+            return "unreachable", f"{type(err).__name__}: {err}"[:200]
+        if status != 200:
+            return "not_ready", f"HTTP {status} from the model server's readiness path"
+        return "ready", None
 
     async def aclose(self) -> None:
         if self._session is not None:

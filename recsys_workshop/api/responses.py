@@ -40,6 +40,14 @@ def rate_limited(retry_after: int, what: str) -> Response:
     return response
 
 
+def over_write_limit(service: Service, request: Request, scope: str) -> Response | None:
+    """The 429 to answer when this client (the connection's peer address) is over its ``scope`` write
+    limit (:mod:`recsys_workshop.api.ratelimit`), else None."""
+    client = request.client.host if request.client else "unknown"
+    retry = service.limiter.check(scope, client)
+    return None if retry is None else rate_limited(retry, {"users": "new-user"}.get(scope, scope))
+
+
 def not_ready(service: Service) -> Response | None:
     """The 503 to answer while ``service`` still loads its data, else None."""
     return None if service.ready else error_response(503, "the API is still loading its data")

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Annotated
 from fastapi import Body, FastAPI, Header, Query, Request
 
 from recsys_workshop.api.recommendation_ids import InvalidRecommendationId
-from recsys_workshop.api.responses import error_response, json_response, not_ready, rate_limited, safe_json_response
+from recsys_workshop.api.responses import error_response, json_response, not_ready, over_write_limit, safe_json_response
 from recsys_workshop.api.schemas import MAX_USER_ID, FeedbackIn, IdempotencyKey
 
 if TYPE_CHECKING:
@@ -36,8 +36,8 @@ def register(app: FastAPI, service: Service) -> None:
     ):
         if (busy := not_ready(service)) is not None:
             return busy
-        if (retry := service.limiter.check("feedback", request.client.host if request.client else "?")) is not None:
-            return rate_limited(retry, "feedback")
+        if (limited := over_write_limit(service, request, "feedback")) is not None:
+            return limited
         try:
             rec = service.signer.check_feedback(event.recommendation_id, event.user_id, event.item_id)
         except InvalidRecommendationId as refused:

@@ -36,26 +36,6 @@ if TYPE_CHECKING:
 MODEL_CHECK_TIMEOUT = 0.5  # seconds the readiness check waits for the model server
 
 
-async def model_server_state(service: Service, timeout: float = MODEL_CHECK_TIMEOUT) -> tuple[str, str | None]:
-    """``("ready" | "not_ready" | "unreachable", detail or None)`` from the model server's readiness path."""
-    import aiohttp
-
-    client = service.model
-    url = f"{client.base_url}/v2/models/{client.model_name}/ready"
-    try:
-        # the service's pooled aiohttp session (ModelClient has no public per-call timeout or readiness state)
-        async with client._client().get(url, timeout=aiohttp.ClientTimeout(total=timeout)) as response:
-            await response.read()
-            status = response.status
-    except TimeoutError:
-        return "unreachable", f"no answer within {timeout:g} s"
-    except (aiohttp.ClientError, OSError) as err:
-        return "unreachable", f"{type(err).__name__}: {err}"[:200]
-    if status != 200:
-        return "not_ready", f"HTTP {status} from the model server's readiness path"
-    return "ready", None
-
-
 def register(app: FastAPI, service: Service) -> None:
     @app.get("/healthz", summary="Liveness: the process answers")
     async def healthz():
@@ -71,7 +51,7 @@ def register(app: FastAPI, service: Service) -> None:
         ``?strict=1``: 503 (``"ready": false``) unless the model server is ready too. 503 while loading."""
         if not service.ready:
             return error_response(503, "the API is still loading its data", ready=False)
-        state, detail = await model_server_state(service)
+        state, detail = await service.model.state(MODEL_CHECK_TIMEOUT)
         ready = state == "ready" or not strict
         body = {"ready": ready, "model_server": state, "model_url": service.settings.model_url}
         if detail is not None:

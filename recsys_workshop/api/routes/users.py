@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 from fastapi import Body, FastAPI, Header, Query, Request
 from fastapi import Path as PathParam
 
-from recsys_workshop.api.responses import error_response, json_response, not_ready, rate_limited
+from recsys_workshop.api.responses import error_response, json_response, not_ready, over_write_limit
 from recsys_workshop.api.schemas import MAX_USER_ID, IdempotencyKey, NewUserIn
 
 if TYPE_CHECKING:
@@ -27,8 +27,8 @@ def register(app: FastAPI, service: Service) -> None:
         the same user id (and creates nobody)."""
         if (busy := not_ready(service)) is not None:
             return busy
-        if (retry := service.limiter.check("users", request.client.host if request.client else "?")) is not None:
-            return rate_limited(retry, "new-user")
+        if (limited := over_write_limit(service, request, "users")) is not None:
+            return limited
         unknown = [i for i in profile.liked_item_ids if i not in service.catalogue.row_of]
         if unknown:
             return error_response(422, f"unknown item ids in liked_item_ids: {unknown[:10]}")
