@@ -49,9 +49,12 @@ class BodyLimits:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = _content_length(scope)
+        declared, chunked = _body_headers(scope)
         if declared is not None and declared > self.max_bytes:
             await _refuse(send, 413, self._too_large())
+            return
+        if not declared and not chunked:  # no body (RFC 9112 6.3): nothing to bound, no wrappers
+            await self.app(scope, receive, send)
             return
         state = {"received": 0, "done": False, "started": False, "error": None}
 
@@ -95,14 +98,20 @@ class BodyLimits:
         return f"the request body is larger than {self.max_bytes} bytes"
 
 
-def _content_length(scope) -> int | None:
+def _body_headers(scope) -> tuple[int | None, bool]:
+    """``(Content-Length or None, whether Transfer-Encoding is set)``; an unparsable length counts as
+    unknown (the server rejects it before the application runs)."""
+    declared, chunked = None, False
     for key, value in scope.get("headers", ()):
-        if key.lower() == b"content-length":
+        key = key.lower()
+        if key == b"content-length":
             try:
-                return int(value)
+                declared = int(value)
             except ValueError:
-                return None
-    return None
+                chunked = True  # unknown length: bound the reads as for a chunked body
+        elif key == b"transfer-encoding":
+            chunked = True
+    return declared, chunked
 
 
 async def _refuse(send, status: int, reason: str) -> None:

@@ -165,14 +165,30 @@ def test_admin_guard_lets_only_the_token_through_to_admin_routes():
 @pytest.mark.unit
 def test_body_limits_answer_413_and_408():
     app = asgi_limits.BodyLimits(_echo_length, max_bytes=100, read_timeout=0.2)
-    assert asyncio.run(_call(app, chunks=(b"x" * 60, b"x" * 40))) == (200, {}, b"100")
+    chunked = [("Transfer-Encoding", "chunked")]
+    assert asyncio.run(_call(app, headers=chunked, chunks=(b"x" * 60, b"x" * 40))) == (200, {}, b"100")
     status, headers, body = asyncio.run(_call(app, headers=[("Content-Length", "101")], chunks=(b"x" * 101,)))
     assert status == 413 and headers["connection"] == "close" and b"larger than 100 bytes" in body
-    status, _, body = asyncio.run(_call(app, chunks=(b"x" * 60, b"x" * 60)))
+    status, _, body = asyncio.run(_call(app, headers=chunked, chunks=(b"x" * 60, b"x" * 60)))
     assert status == 413, "a chunked body is counted as it arrives: the application's 500 is replaced"
-    started = time.monotonic()
-    status, headers, body = asyncio.run(_call(app, chunks=(b"x" * 10,), stall=True))
-    assert status == 408 and headers["connection"] == "close" and time.monotonic() - started < 2
+    for declared in (chunked, [("Content-Length", "50")], [("Content-Length", "nan")]):
+        started = time.monotonic()
+        status, headers, body = asyncio.run(_call(app, headers=declared, chunks=(b"x" * 10,), stall=True))
+        assert status == 408 and headers["connection"] == "close" and time.monotonic() - started < 2, declared
+
+
+@pytest.mark.unit
+def test_body_limits_hand_a_bodyless_request_straight_to_the_application():
+    seen = {}
+
+    async def app(scope, receive, send):
+        seen["receive"], seen["send"] = receive, send
+        await _echo_length(scope, receive, send)
+
+    limited = asgi_limits.BodyLimits(app, max_bytes=100, read_timeout=0.2)
+    for headers in ((), [("Content-Length", "0")]):
+        assert asyncio.run(_call(limited, method="GET", headers=headers)) == (200, {}, b"0")
+        assert seen["receive"].__name__ == "receive" and seen["send"].__name__ == "send", "no wrapper"
 
 
 # ------------------------------------------------------------------------------------------ the real server
