@@ -45,6 +45,7 @@ __all__ = [
     "check_ratings",
     "check_split",
     "chrono_split",
+    "global_time_split",
     "cold_start_split",
     "download",
     "genre_matrix",
@@ -729,6 +730,29 @@ def chrono_split(
     """
     validate_interactions(df, require=("user_id", "item_id", "timestamp"))
     return _stratify(df, ratio, filter_by, min_rating, None)
+
+
+def global_time_split(
+    df: pd.DataFrame, ratio: float = 0.8, *, known_only: bool = True
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One cut-off date for everybody: ratings before the ``ratio`` quantile of the timestamps train, the
+    rest test. Unlike :func:`chrono_split` (a cut per user), no model trains on anything rated after any
+    test rating, which is how a model trained tonight meets tomorrow's traffic.
+
+    ``known_only`` keeps only test rows whose user and item appear in train (a collaborative model cannot
+    score the others; the cold-start protocols measure those separately).
+    """
+    validate_interactions(df, require=("user_id", "item_id", "timestamp"))
+    if not 0.0 < ratio < 1.0:
+        raise ValueError(f"ratio must be in (0, 1), got {ratio}")
+    cutoff = df["timestamp"].quantile(ratio, interpolation="higher")
+    before = df["timestamp"] < cutoff
+    train, test = df[before], df[~before]
+    if train.empty or test.empty:
+        raise ValueError(f"the cut-off {cutoff} leaves an empty side: too few distinct timestamps")
+    if known_only:
+        test = test[test["user_id"].isin(train["user_id"]) & test["item_id"].isin(train["item_id"])]
+    return train, test
 
 
 @dataclasses.dataclass(frozen=True)

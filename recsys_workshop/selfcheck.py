@@ -12,6 +12,11 @@ asserts (or returns a bool)::
 
     selfcheck.check("2.1", _test, hint="Divide the hits among the first k items by k.")
 
+A failed check names the case and what was expected and got (the ``labchecks`` functions and
+:func:`close`/:func:`equal` write such messages). Hints come in two tiers, ``hint`` (the idea) and
+``code_hint`` (how to write it); in Jupyter both appear as collapsed boxes under the verdict, so a learner
+opens the idea first and the code only if needed. Outside Jupyter they are plain lines of the message.
+
 The learner sees ``✅ Exercise 2.1: correct``. Otherwise :func:`check` raises :class:`ExerciseNotDone`
 (the ``raise NotImplementedError("Exercise 2.1")`` stub is still there) or :class:`ExerciseIncorrect`
 (an assertion failed, the function returned False, or the learner's code raised). Both subclass
@@ -24,6 +29,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import sys
 import traceback
 from collections.abc import Callable
 from typing import Any
@@ -34,15 +40,22 @@ __all__ = ["ExerciseFailed", "ExerciseIncorrect", "ExerciseNotDone", "check", "c
 class ExerciseFailed(AssertionError):
     """A self-check did not pass; ``str()`` and the IPython rendering give the verdict and the hint."""
 
-    def __init__(self, exercise: str, verdict: str, hint: str = ""):
-        self.exercise, self.verdict, self.hint = exercise, verdict, hint
+    def __init__(self, exercise: str, verdict: str, hint: str = "", code_hint: str = ""):
+        self.exercise, self.verdict, self.hint, self.code_hint = exercise, verdict, hint, code_hint
+        self.hints_shown = False  # set once the hints were displayed as collapsed boxes (Jupyter)
         super().__init__("\n".join(self._lines()))
 
     def _lines(self) -> list[str]:
-        return [self.verdict] + ([f"Hint: {self.hint}"] if self.hint else [])
+        return (
+            [self.verdict]
+            + ([f"Hint: {self.hint}"] if self.hint else [])
+            + ([f"Code hint: {self.code_hint}"] if self.code_hint else [])
+        )
 
     def _render_traceback_(self) -> list[str]:
-        """What IPython and nbval show instead of a long traceback: verdict, hint, and where it broke."""
+        """What IPython and nbval show instead of a long traceback: verdict, hints, and where it broke."""
+        if self.hints_shown:
+            return [self.verdict, "Hints: open the boxes above (the idea first, then the code)."] + self._where()
         return self._lines() + self._where()
 
     def _where(self) -> list[str]:
@@ -62,12 +75,43 @@ class ExerciseIncorrect(ExerciseFailed):
     """The learner's answer is wrong, or their code raised an error."""
 
 
-def check(exercise: str, fn: Callable[[], Any], hint: str = "") -> None:
+def check(exercise: str, fn: Callable[[], Any], hint: str = "", code_hint: str = "") -> None:
     """Run ``fn`` (asserts, or returns a bool) and print the verdict for exercise ``exercise``.
 
     Prints ``✅ Exercise N.M: correct`` when ``fn`` returns without raising and does not return a false
-    value; otherwise raises :class:`ExerciseNotDone` or :class:`ExerciseIncorrect` with ``hint``.
+    value; otherwise raises :class:`ExerciseNotDone` or :class:`ExerciseIncorrect` with ``hint`` (the idea)
+    and ``code_hint`` (the code), shown first as collapsed boxes when running in Jupyter.
     """
+    try:
+        _run(exercise, fn, hint, code_hint)
+    except ExerciseFailed as failure:
+        if failure.exercise == exercise and not failure.hints_shown:
+            failure.hints_shown = _show_hints(failure.hint, failure.code_hint)
+        raise
+
+
+def _show_hints(hint: str, code_hint: str) -> bool:
+    """Display the hints as two collapsed HTML boxes when a Jupyter kernel runs this; True if shown."""
+    if not (hint or code_hint) or "IPython" not in sys.modules:
+        return False
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    if shell is None or getattr(shell, "kernel", None) is None:
+        return False
+    from html import escape
+
+    from IPython.display import HTML, display
+
+    boxes = [f"<details><summary><b>Hint 1: the idea</b> (click to open)</summary><p>{escape(hint)}</p></details>"
+             if hint else "",
+             f"<details><summary><b>Hint 2: the code</b> (open it if the idea was not enough)</summary>"
+             f"<pre>{escape(code_hint)}</pre></details>" if code_hint else ""]  # fmt: skip
+    display(HTML("".join(boxes)))
+    return True
+
+
+def _run(exercise: str, fn: Callable[[], Any], hint: str, code_hint: str) -> None:
     name = f"Exercise {exercise}"
     try:
         result = fn()
@@ -77,19 +121,21 @@ def check(exercise: str, fn: Callable[[], Any], hint: str = "") -> None:
         stub = str(err)  # "Exercise N.M" from a lab stub; anything else is an ordinary error below
         if not stub.startswith("Exercise "):
             raise ExerciseIncorrect(
-                exercise, f"❌ {name}: your code raised NotImplementedError: {err}", hint
+                exercise, f"❌ {name}: your code raised NotImplementedError: {err}", hint, code_hint
             ) from err
         detail = "" if stub == name else f" ({stub}, which this one uses, is not done either)"
         verdict = f"❌ {name}: not done yet{detail}: replace `raise NotImplementedError(...)` with your code."
-        raise ExerciseNotDone(exercise, verdict, hint) from err
+        raise ExerciseNotDone(exercise, verdict, hint, code_hint) from err
     except AssertionError as err:
         detail = f": {err}" if str(err) else ""
-        raise ExerciseIncorrect(exercise, f"❌ {name}: not correct yet{detail}", hint) from err
+        raise ExerciseIncorrect(exercise, f"❌ {name}: not correct yet{detail}", hint, code_hint) from err
     except Exception as err:
         verdict = f"❌ {name}: your code raised {type(err).__name__}: {err}"
-        raise ExerciseIncorrect(exercise, verdict, hint) from err
+        raise ExerciseIncorrect(exercise, verdict, hint, code_hint) from err
     if result is not None and not result:
-        raise ExerciseIncorrect(exercise, f"❌ {name}: not correct yet (the check returned {result!r})", hint)
+        raise ExerciseIncorrect(
+            exercise, f"❌ {name}: not correct yet (the check returned {result!r})", hint, code_hint
+        )
     print(f"✅ {name}: correct")
 
 

@@ -140,25 +140,16 @@ def build_mf(n_users: int, n_items: int, n_factors: int, global_mean: float) -> 
 
 # %%
 # Self-check
-def _check_mf() -> bool:
-    net = build_mf(5, 7, 3, global_mean=3.5)
-    rng = np.random.default_rng(0)
-    weights = {name: rng.normal(size=net.get_layer(name).get_weights()[0].shape)
-               for name in ("user_factors", "item_factors", "user_bias", "item_bias")}
-    for name, value in weights.items():
-        net.get_layer(name).set_weights([value])
-    users, items_ = np.array([0, 4, 2]), np.array([6, 0, 3])
-    got = np.asarray(net.predict({"user": users, "item": items_}, verbose=0))
-    expected = (3.5 + weights["user_bias"][users, 0] + weights["item_bias"][items_, 0]
-                + (weights["user_factors"][users] * weights["item_factors"][items_]).sum(axis=1))
-    return got.shape == (3,) and np.allclose(got, expected, atol=1e-5)
-
+from recsys_workshop import labchecks
 
 selfcheck.check(
     "2.1",
-    _check_mf,
-    hint="Four Embedding layers with the exact names; squeeze the (batch, 1) biases to (batch,) with "
-    "ops.squeeze(x, -1); the interaction is ops.sum(p * q, axis=-1).",
+    lambda: labchecks.mf_model(build_mf),
+    hint="One embedding table per factor and per bias; a prediction is the global mean plus both biases "
+    "plus the dot product of the two factor vectors, one number per example.",
+    code_hint="layers.Embedding(n_users, n_factors, name='user_factors')(user), likewise item_factors; "
+    "user_bias/item_bias: layers.Embedding(n, 1, embeddings_initializer='zeros', name=...); "
+    "rating = global_mean + ops.squeeze(b_u, -1) + ops.squeeze(b_i, -1) + ops.sum(p * q, axis=-1).",
 )
 
 # %% [markdown]
@@ -210,23 +201,12 @@ def top_k_unseen(scores: np.ndarray, seen: np.ndarray, k: int) -> np.ndarray:
 
 # %%
 # Self-check
-def _check_top_k() -> bool:
-    scores = np.array([[0.1, 0.9, 0.5, 0.5, 0.7], [3.0, 2.0, 1.0, 0.0, -1.0]])
-    seen = np.array([[False, True, False, False, False], [True, False, False, False, False]])
-    ok = top_k_unseen(scores, seen, 3).tolist() == [[4, 2, 3], [1, 2, 3]]
-    # agree with the package on real data: MF's scores for 50 users
-    users = mf.user_ids_[:50]
-    rows = mf.user_rows(users)
-    yours = mf.item_ids_[top_k_unseen(mf._score_rows(rows), mf.seen_[rows].toarray() > 0, K)]
-    package = mf.recommend(users, k=K).pivot(index="user_id", columns="rank", values="item_id").to_numpy()
-    return ok and np.array_equal(yours, package)
-
-
 selfcheck.check(
     "2.2",
-    _check_top_k,
-    hint="Replace the scores of seen items by -inf (np.where), then take np.argsort(-masked, axis=1, "
-    "kind='stable')[:, :k]: a stable sort keeps the smaller index first among ties.",
+    lambda: labchecks.top_k_unseen(top_k_unseen, mf, K),
+    hint="Make the seen films impossible to pick (a score no unseen film can lose to), then sort each row "
+    "from the highest score down with a sort that keeps equal scores in column order.",
+    code_hint="masked = np.where(seen, -np.inf, scores); np.argsort(-masked, axis=1, kind='stable')[:, :k]",
 )
 
 # %%

@@ -195,23 +195,17 @@ def ndcg_one_user(recommended: list, relevant: set, k: int) -> float:
 
 # %%
 # Self-check
-def _check_ndcg() -> bool:
-    recs = trained["item-knn"].recommend(test.user_id.unique()[:50], k=K)
-    truth = test[test.user_id.isin(recs.user_id)]
-    mine = np.mean([
-        ndcg_one_user(recs[recs.user_id == u].sort_values("rank").item_id.tolist(),
-                      set(truth[truth.user_id == u].item_id), K)
-        for u in recs.user_id.unique()
-    ])
-    small = ndcg_one_user([3, 1, 2], {1, 9}, 3)
-    return abs(mine - metrics.ndcg_at_k(truth, recs, K)) < 1e-9 and abs(small - (1 / np.log2(3)) / (1 + 1 / np.log2(3))) < 1e-12
+from recsys_workshop import labchecks
 
-
+recs_50 = trained["item-knn"].recommend(test.user_id.unique()[:50], k=K)
 selfcheck.check(
     "4.1",
-    _check_ndcg,
-    hint="Rank r (1-based) is discounted by log2(r + 1). IDCG puts min(k, |relevant|) hits first. "
-    "Return 0 when there is nothing relevant.",
+    lambda: labchecks.ndcg_one_user(ndcg_one_user, recs_50, test[test.user_id.isin(recs_50.user_id)], K),
+    hint="Only the first k recommendations count; a hit at rank r (counting from 1) is worth 1/log2(r + 1); "
+    "IDCG is the same sum for a list with min(k, |relevant|) hits on top; no relevant film: 0.",
+    code_hint="gains = [1.0 if i in relevant else 0.0 for i in recommended[:k]]; "
+    "dcg = sum(g / np.log2(r + 2) for r, g in enumerate(gains)); "
+    "ideal = sum(1 / np.log2(r + 2) for r in range(min(k, len(relevant)))); dcg / ideal if ideal else 0.0",
 )
 
 # %% [markdown]
@@ -231,12 +225,11 @@ def coverage(recs: pd.DataFrame, catalogue_size: int) -> float:
 # Self-check
 selfcheck.check(
     "4.2",
-    lambda: all(
-        abs(coverage(m.recommend(test.user_id.unique(), k=K), train.item_id.nunique())
-            - metrics.catalogue_coverage(m.recommend(test.user_id.unique(), k=K), train)) < 1e-12
-        for m in (trained["most-popular"], trained["item-knn"])
-    ),
-    hint="Count the distinct item_id values in recs and divide by the catalogue size.",
+    lambda: labchecks.coverage(coverage, trained["item-knn"].recommend(test.user_id.unique(), k=K),
+                               train.item_id.nunique()),  # fmt: skip
+    hint="Coverage asks which films were shown to anybody at all: each film counts once, however many "
+    "lists it is in, out of the whole catalogue.",
+    code_hint="recs['item_id'].nunique() / catalogue_size",
 )
 
 # %% [markdown]
@@ -263,17 +256,13 @@ def ease_weights(X, l2: float) -> np.ndarray:
 
 # %%
 # Self-check
-def _check_ease() -> bool:
-    mine = ease_weights(ease.seen_, 500.0)
-    assert np.allclose(np.diag(mine), 0), "the diagonal of B must be 0: a film may not predict itself"
-    return np.allclose(mine, ease.weights_, atol=1e-5)
-
-
 selfcheck.check(
     "4.3",
-    _check_ease,
-    hint="Add l2 to the diagonal of the Gram matrix X.T @ X before inverting; divide each column j of "
-    "-P by P[j, j]; then zero the diagonal.",
+    lambda: labchecks.ease_weights(ease_weights, ease.seen_, 500.0, ease.weights_),
+    hint="Regularise the film-by-film co-occurrence matrix, invert it, scale each column by minus the "
+    "inverse of its diagonal entry, and forbid a film from predicting itself.",
+    code_hint="gram = (X.T @ X).toarray().astype(float); gram[np.diag_indices_from(gram)] += l2; "
+    "P = np.linalg.inv(gram); B = -P / np.diag(P)[None, :]; np.fill_diagonal(B, 0.0)",
 )
 
 # %% [markdown]
@@ -360,20 +349,31 @@ print(f"cold films: hybrid NDCG@10 {cold_items.loc['hybrid (metadata)', 'ndcg@10
 #
 # **(b) Random splits leak the future.** The stratified split above holds out random ratings, so a
 # model trains on ratings made *after* the ones it is tested on. Holding out each user's latest
-# ratings (a chronological split) is closer to production, and the numbers drop:
+# ratings (a per-user chronological split) removes that for the user's *own* history, but not for
+# everybody else's: user A's test ratings from March are still predicted by a model that trained on
+# user B's ratings from June, including which films became popular since. Only **one cut-off date
+# for everybody** (a global time split: train before the date, test after) removes the leak, and it is
+# what a model trained tonight meets tomorrow. Compare the three:
 
 # %%
 def compare_splits(model_factory) -> pd.Series:
     out = {}
     for label, (tr, te) in {
         "random (stratified)": data.stratified_split(ratings, 0.8, filter_by="user", seed=SEED),
-        "chronological": data.chrono_split(ratings, 0.8, filter_by="user"),
+        "chronological per user": data.chrono_split(ratings, 0.8, filter_by="user"),
+        "global time cut": data.global_time_split(ratings, 0.8),
     }.items():
         out[label] = metrics.evaluate(model_factory().fit(tr), tr, te, K).loc[0, "ndcg@10"]
     return pd.Series(out)
 
 
 pd.DataFrame({"item-knn": compare_splits(models.ItemKNN), "most-popular": compare_splits(models.MostPopular)}).round(3)
+
+# %% [markdown]
+# The global cut also changes *who* is tested: only users active after the cut-off (in ml-100k, whose
+# ratings were collected over seven months, a minority of users), so its numbers are not directly
+# comparable to the other two rows; what matters is that it is the only row a deployed model could
+# reproduce.
 
 # %% [markdown]
 # **(c) Sampled metrics flatter.** The NCF paper's protocol ranks each user's held-out film among 99
@@ -404,8 +404,9 @@ print(f"most-popular HR@10: {sampled_hr:.3f} among 100 sampled candidates, {full
 #   pairwise ones here; EASE, a linear model solved in closed form, beats every published figure for
 #   this protocol, and a blend with the deep autoencoder (weights chosen on validation data) adds a
 #   little more.
-# - Cold start, measured: metadata lets the hybrid model recommend to new users and new films, where
-#   collaborative filtering falls back to popularity or to chance.
+# - Cold start, measured: for new films metadata is what lets the hybrid beat collaborative filtering;
+#   for new users it beats chance by far but not the popularity fallback (about 0.51 against 0.53 at
+#   full size), so popularity first, personalisation after the first clicks.
 # - Random splits, sampled metrics and biased test sets each make offline numbers look better than
 #   production will.
 #

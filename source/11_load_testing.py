@@ -238,8 +238,14 @@ display(Image(filename=str(loadtest.plot_run(first, slo=loadtest.SLO(SLO_P95_MS,
 #   the service is saturated and extra users only wait in queues.
 # - **Latency**: the median (p50) is the typical answer; p95 and p99 are the tail. A tail that climbs
 #   while the median stays flat means queueing or pauses (garbage collection, a slow dependency).
-#   With think times, Locust's users are an *open-ish* load: each user waits, so the service sees
-#   about `users / (think time + latency)` requests per second.
+#   Locust's users, with or without think times, are a **closed** load: a user sends its next request
+#   only after the answer and its think time, so N users with think time Z and response time R send
+#   `X = N / (Z + R)` requests per second (the interactive response-time law). When the service slows
+#   down, the users slow down with it and the load eases off by itself. An **open** load is a stream of
+#   requests arriving at a rate λ whatever the service does (many independent visitors are closer to
+#   that): once λ passes the capacity, queues and latency grow without bound instead of throughput
+#   levelling off. Locust's `constant_throughput(x)` wait time paces each user at x requests per second,
+#   which approximates an open load of `N * x` per second only while `R` stays below `1/x`.
 # - **Failures**: any non-2xx answer, a timeout or a wrong body (the locustfile checks the body).
 # - **Histogram**: a long right tail, or two humps (e.g. the cheap home page and the costlier
 #   recommendations, or answers from the model vs. from the fallback).

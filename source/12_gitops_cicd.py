@@ -327,8 +327,11 @@ print(kube.APPLICATION_FILE.read_text())
 # `kube.render_application` fills in your fork, the revision and the overlay; it refuses the
 # placeholder. The Argo CD CRD is not among the schemas this repository validates against offline, so
 # `kube.validate_application` checks what the workshop relies on, explicitly: required fields, no
-# unknown fields (a typo is silently ignored by Argo CD), automated sync with prune and self-heal, and a
-# source path that exists in this repository and builds with kustomize.
+# unknown fields, automated sync with prune and self-heal, and a source path that exists in this repository
+# and builds with kustomize. What a typo does is decided by the API server, not by Argo CD (as lab 05 showed
+# for every custom resource): the Application CRD has a schema, so `kubectl apply`, which validates fields
+# strictly by default, rejects it; a client that skips strict validation has it pruned in silence, and
+# Argo CD never sees it. Checking before you push catches it in either case.
 
 # %%
 uses_placeholder = REPO_URL == kube.REPO_URL_PLACEHOLDER
@@ -350,8 +353,9 @@ for finding in findings:
 # Application recsys: 0 finding(s)
 
 # %% [markdown]
-# Three broken copies, to see what the check catches: a lower-case `selfheal` (Argo CD ignores unknown
-# fields, so nothing would ever heal), a misspelt overlay path, and automated sync switched off.
+# Three broken copies, to see what the check catches: a lower-case `selfheal` (rejected by a strict
+# `kubectl apply`, or dropped by the API server, so nothing would ever heal), a misspelt overlay path, and
+# automated sync switched off.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -367,7 +371,7 @@ for label, broken in [("typo", typo), ("wrong path", wrong_path), ("switched off
         print("   ", finding.message)
 # Expected output:
 # typo:
-#     spec.syncPolicy.automated.selfheal: unknown field (a typo? Argo CD would ignore it)
+#     spec.syncPolicy.automated.selfheal: unknown field (a typo? the API server rejects or drops it)
 #     spec.syncPolicy.automated.selfHeal is not true: changes made behind Git's back would stay
 # wrong path:
 #     spec.source.path: cluster-setup/manifests/overlay/kind does not exist in the repository
@@ -384,8 +388,8 @@ for label, broken in [("typo", typo), ("wrong path", wrong_path), ("switched off
 # - retries for a failed sync: at most `5`, the first after `"10s"`, each wait twice (`2`) the previous
 #   one, never more than `"3m"` (fields `limit`, and `backoff` with `duration`, `factor`, `maxDuration`).
 #
-# Field names are camelCase, exactly as in the Argo CD documentation: a misspelt one is ignored, not
-# rejected. The self-check puts your policy into the Application and runs `kube.validate_application`.
+# Field names are camelCase, exactly as in the Argo CD documentation: a misspelt one is rejected by
+# `kubectl apply` or silently dropped by the API server, never applied. The self-check puts your policy into the Application and runs `kube.validate_application`.
 
 # %%
 def sync_policy() -> dict:

@@ -265,6 +265,20 @@ def test_chrono_split_keeps_each_users_past_in_train(ml100k_ratings):
     assert len(train) + len(test) == len(ml100k_ratings)
 
 
+def test_global_time_split_trains_on_nothing_after_the_cut(ml100k_ratings):
+    train, test = data.global_time_split(ml100k_ratings, 0.8)
+    assert train.timestamp.max() < test.timestamp.min(), "one cut-off for every user"
+    assert 0.78 < len(train) / len(ml100k_ratings) < 0.82
+    assert test.user_id.isin(train.user_id).all() and test.item_id.isin(train.item_id).all()
+    everything = data.global_time_split(ml100k_ratings, 0.8, known_only=False)[1]
+    assert len(train) + len(everything) == len(ml100k_ratings) and len(everything) > len(test)
+    # the per-user chronological split does train on ratings made after some test ratings
+    chrono_train, chrono_test = data.chrono_split(ml100k_ratings, 0.8)
+    assert chrono_train.timestamp.max() > chrono_test.timestamp.min()
+    with pytest.raises(ValueError, match="ratio"):
+        data.global_time_split(ml100k_ratings, 1.0)
+
+
 def test_leave_one_out_protocol(ml100k_ratings):
     split = data.leave_one_out_split(ml100k_ratings, n_negatives=99, seed=1)
     assert len(split.test) == 943 and split.test.user_id.is_unique

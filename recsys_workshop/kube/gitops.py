@@ -42,8 +42,10 @@ _REVISION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")
 _IMAGE_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
-# The fields of the Application spec that the workshop may use (argoproj.io/v1alpha1, Argo CD 3.x): an
-# unknown field is a typo that Argo CD would drop in silence (`selfheal: true` heals nothing).
+# The fields of the Application spec that the workshop may use (argoproj.io/v1alpha1, Argo CD 3.x). The
+# Application CRD has a structural schema, so the API server decides what happens to a typo, not Argo CD:
+# `kubectl apply` (strict field validation) rejects it; a client without strict validation has it pruned in
+# silence (`selfheal: true` is dropped and heals nothing). Either way Argo CD never sees the field.
 _APPLICATION_FIELDS: dict[str, frozenset[str]] = {
     "spec": frozenset({"project", "source", "sources", "destination", "syncPolicy", "ignoreDifferences",
                        "info", "revisionHistoryLimit", "sourceHydrator"}),
@@ -146,7 +148,7 @@ def validate_application(
 def _unknown_fields(node: Any, where: str, kind: str) -> list[str]:
     """The keys of ``node`` that an Application's ``kind`` part does not have (``node`` must be an object)."""
     if isinstance(node, Mapping):
-        return [f"{where}.{key}: unknown field (a typo? Argo CD would ignore it)"
+        return [f"{where}.{key}: unknown field (a typo? the API server rejects or drops it)"
                 for key in sorted(set(node) - _APPLICATION_FIELDS[kind], key=str)]
     if node is not None:
         return [f"{where} must be an object, not {type(node).__name__}"]
