@@ -86,7 +86,7 @@ lint: $(STAMP)
 lock:
 	rm -rf .tmp/lockenv && $(PYTHON) -m venv .tmp/lockenv
 	.tmp/lockenv/bin/pip install --quiet -r requirements/direct.txt
-	{ sed -n '1,2p' requirements/lock.txt; .tmp/lockenv/bin/pip freeze --exclude-editable | grep -v -f <(sed -n 's/==.*//p' requirements/no-deps.txt | sed 's/^/^/'); } > requirements/lock.txt.new
+	{ sed -n '1,2p' requirements/lock.txt; .tmp/lockenv/bin/pip freeze --exclude-editable | grep -v -f <(sed -n 's/==.*//p' requirements/no-deps.txt | sed 's/^/^/') | $(BIN)/python -m tools.lockmarkers requirements/direct.txt; } > requirements/lock.txt.new
 	mv requirements/lock.txt.new requirements/lock.txt && rm -rf .tmp/lockenv
 
 clean:

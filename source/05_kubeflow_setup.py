@@ -20,6 +20,7 @@
 #   operators that act on them, and which of them the workshop installs (its *profile*);
 # - talk to a cluster with the `kubernetes` Python client: list the nodes, check that the Kubeflow
 #   controllers are up and their CRDs installed; or, with no cluster, say so and carry on offline;
+# - find the namespace your work goes to, and ask the API server what you may do there (RBAC);
 # - render the workshop's manifests with kustomize, validate them the way the API server would, and
 #   compare the laptop (kind) and cloud (GKE) variants;
 # - write a Deployment for the model server that passes the same checks, and repair a broken one.
@@ -122,7 +123,7 @@ print(f"Kubernetes {VERSIONS['KUBERNETES_VERSION']}, Kubeflow manifests {VERSION
 #
 # ```sh
 # cluster-setup/kind/up --dry-run     # what it would do; checks Docker, kind, kubectl, CPU, memory, disk
-# cluster-setup/kind/up               # a laptop: 4 CPUs and 8 GB free at least, ~10 minutes the first time
+# cluster-setup/kind/up               # a laptop: 4 CPUs and 12 GB for Docker at least, ~10 minutes the first time
 # cluster-setup/gke/up --dry-run      # Google Cloud: prints the plan and the cost, creates nothing
 # cluster-setup/gke/up                # asks before creating anything; cluster-setup/gke/down when done
 # ```
@@ -167,9 +168,15 @@ print("kind on a laptop costs nothing but needs", VERSIONS["KIND_MIN_CPUS"], "CP
 # of a pod, on the class JupyterHub) and asks that API server for its version. It returns `None` when
 # nothing is configured, and says `reachable=False` when something is configured but does not answer.
 # A CI runner or a laptop without Kubernetes has no cluster, and the lab says so.
+#
+# Everything the workshop puts on a cluster goes into one **namespace**. `kube.namespace_choice()` says
+# which, and why: on the class JupyterHub your own (`recsys-<login>`, the namespace of your server's
+# service account); on a laptop the namespace of your kubeconfig context if it names one, else `recsys`
+# (`WORKSHOP_NAMESPACE` in `versions.env`); `RECSYS_WORKSHOP_NAMESPACE` overrides all of them.
 
 # %%
 context = kube.cluster_context(timeout=REQUEST_TIMEOUT_SECONDS)
+NAMESPACE = kube.namespace_choice()
 if context is None:
     print("No Kubernetes context is configured (no kubeconfig, not inside a pod): there is no cluster here.")
     print("Section 4 is skipped; the rest of the lab works on the rendered manifests.")
@@ -178,6 +185,7 @@ elif not context.reachable:
     print("Section 4 is skipped; the rest of the lab works on the rendered manifests.")
 else:
     print(f"Connected to context {context.context!r}: Kubernetes {context.kubernetes_version} at {context.server}")
+print(f"The labs' namespace: {NAMESPACE}")
 
 # %% [markdown]
 # ## 4. With a cluster: nodes, controllers, CRDs
@@ -189,6 +197,10 @@ else:
 # A healthy profile has every controller the setup scripts wait for (`kube.PROFILE_DEPLOYMENTS`, kept in
 # step with `cluster-setup/lib/common.sh` by a test) with all replicas ready, and every CRD
 # (`kube.PROFILE_CRDS`) *Established*, that is served by the API server.
+#
+# Reading nodes, namespaces and CRDs needs rights over the whole cluster: yours on your own kind cluster, not
+# on the class JupyterHub. `kube.why_local(needs)` asks first (section 4b shows how) and, when the answer is
+# no, says why in one sentence instead of failing half-way.
 
 # %%
 def connect(info: kube.ClusterInfo):
@@ -257,7 +269,10 @@ def crd_table(api) -> pd.DataFrame:
 
 
 # %%
-if context is not None and context.reachable:
+PROFILE_NEEDS = ["list nodes", "list namespaces", "list customresourcedefinitions.apiextensions.k8s.io",
+                 "list deployments.apps"]  # what the three tables read (deployments: in namespace kubeflow)
+reason = kube.why_local(PROFILE_NEEDS, namespace="kubeflow", timeout=REQUEST_TIMEOUT_SECONDS)
+if reason is None:
     from kubernetes.client.rest import ApiException
 
     api = connect(context)
@@ -280,8 +295,40 @@ if context is not None and context.reachable:
     finally:
         api.close()
 else:
-    print("No reachable cluster: nothing to list here, and nothing is pretended.")
-    print("To see this section live: cluster-setup/kind/up (about 10 minutes), then run this notebook again.")
+    print("Nothing listed here, and nothing is pretended:", reason)
+    if context is None or not context.reachable:
+        print("To see this section live: cluster-setup/kind/up (about 10 minutes), then run this notebook again.")
+    else:
+        print(f"Your rights are in your own namespace, {NAMESPACE.name}: section 4b asks what they are.")
+
+# %% [markdown]
+# ## 4b. Your namespace, and what you may do there
+#
+# Kubernetes decides every request with **RBAC**: a *Role* lists verbs on resources (`create` on
+# `tfjobs.kubeflow.org`, `get` on `pods/log`), a *RoleBinding* grants a Role to an identity in one namespace
+# (a ClusterRoleBinding: everywhere). On your kind cluster you are its administrator. On the class JupyterHub
+# your server runs as the service account `recsys-attendee` of your own namespace, bound to a role that
+# allows what the labs do there, and nothing elsewhere (`cluster-setup/README.md`, "Attendees' namespaces"),
+# under a quota that keeps one attendee from starving the class.
+#
+# You can ask what you may do: `kubectl auth can-i create tfjobs.kubeflow.org -n <namespace>` sends a
+# `SelfSubjectAccessReview`, and `kube.permissions` sends one per question. The labs ask before they touch
+# the cluster (`kube.why_local`) and print the one-sentence reason when they run locally instead.
+
+# %%
+CAN_I = ["create tfjobs.kubeflow.org", "create experiments.kubeflow.org",
+         "create inferenceservices.serving.kserve.io", "create deployments.apps", "get pods/log",
+         "create pods/portforward", "get secrets", "create namespaces", "list nodes"]
+if context is not None and context.reachable:
+    api = connect(context)
+    try:
+        allowed = kube.permissions(CAN_I, namespace=NAMESPACE.name, api=api, timeout=REQUEST_TIMEOUT_SECONDS)
+        display(pd.Series(allowed, name=f"allowed in {NAMESPACE.name}").to_frame())
+    finally:
+        api.close()
+else:
+    print(f"No reachable cluster, nobody to ask. On one, these questions would be about namespace {NAMESPACE}:")
+    print("\n".join(f"  kubectl auth can-i {need} -n {NAMESPACE.name}" for need in CAN_I))
 
 # %% [markdown]
 # ## 5. The manifests, rendered
@@ -749,6 +796,8 @@ selfcheck.check(
 #   hour on GKE and nothing on a laptop.
 # - The `kubernetes` client: connecting only when a cluster answers, checking nodes, controllers and
 #   CRDs; and building typed resources offline.
+# - Namespaces and RBAC: where your work goes (`kube.workshop_namespace()`), what you may do there
+#   (SelfSubjectAccessReview), and a one-sentence reason whenever a cell stays local.
 # - The manifests rendered by kustomize, validated against the Kubernetes and Kubeflow schemas and the
 #   workshop's policy, and the few deliberate differences between kind and GKE.
 # - A model-server Deployment of your own, and a broken one repaired: an offline check finds most

@@ -281,25 +281,40 @@ findings = kube.validate_custom([tfjob])
 print("TFJob valid against the Training Operator's CRD:", not findings, findings)
 
 # %% [markdown]
-# **With a cluster** (`cluster-setup/kind/up` or `gke/up`, lab 05), the next cell applies the overlay's
-# TFJob with `kubectl` and lists its pods; follow them with
-# `kubectl -n recsys get pods -l training.kubeflow.org/job-name=recsys-train -w` and read the chief's
-# log with `kubectl -n recsys logs recsys-train-chief-0`. Without one it says so and does nothing.
+# **With a cluster** (`cluster-setup/kind/up` or `gke/up`, lab 05), the next cell applies the overlay that
+# matches it (`kube.cluster_flavour` tells kind from GKE), in the one image that overlay runs, into the
+# labs' namespace (`kube.workshop_namespace()`: `recsys` on your own cluster, your own `recsys-<you>` on the
+# class JupyterHub), and lists the TFJob's pods; follow them with
+# `kubectl -n <namespace> get pods -l training.kubeflow.org/job-name=recsys-train -w` and read the chief's
+# log with `kubectl -n <namespace> logs recsys-train-chief-0`. In an attendee's namespace, whose quota is
+# sized for one lab at a time, it applies only what the training job needs. Without a cluster, or without
+# the rights, it says why and does nothing.
 
 # %%
+namespace = kube.workshop_namespace()
+own_cluster = namespace == kube.versions()["WORKSHOP_NAMESPACE"]
 context = kube.cluster_context(timeout=5)
 if context is not None and context.reachable:
-    kubectl = kube.find_kubectl()
-    overlay = kube.overlay_dir("kind")
-    applied = subprocess.run([kubectl, "apply", "-k", str(overlay)], capture_output=True, text=True, check=False)
+    flavour = kube.cluster_flavour(context)  # "kind" or "gke": from the context's name, the server or the nodes
+    image = kube.workshop_image(flavour)  # the image cluster-setup/image built for that cluster
+    docs = kube.kustomize_build(kube.overlay_dir(flavour), image=image)
+    if not own_cluster:  # the training job and what it mounts and reads, nothing else
+        docs = [d for d in docs if d["kind"] in {"TFJob", "ConfigMap", "PersistentVolumeClaim", "NetworkPolicy"}]
+    docs = kube.in_namespace(docs, namespace)
+    reason = kube.why_local(kube.apply_needs(docs), namespace=namespace)
+else:
+    reason = "no reachable cluster"
+if reason is None:
+    print(f"{context.context}: the {flavour} overlay, image {image}, into namespace {namespace}")
+    applied = kube.apply_in_namespace(docs, namespace, context=context.context)
     print(applied.stdout or applied.stderr)
     pods = subprocess.run(
-        [kubectl, "-n", "recsys", "get", "pods", "-l", "training.kubeflow.org/job-name=recsys-train"],
+        [kube.find_kubectl(), "-n", namespace, "get", "pods", "-l", "training.kubeflow.org/job-name=recsys-train"],
         capture_output=True, text=True, check=False,
     )
     print(pods.stdout or pods.stderr)
 else:
-    print("No reachable cluster: the TFJob was validated offline above and not submitted.")
+    print(f"Not submitted ({reason}): the TFJob was validated offline above.")
 
 # %% [markdown]
 # ## What you saw

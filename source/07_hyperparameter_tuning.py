@@ -21,7 +21,7 @@
 #   process, scored on a validation split carved from the training data (never the test split);
 # - plot the trials and the parameters' importance, and compare the tuned model with the default one
 #   on the test split;
-# - (with a cluster) submit the Experiment to Katib.
+# - (with a cluster) submit the Experiment to Katib, in your own namespace.
 
 # %% tags=["parameters"]
 import os
@@ -36,7 +36,6 @@ RUN_DIR = "artifacts/lab07"  # trials' logs; best_params.json, which lab 08's pi
 import json
 import math
 import shutil
-import subprocess
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -49,7 +48,7 @@ from recsys_workshop.train.job import JobConfig, merge_config
 from recsys_workshop.train.launcher import LocalJob
 
 shutil.rmtree(RUN_DIR, ignore_errors=True)
-BASE = json.loads(Path("../cluster-setup/manifests/base/train.json").read_text())  # the TFJob's own config
+BASE = json.loads((kube.MANIFESTS_DIR / "base" / "train.json").read_text())  # the TFJob's own config
 BASE = merge_config(BASE, [f"train.epochs={EPOCHS}", "train.verbose=0", "model_dir=null", "checkpoint_dir=null"])
 DEFAULT = JobConfig.from_dict(BASE)
 print("model:", DEFAULT.model, "| train:", {k: v for k, v in vars(DEFAULT.train).items() if k != "verbose"})
@@ -165,7 +164,8 @@ experiment = tune.katib_experiment(
     algorithm=ALGORITHM, max_trials=12, parallel_trials=2,
     trial_spec=base_experiment["spec"]["trialTemplate"]["trialSpec"],
 )
-experiment["metadata"]["namespace"] = "recsys"
+NAMESPACE = kube.workshop_namespace()  # your own on the class JupyterHub, "recsys" on your kind cluster (lab 05)
+experiment["metadata"]["namespace"] = NAMESPACE
 spec = experiment["spec"]
 print(yaml.safe_dump({k: spec[k] for k in ("objective", "algorithm", "parallelTrialCount", "maxTrialCount")}))
 print("parameters:", [p["name"] for p in spec["parameters"]])
@@ -243,18 +243,37 @@ print("best trial (validation):", json.loads((Path(RUN_DIR) / "best_params.json"
 # score of the tuned model is the honest number. With a tiny budget the tuned model can even lose:
 # tuning is a search under noise, and the budget is part of the result.
 #
-# **With a cluster**, the next cell applies the Experiment; watch it with
-# `kubectl -n recsys get experiments,trials` and the Katib UI.
+# **With a cluster**, the next cell submits the search to Katib in your namespace: the Experiment above
+# with the trial TFJob of the overlay that fits the cluster (its image, its sizes, how many trials at a
+# time) and the training config its trials read (the ConfigMap `recsys-train-config`), under a name of its
+# own (`recsys-tune-<algorithm>`: an Experiment's search space cannot be changed once it exists). First it
+# asks the API server whether it may (`kube.why_local`, lab 05): when it may not, or there is no cluster,
+# it says why in one sentence and submits nothing. Watch it with
+# `kubectl -n <namespace> get experiments,trials` and the Katib UI.
 
 # %%
-context = kube.cluster_context(timeout=5)
-if context is not None and context.reachable:
-    path = Path(RUN_DIR) / "experiment.yaml"
-    path.write_text(yaml.safe_dump(experiment, sort_keys=False))
-    applied = subprocess.run([kube.find_kubectl(), "apply", "-f", str(path)], capture_output=True, text=True, check=False)
-    print(applied.stdout or applied.stderr)
+to_submit = [{"apiVersion": "v1", "kind": "ConfigMap"}, experiment]
+reason = kube.why_local(kube.apply_needs(to_submit) + ["list trials.kubeflow.org"], namespace=NAMESPACE)
+if reason:
+    print("Not submitted (the search ran locally above):", reason)
 else:
-    print("No reachable cluster: the Experiment was validated offline above and not submitted.")
+    context = kube.cluster_context(timeout=5)
+    try:
+        flavour = kube.cluster_flavour(context)  # "kind" or "gke": which overlay fits this cluster
+        built = kube.kustomize_build(kube.overlay_dir(flavour), image=kube.workshop_image(flavour))
+    except kube.KubeError as error:
+        print("Not submitted:", error)
+    else:
+        overlay_experiment = next(d for d in built if d["kind"] == "Experiment")["spec"]
+        cluster_experiment = tune.katib_experiment(
+            algorithm=ALGORITHM, max_trials=overlay_experiment["maxTrialCount"],
+            parallel_trials=overlay_experiment["parallelTrialCount"],
+            trial_spec=overlay_experiment["trialTemplate"]["trialSpec"], name=f"recsys-tune-{ALGORITHM}",
+        )
+        train_config = next(d for d in built if d["metadata"]["name"] == "recsys-train-config")
+        applied = kube.apply_in_namespace([train_config, cluster_experiment], NAMESPACE, context=context.context)
+        print(applied.stdout or applied.stderr)
+        print(f"Watch it: kubectl -n {NAMESPACE} get experiments,trials")
 
 # %% [markdown]
 # ## What you saw

@@ -129,15 +129,19 @@ print(inspect.getsource(pipelines.train_model.python_func))
 # spec*) that Kubeflow Pipelines runs on a cluster, each task in the workshop image. A second YAML
 # document holds what is Kubernetes-specific (the `kfp-kubernetes` extension): the ingest task gets the
 # API's database URL from the Secret `recsys-postgres` as an environment variable, so the password is
-# never a pipeline parameter (section 7 uses it).
+# never a pipeline parameter (section 7 uses it); the compare and push steps mount the model store, the
+# volume the model server reads (section 6 explains why).
 
 # %%
 spec, platform = yaml.safe_load_all(pipelines.compile_pipeline(Path(RUN_DIR) / "pipeline.yaml").read_text())
 tasks = spec["root"]["dag"]["tasks"]
 display(pd.DataFrame([{"task": name, "after": ", ".join(task.get("dependentTasks", [])) or "-"} for name, task in tasks.items()]))
 print("parameters:", list(spec["root"]["inputDefinitions"]["parameters"]))
+executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
 print("from Secrets:", {name: [(s["secretName"], k["envVar"]) for s in e["secretAsEnv"] for k in s["keyToEnv"]]
-                        for name, e in platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"].items()})
+                        for name, e in executors.items() if "secretAsEnv" in e})
+print("volumes:", {name: [(m["constant"], m["mountPath"]) for m in e["pvcMount"]]
+                   for name, e in executors.items() if "pvcMount" in e})
 
 # %% [markdown]
 # The push step receives the comparison's verdict and does nothing when the candidate is not better.
@@ -227,22 +231,38 @@ except pipelines.PipelineFailed as failure:
 print("deployed versions:", list_versions(DEPLOYED))
 
 # %% [markdown]
+# **On a cluster, where does the pushed model go?** Each step runs in its own pod, whose files vanish with
+# it: a version pushed to the pod's own disk would be lost, and the next run's gate would again find
+# "nothing deployed". So the compare and push steps mount the *model store*, the volume (the claim
+# `recsys-models`) that the training job writes to and the model server reads, at `/models`, as those do,
+# and the run gets `deployed_dir=/models/recsys`: the model server's `--model-dir`. The gate then compares
+# the candidate with the version the model server actually serves, and a pushed version appears in the
+# model server's version list (`GET /v1/models/recsys/versions`), ready to be activated (section 7 shows
+# how). The volume is *ReadWriteOnce*: only pods on one node may mount it, so every pod that does runs on
+# the model server's node (the pipeline's steps get a node selector for it; the manifests' pods, a pod
+# affinity). A claim can only be mounted in its own namespace: the run's pods must execute in the
+# namespace that holds the workshop's resources.
+#
 # **With a cluster** running Kubeflow Pipelines, port-forward its API
 # (`kubectl -n kubeflow port-forward svc/ml-pipeline-ui 8080:80`), set `KFP_HOST=http://127.0.0.1:8080`
-# and run the next cell: it uploads `pipeline.yaml` and starts a run. On a cluster, `deployed_dir` must
-# be on the models volume: mount the `recsys-models` claim into the compare and push steps with
-# `kfp-kubernetes`' `mount_pvc`.
+# and run the next cell. `pipelines.cluster_arguments` finds the model server's node and checks that the
+# run's pods can mount the model store; then the cell uploads `pipeline.yaml` and starts a run. If they
+# cannot (Kubeflow Pipelines *standalone*, as `cluster-setup` installs it, runs every pipeline in its own
+# namespace `kubeflow`), it says why and submits nothing, rather than a run whose push is lost.
 
 # %%
 if os.environ.get("KFP_HOST") and (context := kube.cluster_context(timeout=5)) is not None and context.reachable:
     import kfp
 
     client = kfp.Client(host=os.environ["KFP_HOST"])
-    run = client.create_run_from_pipeline_package(
-        str(Path(RUN_DIR) / "pipeline.yaml"),
-        arguments={"deployed_dir": "/models/recsys", "job_config": json.dumps(JOB)},
-    )
-    print("submitted run", run.run_id)
+    try:  # where the run's pods execute: your profile namespace with multi-user Pipelines, else kubeflow
+        arguments = pipelines.cluster_arguments(JOB, namespace=client.get_user_namespace() or None)
+    except pipelines.ClusterNotReady as reason:
+        print("Not submitted:", reason)
+    else:
+        run = client.create_run_from_pipeline_package(str(Path(RUN_DIR) / "pipeline.yaml"), arguments=arguments)
+        print("submitted run", run.run_id, "| deployed_dir:", arguments["deployed_dir"],
+              "| node:", arguments["model_node_selector"])
 else:
     print("No KFP_HOST or no reachable cluster: the pipeline ran locally above; nothing was submitted.")
 
@@ -398,9 +418,9 @@ resources.close()
 # **On a cluster** the API's database is PostgreSQL and its URL, with the password, lives in the Secret
 # `recsys-postgres` (key `database-url`). A URL never goes into a pipeline parameter (parameters are
 # stored and shown in the Kubeflow Pipelines UI): run with `feedback_db="env"`, and the ingest step reads
-# `RECSYS_DATABASE_URL` from its environment, set from the Secret (with the `kfp-kubernetes` extension's
-# `use_secret_as_env`, which this workshop does not install; without it the step stops with
-# "RECSYS_DATABASE_URL is not set").
+# `RECSYS_DATABASE_URL` from its environment, set from the Secret (the `kfp-kubernetes` extension's
+# `use_secret_as_env`, compiled into `pipeline.yaml` above). Like the model store, the Secret must be in the
+# namespace where the run's pods execute; without it the step stops with "RECSYS_DATABASE_URL is not set".
 
 # %% [markdown]
 # ## What you saw

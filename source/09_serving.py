@@ -410,10 +410,14 @@ display(pd.DataFrame(rows))
 # - **A NetworkPolicy.** The namespace denies every incoming connection by default; the model server
 #   accepts ports 8080/8081 from the API's pods only. A notebook, a load generator or a compromised pod
 #   cannot reach it, token or not.
-# - **Probes that ask the model, not the port.** Startup, readiness and liveness all call
-#   `GET /v2/models/recsys/ready`, which fails when no version is loaded: a pod whose model is gone is
-#   taken out of the Service and restarted. A `preStop` pause lets the Service stop sending traffic
-#   before the server drains its last requests and exits.
+# - **Readiness asks the model; liveness asks the process.** On a cluster the model server starts before
+#   the training job has exported anything, so it runs with `--wait-for-model`: it stays up, looks for a
+#   complete version every few seconds and loads the first that appears. The readiness probe calls
+#   `GET /v2/models/recsys/ready`, which fails while no version is loaded: no traffic reaches the pod
+#   until then (nor after an admin unloaded its model). Startup and liveness call `GET /v2/health/live`,
+#   which only asks whether the process answers: restarting a server that waits for a model would not
+#   bring one, it would only turn the wait into a crash loop. A `preStop` pause lets the Service stop
+#   sending traffic before the server drains its last requests and exits.
 #
 # The two examples carry kustomize's `config.kubernetes.io/local-config` annotation, so the build that
 # `kubectl apply -k` sends contains only the first:

@@ -156,7 +156,9 @@ def test_the_prepull_daemonset_passes_the_workshop_checks():
     assert kube.validate_core([daemonset]) == []
     assert kube.policy_violations([daemonset]) == []
     [init] = daemonset["spec"]["template"]["spec"]["initContainers"]
-    assert init["image"] == f"{V['WORKSHOP_IMAGE']}:{V['WORKSHOP_IMAGE_TAG']}"
+    # the GKE overlay's reference (tests/test_image.py), for the guide's example project
+    assert init["image"] == (f"{V['GKE_REGION']}-docker.pkg.dev/my-class-project/{V['GKE_ARTIFACT_REPOSITORY']}/"
+                             f"recsys-workshop:{V['WORKSHOP_IMAGE_TAG']}")
     assert f"-n {V['WORKSHOP_NAMESPACE']} rollout status daemonset/{daemonset['metadata']['name']}" in TEXT
 
 
@@ -297,6 +299,8 @@ def test_the_cost_arithmetic_comes_from_versions_env():
     node_cost, disk_cost = nodes * price, nodes * disk_gb * disk_price / 730
     assert V["GKE_PRICE_CLUSTER_FEE_CREDITED"] == "yes"
     hourly = node_cost + disk_cost
+    volumes = int(V["GKE_PROFILE_VOLUMES_GB"])
+    ip, rule = V["GKE_PRICE_EXTERNAL_IP_PER_HOUR"], V["GKE_PRICE_FORWARDING_RULE_PER_HOUR"]
     expected = [
         f"{nodes} x {V['GKE_MACHINE_TYPE']} at ${V['GKE_PRICE_NODE_PER_HOUR']}/h = **${node_cost:.6f}/h**",
         f"{nodes} x {disk_gb} GB {V['GKE_DISK_TYPE']} at ${V['GKE_PRICE_DISK_PER_GB_MONTH']} per GB-month / 730 h"
@@ -309,7 +313,9 @@ def test_the_cost_arithmetic_comes_from_versions_env():
         f"730 x ${hourly:.4f} = ${730 * hourly:.0f}",
         f"12 x 2 GiB x ${V['GKE_PRICE_DISK_PER_GB_MONTH']} / 730 h x 24 h = "
         f"${12 * 2 * disk_price / 730 * 24:.2f} a day",
-        f"about 30 GB: ${30 * disk_price / 730 * 24:.2f} a day",
+        f"volumes, {volumes} GB: ${volumes * disk_price / 730 * 24:.2f} a day",
+        f"{V['GKE_NUM_NODES']} x ${ip} / h x 24 h = ${int(V['GKE_NUM_NODES']) * float(ip) * 24:.2f} a day",
+        f"(${ip} + ${rule}) / h x 24 h = ${(float(ip) + float(rule)) * 24:.2f} a day",
     ]
     for text in expected:
         assert text in FLAT, f"INSTRUCTOR.md should say: {text}"

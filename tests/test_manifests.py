@@ -160,13 +160,15 @@ def test_the_api_and_the_load_generator(overlay):
 
 
 def test_images_are_the_pinned_workshop_image(built):
+    # one reference per overlay (kind: loaded into the node; GKE: the project's Artifact Registry), the
+    # pinned tag; tests/test_image.py checks it is what cluster-setup/image builds
     tag = V["WORKSHOP_IMAGE_TAG"]
-    registry = {"kind": V["WORKSHOP_IMAGE_LOCAL"], "gke": V["WORKSHOP_IMAGE"]}
     for name, docs in built.items():
         images = {c["image"] for doc in docs if doc["kind"] != "StatefulSet" for c, _, _ in kube._containers(doc)}
-        assert images == {f"{registry[name]}:{tag}"}, name
+        assert images == {kube.overlay_image(name)} and kube.overlay_image(name).endswith(f":{tag}"), name
         database = {c["image"] for c, _, _ in kube._containers(one(docs, "StatefulSet", "recsys-postgres"))}
         assert database == {V["POSTGRES_IMAGE"]}, "postgres.yaml and versions.env pin the same image"
+    assert kube.overlay_image("kind") == f"{V['WORKSHOP_IMAGE_LOCAL']}:{tag}"
 
 
 def test_the_postgres_image_is_an_official_one_pinned_by_tag_and_digest():
@@ -258,8 +260,12 @@ def test_the_model_server_probes_the_model_not_the_port(overlay):
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         check = container[probe]
         assert set(check) & {"httpGet", "tcpSocket", "exec", "grpc"} == {"httpGet"}, f"{probe}: an HTTP check"
-        assert check["httpGet"]["path"] == MODEL_READY, probe
         assert port_number(container, check["httpGet"]["port"]) == 8080, probe
+    # ready only with a model; alive (not restarted) while it waits for its first one (--wait-for-model)
+    assert container["readinessProbe"]["httpGet"]["path"] == MODEL_READY
+    live = "/v2/health/live"
+    assert container["startupProbe"]["httpGet"]["path"] == container["livenessProbe"]["httpGet"]["path"] == live
+    assert "--wait-for-model" in container.get("args", []) + container.get("command", [])
     startup = container["startupProbe"]
     assert startup["periodSeconds"] * startup["failureThreshold"] >= 120, "loading can take a minute: be generous"
 
@@ -936,7 +942,7 @@ def test_class_jupyterhub_limits_culler_and_image():
     assert kube.parse_quantity(user["memory"]["limit"].replace("G", "Gi")) >= kube.parse_quantity(
         user["memory"]["guarantee"].replace("G", "Gi")
     )
-    assert user["image"] == {"name": V["WORKSHOP_IMAGE"], "tag": V["WORKSHOP_IMAGE_TAG"]}
+    assert f"{user['image']['name']}:{user['image']['tag']}" == kube.overlay_image("gke")  # the GKE overlay's
     assert user["uid"] == 1000 and user["storage"]["dynamic"]["storageClass"] == "standard-rwo"
     cull = values["cull"]
     assert cull["enabled"] is True and 0 < cull["timeout"] <= 3600 and cull["every"] > 0 and cull["maxAge"] > 0

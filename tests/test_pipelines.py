@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
@@ -95,13 +96,93 @@ def test_the_compiled_pipeline_takes_the_feedback_database_as_a_parameter(tmp_pa
     documents = list(yaml.safe_load_all((tmp_path / "pipeline.yaml").read_text()))
     assert len(documents) == 2
     executors = documents[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
-    assert list(executors) == ["exec-ingest"]
+    assert [name for name, e in executors.items() if "secretAsEnv" in e] == ["exec-ingest"]
     assert executors["exec-ingest"]["secretAsEnv"] == [{
         "keyToEnv": [{"envVar": "RECSYS_DATABASE_URL", "secretKey": "database-url"}],
         "optional": True, "secretName": "recsys-postgres",
         "secretNameParameter": {"runtimeValue": {"constant": "recsys-postgres"}},
     }]
     assert [name for name, e in spec["deploymentSpec"]["executors"].items() if "env" in e["container"]] == []
+
+
+def test_the_compare_and_push_steps_mount_the_model_store_on_its_node(tmp_path):
+    """On a cluster the gate must see, and the push must write, the folder the model server serves: the
+    model server's claim mounted where it mounts it, on its node (the claim is ReadWriteOnce)."""
+    spec, platform = yaml.safe_load_all(pipelines.compile_pipeline(tmp_path / "pipeline.yaml").read_text())
+    executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    mounting = {name: e["pvcMount"] for name, e in executors.items() if "pvcMount" in e}
+    assert set(mounting) == {"exec-compare-with-deployed", "exec-push-model"}, "only the steps that read deployed_dir"
+    for name, mounts in mounting.items():
+        assert [(m["constant"], m["mountPath"]) for m in mounts] == [("recsys-models", "/models")], name
+        selector = executors[name]["nodeSelector"]
+        assert selector == {"nodeSelectorJson": {"componentInputParameter": "model_node_selector"}}, name
+    parameter = spec["root"]["inputDefinitions"]["parameters"]["model_node_selector"]
+    assert parameter == {"defaultValue": {}, "isOptional": True, "parameterType": "STRUCT"}, (
+        "no selector by default: locally (and on a one-node cluster) it changes nothing"
+    )
+    assert pipelines.CLUSTER_DEPLOYED_DIR.startswith(pipelines.MODEL_MOUNT + "/")
+    for task in ("compare-with-deployed", "push-model"):
+        inputs = spec["root"]["dag"]["tasks"][task]["inputs"]["parameters"]
+        assert inputs["deployed_dir"] == {"componentInputParameter": "deployed_dir"}
+
+
+class _FakeCoreApi:
+    """The two CoreV1Api calls :mod:`recsys_workshop.pipelines.cluster` makes, on a made-up namespace."""
+
+    def __init__(self, claims, pods):
+        self.claims, self.pods, self.selectors = claims, pods, []
+
+    def list_namespaced_persistent_volume_claim(self, namespace):
+        return SimpleNamespace(items=[SimpleNamespace(metadata=SimpleNamespace(name=c)) for c in self.claims])
+
+    def list_namespaced_pod(self, namespace, label_selector):
+        self.selectors.append(label_selector)
+        return SimpleNamespace(items=[SimpleNamespace(spec=SimpleNamespace(node_name=node),
+                                                      status=SimpleNamespace(phase=phase))
+                                      for node, phase in self.pods])  # fmt: skip
+
+
+def test_cluster_arguments_point_the_run_at_the_model_store_and_its_node():
+    api = _FakeCoreApi(["recsys-models"], [("node-b", "Running"), ("node-a", "Succeeded"), (None, "Pending")])
+    arguments = pipelines.cluster_arguments(SMALL_JOB, namespace="team", core_api=api, feedback_db="env")
+    assert arguments == {
+        "deployed_dir": "/models/recsys",
+        "model_node_selector": {"kubernetes.io/hostname": "node-b"},
+        "job_config": json.dumps(SMALL_JOB),
+        "feedback_db": "env",
+    }, "a finished training pod (node-a) does not hold the volume any more"
+    assert api.selectors == ["recsys-workshop/model-claim=recsys-models"]
+
+
+@pytest.mark.parametrize(
+    ("claims", "pods", "reason"),
+    [
+        ([], [], "has no claim 'recsys-models'.*standalone runs every pipeline in 'kubeflow'"),
+        (["recsys-models"], [], "deploy the model server first"),
+        (["recsys-models"], [("node-a", "Running"), ("node-b", "Running")], "several nodes"),
+    ],
+)
+def test_cluster_arguments_refuse_a_run_that_cannot_reach_the_model_store(claims, pods, reason):
+    with pytest.raises(pipelines.ClusterNotReady, match=reason):
+        pipelines.cluster_arguments({}, core_api=_FakeCoreApi(claims, pods))
+
+
+def test_lab_08_submits_with_the_cluster_arguments():
+    """The lab's cluster cell passes what cluster_arguments returns (deployed_dir on the mounted store, the
+    model server's node), not a path of its own."""
+    import ast
+
+    from recsys_workshop.paths import REPO_ROOT
+
+    tree = ast.parse((REPO_ROOT / "source" / "08_pipelines.py").read_text(encoding="utf-8"))
+    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "attr", "") ==
+             "create_run_from_pipeline_package"]  # fmt: skip
+    assert len(calls) == 1
+    passed = next(k.value for k in calls[0].keywords if k.arg == "arguments")
+    assigned = [n.value for n in ast.walk(tree) if isinstance(n, ast.Assign) and
+                any(isinstance(t, ast.Name) and t.id == getattr(passed, "id", None) for t in n.targets)]  # fmt: skip
+    assert assigned and all(ast.unparse(v.func) == "pipelines.cluster_arguments" for v in assigned)
+    assert "/models/recsys" not in ast.unparse(calls[0]), "no hard-coded path beside the helper's"
 
 
 # ------------------------------------------------------------------------------ feedback as interactions

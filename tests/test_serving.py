@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 import shutil
+import time
 
 import numpy as np
 import pytest
 from model_fixtures import exported_versions, small_model
 
 from recsys_workshop import serving
+from recsys_workshop.serving import watch
 
 pytestmark = [pytest.mark.tf, pytest.mark.slow]
 
@@ -145,7 +148,78 @@ def test_main_refuses_a_folder_without_versions(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         serving.main(["--model-dir", str(tmp_path)])
     assert exit_info.value.code == 2
-    assert "holds no version folder" in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert "holds no version folder" in error and "--wait-for-model" in error, "the hint names the option"
+    options = serving.build_parser().parse_args(["--model-dir", str(tmp_path / "not-yet"), "--wait-for-model"])
+    assert options.wait_for_model and options.poll_interval == watch.DEFAULT_POLL_INTERVAL
+
+
+def test_only_complete_versions_count(base, tmp_path):
+    shutil.copytree(base / "1", tmp_path / "1")
+    copying = tmp_path / "2"  # a version someone is still copying by hand: no metadata.json yet
+    shutil.copytree(base / "2", copying, ignore=shutil.ignore_patterns("metadata.json"))
+    (tmp_path / ".export-3-tmp").mkdir()  # an export in progress (hidden, renamed into place when complete)
+    assert serving.VersionManager(tmp_path).available() == [1, 2]
+    assert watch.complete_versions(tmp_path) == [1]
+    assert watch.complete_versions(tmp_path / "missing") == []
+
+
+# ------------------------------------------------------------------------------------------ waiting for a model
+
+
+@pytest.mark.slow
+def test_a_server_without_a_model_stays_up_not_ready_and_serves_the_first_complete_version(tmp_path):
+    """A cluster's model server starts before training has exported anything: it must neither exit (a crash
+    loop) nor pass its readiness probe; it loads the first complete version as soon as one appears."""
+    import grpc
+    import requests
+
+    from recsys_workshop import procs
+
+    models = tmp_path / "models"  # not even the folder exists yet (the training job creates it)
+    interval = 0.5
+    with serving.local_server(models, wait_for_model=True, poll_interval=interval, timeout=180,
+                              admin_token=TOKEN, log_path=tmp_path / "server.log") as server:  # fmt: skip
+        ready_url = f"{server}/v2/models/recsys/ready"
+        body = {"instances": [{"user_id": 196, "k": 5}]}
+        for _ in range(3):  # several looks at the folder: alive, not ready, no answer
+            assert procs.http_status(f"{server}/v2/health/live") == 200, "liveness passes: no restart"
+            assert procs.http_status(ready_url) == 503, "readiness fails: no traffic"
+            assert requests.post(server.predict_url, json=body, timeout=10).status_code == 503
+            infer = {"inputs": [{"name": "user_id", "shape": [1], "datatype": "INT64", "data": [196]}]}
+            assert requests.post(f"{server}/v2/models/recsys/infer", json=infer, timeout=10).status_code == 503
+            with serving.GrpcClient(server.grpc_target) as client:
+                assert client.ready() is False
+                with pytest.raises(grpc.RpcError) as error:
+                    client.predict([196], k=5)
+                assert error.value.code() == grpc.StatusCode.UNAVAILABLE
+            time.sleep(interval)  # let the watcher look again: the state must not change by itself
+        assert server.process.poll() is None, "the server did not exit"
+
+        # a version still being copied by hand (no metadata.json yet) is not loaded
+        exported = exported_versions(tmp_path / "export", 2)
+        shutil.copytree(exported / "2", models / "2", ignore=shutil.ignore_patterns("metadata.json"))
+        time.sleep(3 * interval)
+        assert procs.http_status(ready_url) == 503
+        assert "failed to load" not in server.log(), "an incomplete version is not even tried"
+
+        # an export renamed into place (as export_model and the pipeline's push step do): served at once
+        os.rename(exported / "1", models / "1")
+        started = time.monotonic()
+        procs.wait_ready(ready_url, timeout=interval + 30, process=server.process, log_path=server.log_path)
+        print(f"ready {time.monotonic() - started:.1f} s after the version appeared")
+        answer = requests.post(server.predict_url, json=body, timeout=10)
+        assert answer.status_code == 200 and answer.json()["predictions"][0]["version"] == 1
+        deadline = time.monotonic() + 5  # the line is printed just after the version became active
+        while "version 1 loaded" not in server.log() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert "version 1 loaded: the model is ready" in server.log()
+        with serving.GrpcClient(server.grpc_target) as client:
+            assert client.ready() and client.predict([196], k=5)["version"] == 1
+        # version 2 completes later: listed, served when pinned or activated, never switched to by itself
+        shutil.copy(exported / "2" / "metadata.json", models / "2" / "metadata.json")
+        assert requests.post(server.predict_url, json={**body, "version": 2}, timeout=30).status_code == 200
+        assert requests.get(f"{server}/v1/models/recsys/versions", timeout=10).json()["active"] == 1
 
 
 # ------------------------------------------------------------------------------------------ the real server

@@ -62,12 +62,15 @@ def test_the_container_args_are_the_servers_command_line(documents):
         options = parser.parse_args(container["args"])
         assert options.host == "0.0.0.0", "in a pod the server must listen on the pod IP, not loopback"
         assert options.http_port == container["ports"][0]["containerPort"]
-        # KServe's V2 model-ready endpoint: 503 once the model is gone, so liveness restarts the pod too
-        for probe in ("readinessProbe", "livenessProbe"):
-            assert container[probe]["httpGet"] == {
-                "path": f"/v2/models/{options.model_name}/ready",
-                "port": options.http_port,
-            }, (name, probe)
+        # The server starts before any model exists and waits for one (--wait-for-model): readiness asks KServe's
+        # V2 model-ready endpoint (503 until a version is active: no traffic), liveness only whether the process
+        # answers (a restart would not bring a model: no crash loop)
+        assert options.wait_for_model, name
+        assert container["readinessProbe"]["httpGet"] == {
+            "path": f"/v2/models/{options.model_name}/ready",
+            "port": options.http_port,
+        }, name
+        assert container["livenessProbe"]["httpGet"] == {"path": "/v2/health/live", "port": options.http_port}, name
         assert {e["name"]: e.get("valueFrom") for e in container["env"]}["RECSYS_ADMIN_TOKEN"] == {
             "secretKeyRef": {"name": "recsys-admin", "key": "token"}
         }
@@ -79,7 +82,7 @@ def test_the_container_args_are_the_servers_command_line(documents):
     # SIGTERM comes after preStop; the server's own drain (--grace-period) must end before the SIGKILL
     pre_stop = deployed["lifecycle"]["preStop"]["sleep"]["seconds"]
     assert predictor["terminationGracePeriodSeconds"] > pre_stop + options.grace_period
-    assert deployed["startupProbe"]["httpGet"]["path"] == f"/v2/models/{options.model_name}/ready"
+    assert deployed["startupProbe"]["httpGet"]["path"] == "/v2/health/live", "a server waiting for a model has started"
     assert [(p["name"], p["containerPort"]) for p in deployed["ports"]] == [
         ("http", options.http_port),
         ("grpc", options.grpc_port),

@@ -3,9 +3,12 @@
 #
 #   run CMD ARGS...         print the command, then run it (with --dry-run: only print it)
 #   query CMD ARGS...       run a read-only command that only inspects state (skipped with --dry-run)
-#   check_tool, check_kubectl, check_inotify, check_host_resources, then finish_checks:
+#   try_step WHAT CMD...    run a step that must not stop the script (teardown): report a failure, go on
+#   check_tool, check_kubectl, check_docker_engine, check_inotify, check_disk, then finish_checks:
 #                           prerequisite checks that report every failure, then stop (not in a dry run)
-#   install_profile CTX     the workshop profile: cert-manager, Training Operator, Katib, KServe, KFP
+#   build_workshop_image ARGS...       cluster-setup/image (the one image, built where it is used)
+#   install_profile CTX     the workshop profile: cert-manager, Training Operator, Katib, KServe, KFP,
+#                           every bundle applied in full on every run (server-side), so a re-run repairs
 #   create_workshop_secrets CTX        the workshop namespace and its Secrets (random values, only if missing)
 #   install_jupyterhub CTX VALUES...   the JupyterHub release (Zero to JupyterHub chart)
 # The ERR trap set here reports the failing command and the file and line of every call leading to it.
@@ -96,6 +99,20 @@ query() {
   "$@"
 }
 
+# try_step WHAT CMD...: run a step whose failure must not stop the script (gke/down must reach the cluster
+# deletion even when a Kubernetes step times out): on failure warn, count it in STEP_FAILURES and go on.
+STEP_FAILURES=0
+try_step() {
+  local what=$1 status=0
+  shift
+  run "$@" || status=$?
+  if ((status != 0)); then
+    warn "${what} failed (exit status ${status}); going on with the next step."
+    STEP_FAILURES=$((STEP_FAILURES + 1))
+  fi
+  return 0
+}
+
 # Ask before spending money or deleting things; --yes answers for you. Never asks in a dry run.
 confirm() {
   local question=$1 assume_yes=$2 answer
@@ -162,14 +179,69 @@ check_kubectl() {
   fi
 }
 
+# --- the kind preflight: what the machine that runs Docker must offer, checked before anything is created ---
+
+# One field of `docker info` (empty when Docker does not answer).
+docker_info() {
+  docker info --format "{{.$1}}" 2>/dev/null || true
+}
+
+# Docker's cgroup version, and the memory and CPUs it can give the kind node (the VM's under Docker Desktop).
+check_docker_engine() {
+  local cgroup mem_bytes cpus mem_gib
+  command -v docker >/dev/null 2>&1 || return 0 # check_tool has reported it
+  cgroup="$(docker_info CgroupVersion)"
+  if [[ -z "${cgroup}" ]]; then
+    fail "Docker engine: \`docker info\` does not answer. Start Docker (Docker Desktop, or: sudo systemctl start docker) and make sure your user may use it (docker info)."
+    return 0
+  fi
+  if [[ "${cgroup}" == "${KIND_CGROUP_VERSION}" ]]; then
+    ok "cgroup v${cgroup} (Docker)"
+  else
+    fail "cgroup v${cgroup}: Docker runs on cgroup v1, and the kubelet of Kubernetes ${KUBERNETES_VERSION} (the kind node image) refuses to start on it. Move the host to cgroup v2: on Linux boot with systemd.unified_cgroup_hierarchy=1 (the default of current distributions), on WSL2 add kernelCommandLine = cgroup_no_v1=all under [wsl2] in .wslconfig; current Docker Desktop uses cgroup v2."
+  fi
+  mem_bytes="$(docker_info MemTotal)"
+  [[ "${mem_bytes}" =~ ^[0-9]+$ ]] || mem_bytes=0
+  mem_gib="$(awk -v b="${mem_bytes}" 'BEGIN {printf "%.1f", b / 1073741824}')"
+  # MemTotal reads a little below the memory configured (the kernel keeps some): allow 5%.
+  if ((mem_bytes * 100 >= KIND_MIN_MEMORY_GB * 1073741824 * 95)); then
+    ok "memory Docker can use: ${mem_gib} GiB (>= ${KIND_MIN_MEMORY_GB})"
+  else
+    fail "memory Docker can use: ${mem_gib} GiB; the workshop profile on kind needs >= ${KIND_MIN_MEMORY_GB} GiB (its requests add up to 9-11 GiB, cluster-setup/README.md \"Resources needed\"). Docker Desktop: Settings > Resources > Memory, then Apply & restart; on Linux Docker uses the machine's memory, so use a bigger machine (or GKE)."
+  fi
+  cpus="$(docker_info NCPU)"
+  [[ "${cpus}" =~ ^[0-9]+$ ]] || cpus=0
+  if ((cpus >= KIND_MIN_CPUS)); then
+    ok "CPUs Docker can use: ${cpus} (>= ${KIND_MIN_CPUS})"
+  else
+    fail "CPUs Docker can use: ${cpus}; the workshop profile needs >= ${KIND_MIN_CPUS} (6 recommended). Docker Desktop: Settings > Resources > CPUs."
+  fi
+}
+
+# Free memory right now (Linux): a warning only, since closing programs fixes it.
+check_free_memory() {
+  local avail_kb
+  [[ "$(uname -s)" == Linux && -r /proc/meminfo ]] || return 0
+  avail_kb="$(awk '/^MemAvailable:/ {print $2}' /proc/meminfo)"
+  [[ "${avail_kb}" =~ ^[0-9]+$ ]] || return 0
+  if ((avail_kb >= KIND_MIN_MEMORY_GB * 1048576)); then
+    ok "free memory now: $((avail_kb / 1048576)) GiB"
+  else
+    advise "free memory now: $((avail_kb / 1048576)) GiB, below ${KIND_MIN_MEMORY_GB} GiB: close programs (browsers, IDEs) before a training run,"
+    advise "or pods will be evicted or killed when memory runs out."
+  fi
+}
+
+# inotify limits of the Linux kernel the kind node shares. INOTIFY_PROC_DIR is where they are read (tests).
 check_inotify() {
-  local file value wanted
+  local file value wanted dir="${INOTIFY_PROC_DIR:-/proc/sys/fs/inotify}"
   if [[ "$(uname -s)" != Linux ]]; then
     advise "inotify limits: not Linux, skipped (Docker Desktop's VM has its own limits)."
     return 0
   fi
   for file in max_user_instances max_user_watches; do
-    value="$(sysctl -n "fs.inotify.${file}" 2>/dev/null || cat "/proc/sys/fs/inotify/${file}" 2>/dev/null || echo 0)"
+    value="$(cat "${dir}/${file}" 2>/dev/null || true)"
+    [[ "${value}" =~ ^[0-9]+$ ]] || value=0
     if [[ "${file}" == max_user_instances ]]; then
       wanted=${INOTIFY_MAX_USER_INSTANCES}
     else
@@ -178,40 +250,22 @@ check_inotify() {
     if ((value >= wanted)); then
       ok "fs.inotify.${file} = ${value} (>= ${wanted})"
     else
-      fail "fs.inotify.${file} = ${value}, Kubeflow needs >= ${wanted}: sudo sysctl fs.inotify.${file}=${wanted}"
+      fail "fs.inotify.${file} = ${value}, Kubeflow needs >= ${wanted} (else pods fail with \"too many open files\"): sudo sysctl fs.inotify.${file}=${wanted} (and a line in /etc/sysctl.d/ to keep it after a reboot)"
     fi
   done
 }
 
-# Free CPU, memory and disk on the machine that runs the kind node containers.
-check_host_resources() {
-  local cpus mem_kb mem_gb disk_dir disk_kb disk_gb
-  if [[ -r /proc/meminfo ]]; then
-    cpus="$(nproc 2>/dev/null || echo 0)"
-    mem_kb="$(awk '/^MemAvailable:/ {print $2}' /proc/meminfo)"
-  else
-    cpus="$(docker info --format '{{.NCPU}}' 2>/dev/null || echo 0)"
-    mem_kb=$(($(docker info --format '{{.MemTotal}}' 2>/dev/null || echo 0) / 1024))
-  fi
-  mem_gb=$((${mem_kb:-0} / 1024 / 1024))
-  if ((cpus >= KIND_MIN_CPUS)); then
-    ok "CPUs: ${cpus} (>= ${KIND_MIN_CPUS})"
-  else
-    fail "CPUs: ${cpus}, the workshop profile needs >= ${KIND_MIN_CPUS} (6 recommended)."
-  fi
-  if ((mem_gb >= KIND_MIN_MEMORY_GB)); then
-    ok "free memory: ${mem_gb} GB (>= ${KIND_MIN_MEMORY_GB})"
-  else
-    fail "free memory: ${mem_gb} GB, the workshop profile needs >= ${KIND_MIN_MEMORY_GB} GB (12 recommended)."
-  fi
-  disk_dir="$(docker info --format '{{.DockerRootDir}}' 2>/dev/null || true)"
-  [[ -d "${disk_dir}" ]] || disk_dir=/
+# Free disk where Docker keeps images and volumes.
+check_disk() {
+  local disk_dir disk_kb disk_gb
+  disk_dir="$(docker_info DockerRootDir)"
+  [[ -n "${disk_dir}" && -d "${disk_dir}" ]] || disk_dir=/
   disk_kb="$(df -Pk "${disk_dir}" 2>/dev/null | awk 'NR == 2 {print $4}')"
   disk_gb=$((${disk_kb:-0} / 1024 / 1024))
   if ((disk_gb >= KIND_MIN_DISK_GB)); then
     ok "free disk under ${disk_dir}: ${disk_gb} GB (>= ${KIND_MIN_DISK_GB})"
   else
-    fail "free disk under ${disk_dir}: ${disk_gb} GB, images and volumes need >= ${KIND_MIN_DISK_GB} GB."
+    fail "free disk under ${disk_dir}: ${disk_gb} GB, images and volumes need >= ${KIND_MIN_DISK_GB} GB: free some (docker system prune) or give Docker Desktop a bigger disk."
   fi
 }
 
@@ -241,71 +295,112 @@ wait_deployments() {
     --timeout="${WAIT_TIMEOUT}" "$@"
 }
 
-# Upstream bundles ship CRDs together with resources of those CRDs, or with resources that a webhook
-# which is only starting must admit, so a first apply can race them (kubeflow/manifests retries in a
-# loop for the same reason). Apply; if that fails, wait until every CRD is established and the
-# controllers in NAMESPACES are Available, then apply once more. Waiting on conditions, never sleeping.
+# How often an upstream bundle is applied before giving up, and the first pause between attempts (doubling,
+# at most 60 s). APPLY_BACKOFF_SECONDS=0 in the tests.
+APPLY_ATTEMPTS=5
+APPLY_BACKOFF_SECONDS="${APPLY_BACKOFF_SECONDS:-10}"
+
+# The one pause in these scripts, between attempts of an apply that a webhook refused: bounded and doubling.
+# Everything else waits on a condition (kubectl wait), never on the clock.
+retry_pause() {
+  sleep "$1"
+}
+
+# apply_upstream CTX NAMESPACES ARGS...: kubectl apply ARGS (the full bundle, on every run, so a re-run
+# repairs a partial install). Upstream bundles ship CRDs together with resources of those CRDs, and
+# resources that a fail-closed webhook which is only starting must admit (KServe's kserve.yaml), so an
+# apply can fail until those are ready (kubeflow/manifests retries in a loop for the same reason). On a
+# failure: wait until every CRD is established and the controllers in NAMESPACES are Available, pause
+# (10, 20, 40, 60 s), apply again; at most APPLY_ATTEMPTS times.
 apply_upstream() {
-  local context=$1 namespaces=$2 namespace
+  local context=$1 namespaces=$2 namespace attempt pause=${APPLY_BACKOFF_SECONDS}
   shift 2
-  if [[ "${DRY_RUN}" == 1 ]]; then
-    run kubectl --context "${context}" apply "$@"
-    return 0
-  fi
-  if run kubectl --context "${context}" apply "$@"; then
-    return 0
-  fi
-  note "The first apply raced its own CRDs or webhooks; waiting for them, then applying once more."
-  run kubectl --context "${context}" wait --for condition=established --timeout=120s crd --all
-  for namespace in ${namespaces}; do
-    run kubectl --context "${context}" -n "${namespace}" wait --for condition=Available \
-      --timeout="${WAIT_TIMEOUT}" deployment --all
+  for ((attempt = 1; attempt < APPLY_ATTEMPTS; attempt++)); do
+    if run kubectl --context "${context}" apply "$@"; then
+      return 0
+    fi
+    note "Attempt ${attempt} of ${APPLY_ATTEMPTS} failed: CRDs or webhooks of the bundle are not ready yet."
+    note "Waiting for them, then ${pause} s, then applying the whole bundle again."
+    run kubectl --context "${context}" wait --for condition=established --timeout=120s crd --all || true
+    for namespace in ${namespaces}; do
+      run kubectl --context "${context}" -n "${namespace}" wait --for condition=Available \
+        --timeout="${WAIT_TIMEOUT}" deployment --all || true
+    done
+    retry_pause "${pause}"
+    pause=$((pause * 2 > 60 ? 60 : pause * 2))
   done
+  # The last attempt: if it fails too, the ERR trap names this apply and stops the script.
   run kubectl --context "${context}" apply "$@"
 }
 
-# Image tag of the KServe controller, or nothing if KServe is not installed.
-installed_kserve_image() {
-  query kubectl --context "$1" -n kserve get deployment kserve-controller-manager \
-    -o 'jsonpath={.spec.template.spec.containers[?(@.name=="manager")].image}' 2>/dev/null || true
-}
-
+# Every bundle is applied server-side with --force-conflicts: the same command installs, upgrades and
+# repairs (big CRDs fit, and fields another manager took over are taken back).
 install_profile() {
   local context=$1
+  local ssa=(--server-side --force-conflicts)
   log "cert-manager ${CERT_MANAGER_VERSION} (webhook certificates for KServe)"
-  apply_upstream "${context}" cert-manager -f "${CERT_MANAGER_MANIFEST}"
+  apply_upstream "${context}" cert-manager "${ssa[@]}" -f "${CERT_MANAGER_MANIFEST}"
   wait_crds "${context}" crd/certificates.cert-manager.io crd/issuers.cert-manager.io
   wait_deployments "${context}" cert-manager deployment/cert-manager deployment/cert-manager-cainjector \
     deployment/cert-manager-webhook
 
   log "Kubeflow Training Operator ${TRAINING_OPERATOR_VERSION} (TFJob)"
-  apply_upstream "${context}" kubeflow --server-side -k "${TRAINING_OPERATOR_KUSTOMIZE}"
+  apply_upstream "${context}" kubeflow "${ssa[@]}" -k "${TRAINING_OPERATOR_KUSTOMIZE}"
   wait_crds "${context}" crd/tfjobs.kubeflow.org
   wait_deployments "${context}" kubeflow deployment/training-operator
 
   log "Katib ${KATIB_VERSION} (hyperparameter tuning)"
-  apply_upstream "${context}" kubeflow -k "${KATIB_KUSTOMIZE}"
+  apply_upstream "${context}" kubeflow "${ssa[@]}" -k "${KATIB_KUSTOMIZE}"
   wait_crds "${context}" crd/experiments.kubeflow.org crd/trials.kubeflow.org crd/suggestions.kubeflow.org
   wait_deployments "${context}" kubeflow deployment/katib-controller deployment/katib-db-manager \
     deployment/katib-mysql deployment/katib-ui
 
   log "KServe ${KSERVE_VERSION}, raw deployment mode (no Istio, no Knative)"
-  if [[ "$(installed_kserve_image "${context}")" == *":${KSERVE_VERSION}" ]]; then
-    note "KServe ${KSERVE_VERSION} is already installed; not re-applying it."
-  else
-    apply_upstream "${context}" "cert-manager kserve" --server-side --force-conflicts -f "${KSERVE_MANIFEST}"
-  fi
+  apply_upstream "${context}" "cert-manager kserve" "${ssa[@]}" -f "${KSERVE_MANIFEST}"
   wait_crds "${context}" crd/inferenceservices.serving.kserve.io
   wait_deployments "${context}" kserve deployment/kserve-controller-manager
   run kubectl --context "${context}" -n kserve patch configmap/inferenceservice-config --type merge \
     -p "{\"data\":{\"deploy\":\"{\\\"defaultDeploymentMode\\\":\\\"${KSERVE_DEFAULT_DEPLOYMENT_MODE}\\\"}\"}}"
 
   log "Kubeflow Pipelines ${KFP_VERSION}, standalone"
-  apply_upstream "${context}" kubeflow -k "${KFP_CLUSTER_SCOPED_KUSTOMIZE}"
+  apply_upstream "${context}" kubeflow "${ssa[@]}" -k "${KFP_CLUSTER_SCOPED_KUSTOMIZE}"
   wait_crds "${context}" crd/applications.app.k8s.io crd/workflows.argoproj.io
-  apply_upstream "${context}" kubeflow -k "${KFP_PLATFORM_KUSTOMIZE}"
+  apply_upstream "${context}" kubeflow "${ssa[@]}" -k "${KFP_PLATFORM_KUSTOMIZE}"
   wait_deployments "${context}" kubeflow deployment/ml-pipeline deployment/ml-pipeline-ui \
     deployment/workflow-controller
+}
+
+# --- the workshop image -------------------------------------------------------------------------------------
+
+# cluster-setup/image (another script) builds the workshop image once and makes it available to the cluster:
+# `kind load` on kind, Cloud Build into the Artifact Registry repository on GKE. ARGS: --target kind|gke
+# [--project ID] [--region R]; --dry-run is passed through, so a dry run shows its commands too.
+# WORKSHOP_IMAGE_SCRIPT replaces its path (the tests use a stub).
+image_script() {
+  printf '%s' "${WORKSHOP_IMAGE_SCRIPT:-${CLUSTER_SETUP_DIR}/image}"
+}
+
+check_image_script() {
+  if [[ -x "$(image_script)" ]]; then
+    ok "cluster-setup/image (builds the workshop image and makes it available to the cluster)"
+  else
+    fail "cluster-setup/image: not found or not executable at $(image_script). Pass --skip-image and build the image yourself (cluster-setup/README.md)."
+  fi
+}
+
+build_workshop_image() {
+  local script
+  script="$(image_script)"
+  log "The workshop image, built once and made available to the cluster (cluster-setup/image $*)"
+  if [[ "${DRY_RUN}" == 1 ]]; then
+    printf '[dry-run] %s\n' "$(format_command "${script}" "$@")"
+    # Its own dry run shows its commands; like a missing prerequisite, its failure does not stop ours.
+    if ! "${script}" "$@" --dry-run; then
+      warn "cluster-setup/image $* --dry-run failed (see above); continuing only because this is a dry run."
+    fi
+  else
+    run "${script}" "$@"
+  fi
 }
 
 # --- the workshop's Secrets --------------------------------------------------------------------------
@@ -352,7 +447,9 @@ create_workshop_secrets() {
   note "  kubectl --context ${context} -n ${WORKSHOP_NAMESPACE} get secret recsys-admin -o jsonpath='{.data.token}' | base64 --decode"
 }
 
-# The JupyterHub release: chart pinned in versions.env; VALUES... are -f files, in order.
+# The JupyterHub release: chart pinned in versions.env; VALUES... are -f files, in order. First the attendees'
+# ClusterRole and the hub's rights (jupyterhub/attendees-rbac.yaml: cluster-scoped and `default` objects only),
+# then the chart with the hub's pre-spawn hook (jupyterhub/attendees.py) that prepares each attendee's namespace.
 install_jupyterhub() {
   local context=$1
   shift
@@ -361,9 +458,11 @@ install_jupyterhub() {
     args+=(--values "${values}")
   done
   log "JupyterHub (Zero to JupyterHub chart ${JUPYTERHUB_CHART_VERSION}) in namespace ${JUPYTERHUB_NAMESPACE}"
+  run kubectl --context "${context}" apply -f "${CLUSTER_SETUP_DIR}/jupyterhub/attendees-rbac.yaml"
   run helm upgrade --install jupyterhub jupyterhub --repo "${JUPYTERHUB_CHART_REPO}" \
     --version "${JUPYTERHUB_CHART_VERSION}" --kube-context "${context}" \
-    --namespace "${JUPYTERHUB_NAMESPACE}" --create-namespace "${args[@]}" --wait --timeout 15m
+    --namespace "${JUPYTERHUB_NAMESPACE}" --create-namespace "${args[@]}" \
+    --set-file "hub.extraConfig.recsysAttendees=${CLUSTER_SETUP_DIR}/jupyterhub/attendees.py" --wait --timeout 15m
 }
 
 print_versions() {

@@ -1,6 +1,6 @@
 # shellcheck shell=bash
 # GKE helpers shared by cluster-setup/gke/up and cluster-setup/gke/down (source after common.sh).
-# Sets PROJECT, ZONE and REGION; checks gcloud; prints the cost of the cluster.
+# Sets PROJECT, ZONE and REGION; checks gcloud and the CPU quotas; tells what exists; prints the cost.
 
 PROJECT=""
 ZONE="${GKE_ZONE}"
@@ -64,56 +64,110 @@ check_free_trial_size() {
   fi
 }
 
-# Regional CPU quota left (limit - usage). Reads from Google Cloud, so it is skipped in a dry run.
-check_cpu_quota() {
-  local needed=$((GKE_NUM_NODES * GKE_MACHINE_VCPUS)) quota free
-  if [[ "${DRY_RUN}" == 1 ]]; then
-    advise "CPU quota in ${REGION}: not queried in a dry run (needs ${needed} free vCPUs)."
-    return 0
-  fi
-  if [[ "${PROJECT}" == PROJECT_ID ]] || ! command -v gcloud >/dev/null 2>&1; then
-    return 0
-  fi
-  if cluster_exists; then
-    ok "CPU quota: the cluster already exists, nothing new to allocate"
-    return 0
-  fi
-  quota="$(gcloud compute regions describe "${REGION}" --project "${PROJECT}" --flatten quotas \
-    --filter 'quotas.metric=CPUS' --format 'value(quotas.limit,quotas.usage)' 2>/dev/null || true)"
-  if [[ -z "${quota}" ]]; then
-    fail "CPU quota in ${REGION}: could not read it (is the Compute Engine API enabled and billing set up?)"
-    return 0
-  fi
-  free="$(awk '{printf "%d", $1 - $2}' <<<"${quota}")"
-  if ((free >= needed)); then
-    ok "CPU quota in ${REGION}: ${free} vCPUs free (>= ${needed})"
-  else
-    fail "CPU quota in ${REGION}: ${free} vCPUs free, the cluster needs ${needed}"
-  fi
-}
+# --- what exists (read-only; each reports "no" in a dry run) -------------------------------------------------
 
 cluster_exists() {
   query gcloud container clusters describe "${GKE_CLUSTER_NAME}" --zone "${ZONE}" --project "${PROJECT}" \
     --format 'value(status)' >/dev/null 2>&1
 }
 
-# The cost line: machine type, node count and the on-demand prices pinned in versions.env.
+address_exists() {
+  query gcloud compute addresses describe "${GKE_JUPYTERHUB_ADDRESS_NAME}" --region "${REGION}" \
+    --project "${PROJECT}" --format 'value(address)' >/dev/null 2>&1
+}
+
+repository_exists() {
+  query gcloud artifacts repositories describe "${GKE_ARTIFACT_REPOSITORY}" --location "${REGION}" \
+    --project "${PROJECT}" --format 'value(name)' >/dev/null 2>&1
+}
+
+# --- quotas --------------------------------------------------------------------------------------------------
+
+# quota_free LIMIT_AND_USAGE: "limit usage" (as gcloud prints them) -> whole vCPUs left.
+quota_free() {
+  awk '{printf "%d", $1 - $2}' <<<"$1"
+}
+
+# The cluster's vCPUs must fit both the regional CPUS quota and the project-wide CPUS_ALL_REGIONS quota (a
+# new or free-trial project has 8 or 12 for all regions together). Run after the Compute Engine API is on:
+# before that a fresh project reports no quota at all. Dies if a quota is short; nothing billable exists yet.
+check_cpu_quotas() {
+  local needed=$((GKE_NUM_NODES * GKE_MACHINE_VCPUS)) regional global short=0
+  log "CPU quotas (the cluster needs ${needed} vCPUs)"
+  if [[ "${DRY_RUN}" == 1 ]]; then
+    note "(not queried in a dry run: the regional CPUS quota of ${REGION} and the project's CPUS_ALL_REGIONS)"
+    return 0
+  fi
+  if cluster_exists; then
+    note "The cluster already exists: nothing new to allocate."
+    return 0
+  fi
+  regional="$(gcloud compute regions describe "${REGION}" --project "${PROJECT}" --flatten quotas \
+    --filter 'quotas.metric=CPUS' --format 'value(quotas.limit,quotas.usage)' 2>/dev/null || true)"
+  global="$(gcloud compute project-info describe --project "${PROJECT}" --flatten quotas \
+    --filter 'quotas.metric=CPUS_ALL_REGIONS' --format 'value(quotas.limit,quotas.usage)' 2>/dev/null || true)"
+  if [[ -z "${regional}" ]]; then
+    warn "CPUS quota of ${REGION}: could not be read (is billing set up for ${PROJECT}?)."
+    short=1
+  elif (($(quota_free "${regional}") < needed)); then
+    warn "CPUS quota of ${REGION}: $(quota_free "${regional}") vCPUs free, the cluster needs ${needed}."
+    short=1
+  else
+    ok "CPUS quota of ${REGION}: $(quota_free "${regional}") vCPUs free (>= ${needed})"
+  fi
+  if [[ -z "${global}" ]]; then
+    warn "CPUS_ALL_REGIONS quota of ${PROJECT}: could not be read (is billing set up?)."
+    short=1
+  elif (($(quota_free "${global}") < needed)); then
+    warn "CPUS_ALL_REGIONS quota of ${PROJECT}: $(quota_free "${global}") vCPUs free in all regions together, the cluster needs ${needed}."
+    short=1
+  else
+    ok "CPUS_ALL_REGIONS quota of ${PROJECT}: $(quota_free "${global}") vCPUs free (>= ${needed})"
+  fi
+  if ((short)); then
+    die "Not enough CPU quota; nothing billable was created (only the APIs were enabled, which is free). Free vCPUs (gcloud compute instances list), or ask for more: https://console.cloud.google.com/iam-admin/quotas?project=${PROJECT}"
+  fi
+}
+
+# --- the cost ------------------------------------------------------------------------------------------------
+
+# The cost lines: every billable thing up creates, priced with the on-demand figures pinned in versions.env.
+# WITH_JUPYTERHUB (0/1) adds the hub's static IP, its load balancer and the attendees' volumes.
 print_cost() {
+  local hub=${WITH_JUPYTERHUB:-0}
   awk -v n="${GKE_NUM_NODES}" -v machine="${GKE_MACHINE_TYPE}" -v node="${GKE_PRICE_NODE_PER_HOUR}" \
     -v disk_gb="${GKE_DISK_SIZE_GB}" -v disk_type="${GKE_DISK_TYPE}" -v disk="${GKE_PRICE_DISK_PER_GB_MONTH}" \
     -v fee="${GKE_PRICE_CLUSTER_FEE_PER_HOUR}" -v credited="${GKE_PRICE_CLUSTER_FEE_CREDITED}" \
+    -v ip="${GKE_PRICE_EXTERNAL_IP_PER_HOUR}" -v rule="${GKE_PRICE_FORWARDING_RULE_PER_HOUR}" \
+    -v volumes="${GKE_PROFILE_VOLUMES_GB}" -v hub="${hub}" -v hub_gb="${GKE_HUB_VOLUME_GB}" \
+    -v user_gb="${GKE_USER_VOLUME_GB}" -v class="${GKE_CLASS_SIZE}" \
+    -v image_gb="${GKE_IMAGE_SIZE_GB}" -v registry="${GKE_PRICE_ARTIFACT_STORAGE_PER_GB_MONTH}" \
     -v zone="${ZONE}" -v source="${GKE_PRICE_SOURCE}" 'BEGIN {
       nodes = n * node
       disks = n * disk_gb * disk / 730
-      total = nodes + disks + (credited == "yes" ? 0 : fee)
-      printf "COST: about $%.2f per hour ($%.2f per day) while the cluster exists, on-demand, zone %s:\n", total, total * 24, zone
+      node_ips = n * ip
+      pvc_gb = volumes + (hub ? hub_gb + class * user_gb : 0)
+      pvcs = pvc_gb * disk / 730
+      lb = hub ? ip + rule : 0
+      image = image_gb * registry / 730
+      total = nodes + disks + node_ips + pvcs + lb + image + (credited == "yes" ? 0 : fee)
+      printf "COST: about $%.2f per hour ($%.2f per day, $%.0f per 30 days) while it exists, on-demand, zone %s:\n", total, total * 24, total * 720, zone
       printf "      %d x %s nodes at $%s/h = $%.4f/h; %d x %d GB %s boot disks = $%.4f/h;\n", n, machine, node, nodes, n, disk_gb, disk_type, disks
+      printf "      %d node external IPs at $%s/h = $%.4f/h;\n", n, ip, node_ips
+      printf "      volumes %d GB %s = $%.4f/h", pvc_gb, disk_type, pvcs
+      if (hub)
+        printf " (profile %d GB, hub %d GB, %d attendees x %d GB);\n", volumes, hub_gb, class, user_gb
+      else
+        printf " (Katib and KFP databases, KFP object store, model volume, PostgreSQL);\n"
+      if (hub)
+        printf "      JupyterHub static IP $%s/h + its load balancer (forwarding rule) $%s/h = $%.4f/h;\n", ip, rule, lb
+      printf "      Artifact Registry, the %d GB workshop image at $%s/GB-month = $%.4f/h;\n", image_gb, registry, image
       if (credited == "yes")
         printf "      GKE cluster fee $%s/h, credited by the GKE free tier (one zonal cluster per billing account).\n", fee
       else
         printf "      GKE cluster fee $%s/h.\n", fee
-      printf "      Prices: %s\n", source
+      printf "      Not included: network egress, Cloud Build minutes beyond its free tier. Prices: %s\n", source
     }'
   note "Stop paying with: cluster-setup/gke/down --project ${PROJECT} --zone ${ZONE}"
-  note "(it deletes the cluster, its volume disks and the static IP)."
+  note "(it deletes the cluster with its volumes and load balancers, the static IP and the image repository)."
 }

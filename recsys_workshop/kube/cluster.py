@@ -1,15 +1,20 @@
 """The cluster: which kubeconfig context is in use, whether its API server answers, and what it should run.
 
 :func:`cluster_context` never guesses (``reachable`` only after an answer) and returns None when there is no
-cluster to talk to; :data:`PROFILE_DEPLOYMENTS` and :data:`PROFILE_CRDS` are what lab 05 checks a live
-cluster against. The Kubernetes client is imported only when a context is asked for.
+cluster to talk to; :func:`cluster_flavour` tells a kind cluster from a GKE one, so a lab applies the
+matching overlay; :data:`PROFILE_DEPLOYMENTS` and :data:`PROFILE_CRDS` are what lab 05 checks a live
+cluster against. The Kubernetes client is imported only when a cluster is asked something.
 """
 
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from recsys_workshop.kube.manifests import OVERLAYS, KubeError
 
 # The workshop profile as `cluster-setup/lib/common.sh` (install_profile) installs it and waits for it:
 # the controllers that must be Available in each namespace, and the CRDs that must be established.
@@ -98,3 +103,75 @@ def _probe_in_cluster(client: Any, config: Any, timeout: float) -> ClusterInfo |
     except config.ConfigException:
         return None
     return _probe(client, client.ApiClient(), "in-cluster", timeout)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# kind or GKE: which overlay fits the cluster
+
+# Set it ("kind" or "gke") where nothing else tells, e.g. a hub pod that may not list the nodes.
+CLUSTER_ENV = "RECSYS_WORKSHOP_CLUSTER"
+# Context names as the tools write them: `kind create cluster --name N` -> kind-N; `gcloud container
+# clusters get-credentials` -> gke_<project>_<zone or region>_<cluster>.
+_CONTEXT_PREFIXES = (("kind-", "kind"), ("gke_", "gke"))
+# GKE's Kubernetes builds carry "-gke." in their version (v1.35.1-gke.1234000).
+_GKE_VERSION = re.compile(r"^v?\d+\.\d+\.\d+-gke\.")
+# Node spec.providerID: kind://docker/<cluster>/<node> on kind, gce://<project>/<zone>/<instance> on GKE.
+_PROVIDER_PREFIXES = (("kind://", "kind"), ("gce://", "gke"))
+
+
+def cluster_flavour(info: ClusterInfo, provider_ids: Sequence[str] | None = None) -> str:
+    """Which overlay fits the cluster behind ``info``: ``"kind"`` or ``"gke"``.
+
+    The evidence, first that tells wins: ``$RECSYS_WORKSHOP_CLUSTER``; the context's name (``kind-<name>``
+    as kind writes it, ``gke_<project>_<zone>_<name>`` as gcloud writes it); a GKE server version
+    (``v1.35.1-gke.1234000``); the nodes' ``spec.providerID`` (``kind://...``, ``gce://...``), listed from the
+    cluster only when the rest does not tell and ``provider_ids`` is not given (it needs the right to list
+    nodes, which an attendee's service account lacks). Raises :class:`KubeError` when nothing tells.
+    """
+    chosen = os.environ.get(CLUSTER_ENV, "").strip().lower()
+    if chosen:
+        if chosen not in OVERLAYS:
+            raise KubeError(f"${CLUSTER_ENV}={chosen!r}: expected one of {', '.join(OVERLAYS)}")
+        return chosen
+    for prefix, flavour in _CONTEXT_PREFIXES:
+        if info.context.startswith(prefix):
+            return flavour
+    if info.kubernetes_version and _GKE_VERSION.match(info.kubernetes_version):
+        return "gke"
+    if provider_ids is None:
+        provider_ids = node_provider_ids(info.context)
+    found = {flavour for pid in provider_ids for prefix, flavour in _PROVIDER_PREFIXES if pid.startswith(prefix)}
+    if len(found) == 1:
+        return found.pop()
+    raise KubeError(
+        f"cannot tell whether {info.context} ({info.server or 'no server'}, Kubernetes "
+        f"{info.kubernetes_version or 'unknown'}) is a kind or a GKE cluster: its context name is neither "
+        f"kind-... nor gke_..., and its nodes' providerIDs ({', '.join(provider_ids) or 'not readable'}) do not "
+        f"say. Set ${CLUSTER_ENV}=kind or ${CLUSTER_ENV}=gke."
+    )
+
+
+def node_provider_ids(context: str, kubeconfig: str | None = None, timeout: float = 3.0) -> tuple[str, ...]:
+    """``spec.providerID`` of every node of the cluster behind ``context`` ("in-cluster" inside a pod).
+
+    Empty when they cannot be read: no Kubernetes client, no answer, or no right to list nodes.
+    """
+    try:
+        from kubernetes import client, config
+    except ImportError:
+        return ()
+    try:
+        if context == "in-cluster":
+            config.load_incluster_config()
+            api = client.ApiClient()
+        else:
+            api = config.new_client_from_config(config_file=kubeconfig, context=context)
+    except (config.ConfigException, OSError, TypeError, ValueError):
+        return ()
+    try:
+        nodes = client.CoreV1Api(api).list_node(_request_timeout=timeout)
+        return tuple(node.spec.provider_id or "" for node in nodes.items)
+    except Exception:  # forbidden, unreachable, timed out: the nodes do not tell
+        return ()
+    finally:
+        api.close()

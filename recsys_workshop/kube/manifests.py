@@ -1,8 +1,9 @@
 """Reading the manifests: the pinned versions, the overlays, ``kubectl kustomize``, and what every check shares.
 
 The kustomize bases live under ``cluster-setup/manifests`` (``base`` + ``overlays/kind`` +
-``overlays/gke``); this module finds them, renders them into plain dicts, and names their resources. It is
-the bottom of :mod:`recsys_workshop.kube`: the other modules import it, it imports none of them.
+``overlays/gke``); this module finds them, renders them into plain dicts, and names their resources. It also
+knows the one workshop image each overlay runs (:func:`overlay_image`, :func:`workshop_image`). It is the
+bottom of :mod:`recsys_workshop.kube`: the other modules import it, it imports none of them.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,17 +99,137 @@ def find_kubectl() -> str:
     return found
 
 
-def kustomize_build(path: str | os.PathLike[str]) -> list[Manifest]:
-    """Render a kustomization directory with ``kubectl kustomize``; return its documents as dicts."""
+def kustomize_build(path: str | os.PathLike[str], image: str | None = None) -> list[Manifest]:
+    """Render a kustomization directory with ``kubectl kustomize``; return its documents as dicts.
+
+    With ``image`` (a reference such as ``workshop_image("gke")``), every workshop container runs that image
+    instead: the directory is rendered through a kustomization on top of it whose ``images:`` sets it, the
+    way an overlay would.
+    """
     import yaml
 
     directory = Path(path)
     if not (directory / "kustomization.yaml").is_file():
         raise KustomizeError(f"{directory} has no kustomization.yaml")
+    if image is None:
+        return [doc for doc in yaml.safe_load_all(_kubectl_kustomize(directory)) if doc]
+    name, tag, digest = split_image(image)
+    target = {"newName": name, **({"newTag": tag} if tag else {}), **({"digest": digest} if digest else {})}
+    with tempfile.TemporaryDirectory(prefix="recsys-image-") as layer:
+        kustomization = {
+            "apiVersion": "kustomize.config.k8s.io/v1beta1",
+            "kind": "Kustomization",
+            # kustomize refuses absolute paths; a relative one may leave the layer's folder
+            "resources": [os.path.relpath(directory.resolve(), layer)],
+            "images": [{"name": source, **target} for source in _workshop_image_names(directory)],
+        }
+        (Path(layer) / "kustomization.yaml").write_text(yaml.safe_dump(kustomization, sort_keys=False))
+        return [doc for doc in yaml.safe_load_all(_kubectl_kustomize(Path(layer))) if doc]
+
+
+def _kubectl_kustomize(directory: Path) -> str:
     result = subprocess.run([find_kubectl(), "kustomize", str(directory)], capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise KustomizeError(f"kubectl kustomize {directory} failed:\n{result.stderr.strip()}")
-    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+    return result.stdout
+
+
+# ------------------------------------------------------------------------------------------------------------
+# The workshop image: one reference per overlay
+
+# The image name every workshop container gives in the kustomize base (its `images:` turns it into the
+# published name and the tag; each overlay sets the one reference its cluster pulls).
+IMAGE_PLACEHOLDER = "recsys-workshop"
+# Set it to run another build than the overlays name (a CI run, an image under another tag).
+WORKSHOP_IMAGE_ENV = "RECSYS_WORKSHOP_IMAGE"
+# What KubeSpawner sets in every JupyterHub user server: the image that server runs.
+JUPYTER_IMAGE_ENV = "JUPYTER_IMAGE"
+# The project the committed GKE overlay names until `cluster-setup/image --target gke` sets yours.
+PROJECT_PLACEHOLDER = "PROJECT_ID"
+
+
+def split_image(reference: str) -> tuple[str, str | None, str | None]:
+    """(name, tag, digest) of an image reference; a registry's port is part of the name."""
+    name, _, digest = reference.partition("@")
+    repository, colon, tag = name.rpartition(":")
+    if colon and "/" not in tag:
+        name = repository
+    else:
+        tag = ""
+    if not name:
+        raise ValueError(f"{reference!r} is not an image reference")
+    return name, tag or None, digest or None
+
+
+def _kustomization(directory: Path) -> dict[str, Any]:
+    import yaml
+
+    document = yaml.safe_load((directory / "kustomization.yaml").read_text(encoding="utf-8")) or {}
+    if not isinstance(document, dict):
+        raise KubeError(f"{directory / 'kustomization.yaml'} is not a kustomization")
+    return document
+
+
+def _image_entry(kustomization: Mapping[str, Any], name: str) -> dict[str, Any]:
+    return next((dict(entry) for entry in kustomization.get("images") or [] if entry.get("name") == name), {})
+
+
+def _base_image() -> tuple[str, str | None]:
+    """(name, tag) the base gives the placeholder: the published name and the pinned tag."""
+    entry = _image_entry(_kustomization(MANIFESTS_DIR / "base"), IMAGE_PLACEHOLDER)
+    if not entry.get("newName"):
+        raise KubeError(f"cluster-setup/manifests/base/kustomization.yaml names no image for {IMAGE_PLACEHOLDER!r}")
+    return str(entry["newName"]), (str(entry["newTag"]) if entry.get("newTag") else None)
+
+
+def _workshop_image_names(directory: Path) -> list[str]:
+    """Every name a workshop container's image may have after rendering ``directory``."""
+    published, _ = _base_image()
+    names = [IMAGE_PLACEHOLDER, published]
+    own = _image_entry(_kustomization(directory), published).get("newName")
+    if own and own not in names:
+        names.append(str(own))
+    return names
+
+
+def overlay_image(name: str) -> str:
+    """The one workshop image reference the overlay ``name`` ("kind" or "gke") runs.
+
+    Its ``images:`` entry over the base's (the name from the overlay, else the base; likewise the tag), read
+    from the two kustomization files without kubectl; ``tests/test_image.py`` checks it against the render
+    and against what ``cluster-setup/image --dry-run`` builds. The committed GKE overlay names the project
+    ``PROJECT_ID`` until ``cluster-setup/image --target gke`` sets yours.
+    """
+    published, tag = _base_image()
+    entry = _image_entry(_kustomization(overlay_dir(name)), published)
+    image = str(entry.get("newName") or published)
+    tag = str(entry["newTag"]) if entry.get("newTag") else tag
+    return f"{image}:{tag}" if tag else image
+
+
+def workshop_image(overlay: str = "kind") -> str:
+    """The workshop image reference to run on a cluster of flavour ``overlay`` ("kind" or "gke").
+
+    In this order: ``$RECSYS_WORKSHOP_IMAGE`` when set (an explicit choice); on a JupyterHub user server
+    of the workshop image, ``$JUPYTER_IMAGE`` (the image that server runs, which KubeSpawner sets: on the
+    class hub, the same build the overlay names, with your project in it); else :func:`overlay_image`.
+    Raises :class:`KubeError` when the answer still names the ``PROJECT_ID`` placeholder: run
+    ``cluster-setup/image --target gke`` first.
+    """
+    image = os.environ.get(WORKSHOP_IMAGE_ENV, "").strip()
+    if not image:
+        running = os.environ.get(JUPYTER_IMAGE_ENV, "").strip()
+        if running and split_image(running)[0].rsplit("/", 1)[-1] == IMAGE_PLACEHOLDER:
+            image = running
+    if not image:
+        image = overlay_image(overlay)
+    if f"/{PROJECT_PLACEHOLDER}/" in image:
+        raise KubeError(
+            f"the {overlay} overlay names {image}, with no project yet: build the image into your project's "
+            f"Artifact Registry with cluster-setup/image --target {overlay} --project <your project>, which "
+            "also sets the project in the overlay (or set $RECSYS_WORKSHOP_IMAGE to the image to run)"
+        )
+    return image
 
 
 # ------------------------------------------------------------------------------------------------------------

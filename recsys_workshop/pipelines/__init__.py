@@ -11,13 +11,15 @@ interactions (:func:`.steps.feedback_to_ratings`: like 5, click 4, dislike 1; th
 The modules, by responsibility:
 
 - :mod:`.steps`: the logic of each step (``step_*``), ordinary tested Python without KFP;
-- :mod:`.components`: each step as a lightweight KFP component (in the workshop image, :data:`IMAGE`)
-  whose body calls one ``steps.step_*`` function; artifacts are typed (``Dataset``, ``Model``,
-  ``Metrics``, ``Markdown``);
+- :mod:`.components`: each step as a lightweight KFP component (in the workshop image: :data:`IMAGE`,
+  ``kube.workshop_image()`` unless compiled with another) whose body calls one ``steps.step_*`` function;
+  artifacts are typed (``Dataset``, ``Model``, ``Metrics``, ``Markdown``);
 - :mod:`.pipeline`: :func:`training_pipeline` wiring the components, and :func:`compile_pipeline`, which
   writes the pipeline YAML to upload to Kubeflow Pipelines. On a cluster the components run in the
-  workshop image; ``deployed_dir`` must then be on the models volume (mount it with the
-  ``kfp-kubernetes`` extension's ``mount_pvc``);
+  workshop image, and the compare and push steps mount the model server's volume at ``/models``
+  (``kfp-kubernetes`` ``mount_pvc``), so ``deployed_dir=/models/recsys`` is what the model server serves;
+- :mod:`.cluster`: :func:`cluster_arguments`, the arguments of a cluster run (``deployed_dir``, the node
+  selector of the model server's node), after checking that the run can reach the model store;
 - :mod:`.local`: :func:`run_local` runs the whole pipeline on this machine with ``kfp.local.
   SubprocessRunner(use_venv=False)`` (a failing validation stops the run, with the report in the
   :class:`PipelineFailed` error); :func:`job_config_with_best` merges a tuning run's best parameters
@@ -40,6 +42,7 @@ from recsys_workshop.pipelines.steps import ValidationFailed, is_better
 
 if TYPE_CHECKING:
     from recsys_workshop.pipelines.cli import main
+    from recsys_workshop.pipelines.cluster import ClusterNotReady, cluster_arguments, model_store_node
     from recsys_workshop.pipelines.components import (
         IMAGE,
         compare_with_deployed,
@@ -51,7 +54,13 @@ if TYPE_CHECKING:
         validate_data,
     )
     from recsys_workshop.pipelines.local import PipelineFailed, job_config_with_best, run_local, task_outputs
-    from recsys_workshop.pipelines.pipeline import compile_pipeline, training_pipeline
+    from recsys_workshop.pipelines.pipeline import (
+        CLUSTER_DEPLOYED_DIR,
+        MODEL_CLAIM,
+        MODEL_MOUNT,
+        compile_pipeline,
+        training_pipeline,
+    )
 
 # name -> the submodule that defines it, imported on first access (PEP 562)
 _LAZY = {
@@ -62,6 +71,12 @@ _LAZY = {
     ),  # fmt: skip
     "training_pipeline": "pipeline",
     "compile_pipeline": "pipeline",
+    "CLUSTER_DEPLOYED_DIR": "pipeline",
+    "MODEL_CLAIM": "pipeline",
+    "MODEL_MOUNT": "pipeline",
+    "ClusterNotReady": "cluster",
+    "cluster_arguments": "cluster",
+    "model_store_node": "cluster",
     "PipelineFailed": "local",
     "job_config_with_best": "local",
     "run_local": "local",
@@ -70,9 +85,14 @@ _LAZY = {
 }
 
 __all__ = [
+    "CLUSTER_DEPLOYED_DIR",
     "IMAGE",
+    "MODEL_CLAIM",
+    "MODEL_MOUNT",
+    "ClusterNotReady",
     "PipelineFailed",
     "ValidationFailed",
+    "cluster_arguments",
     "compare_with_deployed",
     "compile_pipeline",
     "evaluate_model",
@@ -80,6 +100,7 @@ __all__ = [
     "is_better",
     "job_config_with_best",
     "main",
+    "model_store_node",
     "push_model",
     "run_local",
     "split_data",
@@ -95,7 +116,8 @@ def __getattr__(name: str) -> Any:
     if name not in _LAZY:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
-    globals()[name] = value
+    if name != "IMAGE":  # IMAGE follows $RECSYS_WORKSHOP_IMAGE: looked up on every access
+        globals()[name] = value
     return value
 
 

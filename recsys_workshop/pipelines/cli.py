@@ -4,7 +4,7 @@ The command line of :mod:`recsys_workshop.pipelines`::
 
     python -m recsys_workshop.pipelines run [--config train.json] [--best-params best_params.json] \\
         [--deployed-dir DIR] [--pipeline-root DIR] [--ratings-csv CSV] [key=value ...]
-    python -m recsys_workshop.pipelines compile [artifacts/pipeline.yaml]
+    python -m recsys_workshop.pipelines compile [--image REF] [artifacts/pipeline.yaml]
 
 ``run`` exits with 0 when the run finished (pushed or refused the candidate), 1 when a task failed
 (e.g. a validation report), 2 on bad input (an unreadable config, a malformed override).
@@ -27,6 +27,8 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     compile_ = commands.add_parser("compile", help="write the pipeline YAML for Kubeflow Pipelines")
     compile_.add_argument("output", nargs="?", default="artifacts/pipeline.yaml")
+    compile_.add_argument("--image", default=None,
+                          help="the image every step runs (default: $RECSYS_WORKSHOP_IMAGE, else the kind overlay's)")
     run = commands.add_parser("run", help="run the pipeline locally (KFP local runner)")
     run.add_argument("--config", default=str(TRAIN_CONFIG))
     run.add_argument("--deployed-dir", default="artifacts/models/recsys")
@@ -42,7 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "compile":
         from recsys_workshop.pipelines.pipeline import compile_pipeline
 
-        print(compile_pipeline(args.output))
+        print(compile_pipeline(args.output, image=args.image))
         return 0
     from recsys_workshop.train.job import merge_config
 

@@ -10,15 +10,34 @@ reports ``Markdown``.
 
 # no "from __future__ import annotations": KFP reads the components' annotations as real types
 
+from typing import Any
+
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Markdown, Metrics, Model, Output
 
-IMAGE = "ghcr.io/recsys-workshop/recsys-workshop:0.1.0"
-# The image has the pinned kfp (requirements/lock.txt), so a task starts without KFP's default
-# "pip install kfp" (about a second per task, here and on a cluster).
+# Every component names the workshop image by the placeholder the kustomize base uses; compile_pipeline()
+# sets the one reference of the cluster (component_image(), or the image you pass), as an overlay's
+# `images:` does for the workloads. The image has the pinned kfp (requirements/lock.txt), so a task starts
+# without KFP's default "pip install kfp" (about a second per task, here and on a cluster).
+PLACEHOLDER_IMAGE = "recsys-workshop"
 
 
-@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def component_image() -> str:
+    """The image the compiled components run by default: ``kube.workshop_image()`` ($RECSYS_WORKSHOP_IMAGE,
+    else the image of this JupyterHub server, else the kind overlay's reference)."""
+    from recsys_workshop.kube.manifests import workshop_image
+
+    return workshop_image()
+
+
+def __getattr__(name: str) -> Any:
+    # IMAGE: what compile_pipeline() writes when given no image, looked up when asked (PEP 562)
+    if name == "IMAGE":
+        return component_image()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+@dsl.component(base_image=PLACEHOLDER_IMAGE, install_kfp_package=False)
 def ingest(dataset: str, ratings_csv: str, feedback_db: str, ratings: Output[Dataset]):
     """Load the ratings (MovieLens through the verified loader, or your own CSV), plus the API's stored
     feedback as new interactions when ``feedback_db`` is a database URL or ``"env"`` ($RECSYS_DATABASE_URL)."""
@@ -27,7 +46,7 @@ def ingest(dataset: str, ratings_csv: str, feedback_db: str, ratings: Output[Dat
     ratings.metadata.update(steps.step_ingest(dataset, ratings_csv, ratings.path, feedback_db))
 
 
-@dsl.component(base_image=IMAGE, install_kfp_package=False)
+@dsl.component(base_image=PLACEHOLDER_IMAGE, install_kfp_package=False)
 def validate_data(ratings: Input[Dataset], rating_min: float, rating_max: float, report: Output[Markdown]):
     """Stop the run with a readable report if the data is unfit (schema, ranges, duplicates)."""
     from recsys_workshop.pipelines import steps
@@ -35,7 +54,7 @@ def validate_data(ratings: Input[Dataset], rating_min: float, rating_max: float,
     steps.step_validate(ratings.path, report.path, rating_min, rating_max)
 
 
-@dsl.component(base_image=IMAGE, install_kfp_package=False)
+@dsl.component(base_image=PLACEHOLDER_IMAGE, install_kfp_package=False)
 def split_data(
     ratings: Input[Dataset],
     method: str,
@@ -52,7 +71,7 @@ def split_data(
     train.metadata["rows"], test.metadata["rows"] = sizes["train"], sizes["test"]
 
 
-@dsl.component(base_image=IMAGE, install_kfp_package=False)
+@dsl.component(base_image=PLACEHOLDER_IMAGE, install_kfp_package=False)
 def train_model(train: Input[Dataset], job_config: str, model: Output[Model]):
     """Train with the workshop's training job and export the model (a version folder)."""
     from recsys_workshop.pipelines import steps
@@ -61,7 +80,7 @@ def train_model(train: Input[Dataset], job_config: str, model: Output[Model]):
     model.metadata.update({key: value for key, value in figures.items() if isinstance(value, int | float)})
 
 
-@dsl.component(base_image=IMAGE, install_kfp_package=False)
+@dsl.component(base_image=PLACEHOLDER_IMAGE, install_kfp_package=False)
 def evaluate_model(model: Input[Model], train: Input[Dataset], test: Input[Dataset], k: int, metrics: Output[Metrics]):
     """Top-k metrics of the exported model on the test split, through the serving code path."""
     import os
@@ -74,7 +93,7 @@ def evaluate_model(model: Input[Model], train: Input[Dataset], test: Input[Datas
         metrics.log_metric(name, value)
 
 
-@dsl.component(base_image=IMAGE, install_kfp_package=False)
+@dsl.component(base_image=PLACEHOLDER_IMAGE, install_kfp_package=False)
 def compare_with_deployed(
     model: Input[Model], train: Input[Dataset], test: Input[Dataset], deployed_dir: str, k: int, min_improvement: float
 ) -> bool:
@@ -88,7 +107,7 @@ def compare_with_deployed(
     return bool(verdict["better"])
 
 
-@dsl.component(base_image=IMAGE, install_kfp_package=False)
+@dsl.component(base_image=PLACEHOLDER_IMAGE, install_kfp_package=False)
 def push_model(model: Input[Model], metrics: Input[Metrics], deployed_dir: str, better: bool) -> str:
     """Publish the candidate as the next version of the deployed model, only when it is ``better``."""
     import os

@@ -15,6 +15,16 @@ never from a pipeline parameter (parameters are stored and shown in the Kubeflow
 compiled YAML asks for it with the ``kfp-kubernetes`` extension (``kubernetes.use_secret_as_env``, marked
 optional: a cluster without the Secret still runs the pipeline without feedback); the local runner
 ignores that platform setting.
+
+The model store on a cluster. The compare step reads the deployed version from ``deployed_dir`` and the push
+step writes the next one there; on a cluster that folder must be the one the model server serves. Both steps
+mount the model server's claim (:data:`MODEL_CLAIM`, ReadWriteOnce) at :data:`MODEL_MOUNT` (``kfp-kubernetes``
+``mount_pvc``), so ``deployed_dir=/models/recsys`` (:data:`CLUSTER_DEPLOYED_DIR`, the model server's
+``--model-dir``) is the same folder. A ReadWriteOnce volume is mounted by pods of one node only; KFP 2.16
+cannot give a task pod affinity, so both steps take a node selector, ``model_node_selector``, which
+:func:`recsys_workshop.pipelines.cluster.cluster_arguments` sets to the model server's node when a run is
+submitted (see ``cluster-setup/manifests/base/model-volume.yaml``). Locally these settings are ignored and
+``deployed_dir`` is a folder of this machine.
 """
 
 # no "from __future__ import annotations": KFP reads the pipeline's annotations as real types
@@ -35,6 +45,11 @@ from recsys_workshop.pipelines.components import (
 )
 
 FEEDBACK_SECRET = "recsys-postgres"  # created by cluster-setup/{kind,gke}/up, with the PostgreSQL StatefulSet
+# The model store (cluster-setup/manifests/base/model-volume.yaml), mounted where the model server and the
+# training job mount it; the model server's --model-dir is CLUSTER_DEPLOYED_DIR.
+MODEL_CLAIM = "recsys-models"
+MODEL_MOUNT = "/models"
+CLUSTER_DEPLOYED_DIR = f"{MODEL_MOUNT}/recsys"
 
 
 @dsl.pipeline(name="recsys-continuous-training", description="Validate, train, evaluate; push only a better model.")
@@ -51,6 +66,7 @@ def training_pipeline(
     k: int = 10,
     min_improvement: float = 0.0,
     feedback_db: str = "",
+    model_node_selector: dict = {},  # noqa: B006 - KFP reads the default as a literal; never mutated
 ):
     ingested = ingest(dataset=dataset, ratings_csv=ratings_csv, feedback_db=feedback_db)
     kubernetes.use_secret_as_env(  # on a cluster, feedback_db="env" reads the database URL from the Secret
@@ -74,18 +90,38 @@ def training_pipeline(
     # The gate is inside the push step, not a dsl.If: kfp 2.16's local runner evaluates dsl.If conditions
     # wrongly (always false: "name 'inputs' is not defined"), and the pipeline must behave the same here
     # and on a cluster.
-    push_model(
+    pushed = push_model(
         model=trained.outputs["model"],
         metrics=evaluated.outputs["metrics"],
         deployed_dir=deployed_dir,
         better=compared.output,
     )
+    for task in (compared, pushed):  # on a cluster: the model server's volume, on the model server's node
+        kubernetes.mount_pvc(task, pvc_name=MODEL_CLAIM, mount_path=MODEL_MOUNT)
+        kubernetes.add_node_selector_json(task, model_node_selector)
 
 
-def compile_pipeline(path: str | os.PathLike[str]) -> Path:
-    """Write the pipeline as KFP v2 YAML (upload it in the Kubeflow Pipelines UI or with the kfp client)."""
+def compile_pipeline(path: str | os.PathLike[str], image: str | None = None) -> Path:
+    """Write the pipeline as KFP v2 YAML (upload it in the Kubeflow Pipelines UI or with the kfp client).
+
+    Every step runs ``image``: by default :func:`~recsys_workshop.pipelines.components.component_image`
+    (``kube.workshop_image()``); for a GKE cluster pass ``kube.workshop_image("gke")``, the reference the
+    GKE overlay's workloads run.
+    """
+    import re
+
     from kfp import compiler
 
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    compiler.Compiler().compile(training_pipeline, str(path))
-    return Path(path)
+    from recsys_workshop.pipelines.components import PLACEHOLDER_IMAGE, component_image
+
+    image = image or component_image()
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    compiler.Compiler().compile(training_pipeline, str(target))
+    # the executors' `image: recsys-workshop` lines, as kustomize's images: does for the workloads
+    text, count = re.subn(rf"^(\s+image: ){re.escape(PLACEHOLDER_IMAGE)}$", lambda m: m.group(1) + image,
+                          target.read_text(encoding="utf-8"), flags=re.M)
+    if count == 0:
+        raise RuntimeError(f"{target}: no step names the image {PLACEHOLDER_IMAGE!r} to replace")
+    target.write_text(text, encoding="utf-8")
+    return target

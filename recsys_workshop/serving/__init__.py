@@ -2,9 +2,16 @@
 
 Run it with ``python -m recsys_workshop.serving --model-dir <base> [--model-name recsys] [--http-port 8080]
 [--grpc-port 8081] [--host 127.0.0.1] [--version N] [--no-access-log] [--max-body-bytes B]
-[--body-timeout S] [--grace-period S]``, or from Python with :func:`local_server`, which starts it as a
-subprocess on free loopback ports and stops it on exit. ``<base>`` holds one folder per version, as written
-by :func:`recsys_workshop.export.export_model` (``<base>/1/``, ``<base>/2/``, ...).
+[--body-timeout S] [--grace-period S] [--wait-for-model [--poll-interval S]]``, or from Python with
+:func:`local_server`, which starts it as a subprocess on free loopback ports and stops it on exit. ``<base>``
+holds one folder per version, as written by :func:`recsys_workshop.export.export_model` (``<base>/1/``,
+``<base>/2/``, ...).
+
+Without a model yet. By default a server whose ``<base>`` holds no version that loads exits with the reason.
+With ``--wait-for-model`` (a cluster's model server, which starts before the training job has exported
+anything) it stays up and *not ready*: ``/v2/health/live`` answers 200 (liveness: no restart), the model-ready
+route, predict and infer answer 503 (gRPC ``UNAVAILABLE``); every ``--poll-interval`` seconds it looks for a
+complete version (:mod:`.watch`) and loads the first that appears, then it is ready. No crash loop.
 
 How it answers. Every version is loaded once with ``tf.saved_model.load``; its precomputed user and item
 vectors, biases and item popularity are read out as numpy arrays, and each request is one matrix product
@@ -15,7 +22,8 @@ what TensorFlow Serving uses in the cluster's TensorFlow-format InferenceService
 REST, V1 protocol (TensorFlow Serving's API):
 
 - ``GET /v1/models/recsys``: ``{"name": "recsys", "ready": true}``; ``GET /v2/models/recsys/ready`` is 200
-  only while a version is active (the pod's startup, readiness and liveness probe);
+  only while a version is active (the pod's readiness probe; ``GET /v2/health/live``, 200 while the process
+  answers, is its startup and liveness probe);
 - ``POST /v1/models/recsys:predict`` with ``{"instances": [{"user_id": 196, "k": 10}, ...]}``:
   ``{"predictions": [{"user_id", "item_ids", "scores", "known", "version"}, ...]}``. Per instance:
   ``k`` (default 10, 1 to 1000), ``exclude`` (item ids never returned, e.g. already seen). With
@@ -55,7 +63,8 @@ importing it imports neither TensorFlow nor KServe.
 
 Modules: :mod:`.model` (versions, top-k), :mod:`.parsing` (request checks), :mod:`.predictor` (the
 ``kserve.Model``), :mod:`.routes` (extra routes, admin predicates, error handlers), :mod:`.server`
-(running it), :mod:`.local` (:func:`local_server`, :class:`GrpcClient`), :mod:`.cli`.
+(running it), :mod:`.watch` (waiting for the first version), :mod:`.local` (:func:`local_server`,
+:class:`GrpcClient`), :mod:`.cli`.
 """
 
 from __future__ import annotations

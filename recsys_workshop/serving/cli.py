@@ -14,6 +14,7 @@ from recsys_workshop.asgi_limits import DEFAULT_MAX_BYTES, DEFAULT_READ_TIMEOUT
 from recsys_workshop.export import list_versions
 from recsys_workshop.serving.model import VersionError
 from recsys_workshop.serving.server import DEFAULT_GRACE_PERIOD, serve
+from recsys_workshop.serving.watch import DEFAULT_POLL_INTERVAL
 
 __all__ = ["build_parser", "main", "resolve_admin_token"]
 
@@ -50,6 +51,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--grace-period", type=_positive_int, default=DEFAULT_GRACE_PERIOD,
                         help="seconds in-flight requests may take to finish after SIGTERM "
                         f"(default {DEFAULT_GRACE_PERIOD})")  # fmt: skip
+    parser.add_argument("--wait-for-model", action="store_true",
+                        help="start even when --model-dir holds no version yet (or none that loads): stay up, "
+                        "not ready, and load the first complete version that appears (a cluster's model server "
+                        "starts before the training job has exported a model)")  # fmt: skip
+    parser.add_argument("--poll-interval", type=_positive_float, default=DEFAULT_POLL_INTERVAL,
+                        help="with --wait-for-model: seconds between two looks at --model-dir "
+                        f"(default {DEFAULT_POLL_INTERVAL:g})")  # fmt: skip
     return parser
 
 
@@ -90,10 +98,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     options = parser.parse_args(argv)
     base = Path(options.model_dir)
-    if not base.is_dir():
-        parser.error(f"--model-dir {base} is not a folder")
-    if not list_versions(base):
-        parser.error(f"--model-dir {base} holds no version folder (1/, 2/, ...): export a model first")
+    if not options.wait_for_model:  # with it, the folder and its first version may appear later
+        if not base.is_dir():
+            parser.error(f"--model-dir {base} is not a folder")
+        if not list_versions(base):
+            parser.error(f"--model-dir {base} holds no version folder (1/, 2/, ...): export a model first "
+                         "(or start with --wait-for-model)")  # fmt: skip
     try:
         token = resolve_admin_token()
     except security.AdminTokenError as error:
@@ -114,6 +124,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             max_body_bytes=options.max_body_bytes,
             body_timeout=options.body_timeout,
             grace_period=options.grace_period,
+            wait_for_model=options.wait_for_model,
+            poll_interval=options.poll_interval,
         )
     except VersionError as error:
         print(f"error: {error}", file=sys.stderr)

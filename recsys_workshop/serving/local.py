@@ -16,6 +16,7 @@ import numpy as np
 from recsys_workshop import procs, security
 from recsys_workshop.asgi_limits import DEFAULT_MAX_BYTES, DEFAULT_READ_TIMEOUT
 from recsys_workshop.serving.parsing import DEFAULT_K, VERSION_HEADER
+from recsys_workshop.serving.watch import DEFAULT_POLL_INTERVAL
 
 __all__ = ["GrpcClient", "LocalServer", "local_server"]
 
@@ -70,6 +71,8 @@ def _command(model_dir, model_name: str, http_port: int, grpc_port: int, options
         command.append("--no-grpc")
     if options["version"] is not None:
         command += ["--version", str(options["version"])]
+    if options["wait_for_model"]:
+        command += ["--wait-for-model", "--poll-interval", f"{options['poll_interval']:g}"]
     return command
 
 
@@ -106,6 +109,8 @@ def local_server(
     max_body_bytes: int = DEFAULT_MAX_BYTES,
     body_timeout: float = DEFAULT_READ_TIMEOUT,
     grace_period: int = LOCAL_GRACE_PERIOD,
+    wait_for_model: bool = False,
+    poll_interval: float = DEFAULT_POLL_INTERVAL,
 ) -> Iterator[LocalServer]:
     """Start ``python -m recsys_workshop.serving`` on free loopback ports, wait until the model is ready,
     yield its :class:`LocalServer` (the base URL, e.g. ``http://127.0.0.1:40123``), stop it on exit.
@@ -114,14 +119,17 @@ def local_server(
     ``version``: the version active at start (default the latest that loads). ``log_path``: where the
     server's output goes (default a temporary file, removed on exit unless the server failed to start).
     ``admin_token``: the admin credential (default: the configured one, else the local token file, see
-    :mod:`recsys_workshop.security`), given to the server in ``$RECSYS_ADMIN_TOKEN``."""
+    :mod:`recsys_workshop.security`), given to the server in ``$RECSYS_ADMIN_TOKEN``. ``wait_for_model``:
+    start on a folder without a version yet (``--wait-for-model``, a look every ``poll_interval`` seconds);
+    the server is then yielded as soon as it is *live* (``/v2/health/live``), not yet ready."""
     token = admin_token or security.admin_token() or security.local_admin_token()
     free = procs.free_ports(2)
     http_port, grpc_port = http_port or free[0], grpc_port or free[1]
     temporary_log = log_path is None
     log_path = procs.log_file(log_path, "recsys-model-server-")
     options = {"access_log": access_log, "enable_grpc": enable_grpc, "version": version, "grace_period": grace_period,
-               "max_body_bytes": max_body_bytes, "body_timeout": body_timeout}  # fmt: skip
+               "max_body_bytes": max_body_bytes, "body_timeout": body_timeout, "wait_for_model": wait_for_model,
+               "poll_interval": poll_interval}  # fmt: skip
     env = server_env(token, threads)
     url = f"http://127.0.0.1:{http_port}"
     with open(log_path, "wb") as log:
@@ -135,7 +143,7 @@ def local_server(
     )  # fmt: skip
     try:
         try:
-            ready_url = f"{url}/v2/models/{model_name}/ready"
+            ready_url = f"{url}/v2/health/live" if wait_for_model else f"{url}/v2/models/{model_name}/ready"
             procs.wait_ready(ready_url, timeout=timeout, process=process, log_path=log_path, name="the model server")
         except (procs.ProcessExited, TimeoutError) as error:
             temporary_log = False  # keep the log of a server that failed to start: the error names it

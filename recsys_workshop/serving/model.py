@@ -259,10 +259,14 @@ class VersionManager:
                 raise VersionError("no version loads: " + "; ".join(errors), 409)
         with self._lock:
             self.active = chosen
-        for other in [v for v in reversed(versions) if v != chosen][:preload]:
+        self.preload(preload)
+        return chosen
+
+    def preload(self, count: int = 3) -> None:
+        """Load the ``count`` most recent versions besides the active one (failures are only recorded)."""
+        for other in [v for v in reversed(self.available()) if v != self.active][:count]:
             with contextlib.suppress(VersionError):
                 self.get(other)
-        return chosen
 
     def activate(self, version: int) -> dict[str, Any]:
         """Make ``version`` the default; the current one keeps serving if it fails to load."""

@@ -74,19 +74,33 @@ def build_predictor(name: str, manager: VersionManager, initial_version: int | N
     """The ``kserve.Model`` subclass instance serving ``manager``'s versions under ``name`` (starting with
     ``initial_version``, by default the latest that loads)."""
     import kserve
-    from kserve.errors import InvalidInput
+    from kserve.errors import InvalidInput, ModelNotReady
     from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
     class RecommenderPredictor(kserve.Model):
         def __init__(self):
             super().__init__(name, return_response_headers=True)
             self.manager = manager
+            self.watcher = None  # a FirstVersionWatcher while the server waits for its first version
 
         def load(self) -> bool:
             if self.manager.active is None:
+                if self.watcher is not None and self.watcher.is_alive():
+                    # KServe calls load() on a request to a model that is not ready: answer "not ready"
+                    # (503, gRPC UNAVAILABLE) while the watcher looks for the first version
+                    raise ModelNotReady(name, "waiting for its first model version")
                 self.manager.start(initial_version)
             self.ready = True
             return self.ready
+
+        def wait_for_first_version(self, interval: float) -> None:
+            """Serve at once, not ready until a version loads: registered with KServe (``ready``), while the
+            probes' ``healthy()`` stays False until the watcher has made a version active."""
+            from recsys_workshop.serving.watch import FirstVersionWatcher
+
+            self.watcher = FirstVersionWatcher(self.manager, initial_version, interval)
+            self.ready = True
+            self.watcher.start()
 
         async def healthy(self) -> bool:
             """Ready only while a version is active (the probes of ``/v2/models/<name>/ready`` ask this)."""

@@ -73,7 +73,7 @@ def add_routes(app, name: str, manager: VersionManager, predictor) -> None:
 
     async def infer(model_name: str, request: Request, model_version: str | None = None):
         check(model_name)
-        if not predictor.ready:
+        if not await predictor.healthy():  # unloaded, or still waiting for its first version
             raise ModelNotReady(name)
         if request.headers.get("inference-header-content-length") is not None:
             raise RequestError("binary tensor data is not supported here: send the tensors as JSON 'data'")

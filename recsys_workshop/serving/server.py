@@ -26,6 +26,7 @@ from recsys_workshop.serving.routes import (
     short_reason,
     single_model_repository,
 )
+from recsys_workshop.serving.watch import DEFAULT_POLL_INTERVAL
 
 __all__ = ["DEFAULT_GRACE_PERIOD", "serve"]
 
@@ -47,16 +48,25 @@ def serve(
     max_body_bytes: int = DEFAULT_MAX_BYTES,
     body_timeout: float = DEFAULT_READ_TIMEOUT,
     grace_period: int = DEFAULT_GRACE_PERIOD,
+    wait_for_model: bool = False,
+    poll_interval: float = DEFAULT_POLL_INTERVAL,
 ) -> None:
     """Load the versions under ``model_dir`` and serve them (blocks until SIGTERM/SIGINT); ``version``:
-    the version active at start (default the latest that loads). Admin routes need ``admin_token``."""
+    the version active at start (default the latest that loads). Admin routes need ``admin_token``.
+
+    ``wait_for_model``: serve at once, not ready (``/v2/models/<name>/ready`` 503, ``/v2/health/live`` 200),
+    and load in the background the first complete version that appears under ``model_dir`` (a look every
+    ``poll_interval`` seconds, see :mod:`.watch`), instead of exiting when none loads."""
     from kserve.model_server import app  # KServe's FastAPI app (importing KServe reads sys.argv: see cli.main)
 
     warnings.filterwarnings("ignore", message="ORJSONResponse is deprecated")  # KServe's V1 routes, per request
     _limit_tensorflow_threads()
     manager = VersionManager(model_dir)
     predictor = build_predictor(model_name, manager, version)
-    predictor.load()  # raises (and the process exits) if no version loads
+    if wait_for_model:
+        predictor.wait_for_first_version(poll_interval)
+    else:
+        predictor.load()  # raises (and the process exits) if no version loads
     add_routes(app, model_name, manager, predictor)
     app.add_middleware(VersionQueryToHeader)
     limits = {"max_bytes": max_body_bytes, "read_timeout": body_timeout}
