@@ -129,6 +129,9 @@ selfcheck.check(
 # What does user 68 like? Their profile's heaviest features:
 
 # %%
+from recsys_workshop.models.classic import user_profiles
+
+
 def _package_profile(user_ratings, item_features, item_ids, like_threshold):
     return user_profiles(user_ratings, item_features, item_ids, like_threshold)[1][0]
 
@@ -178,6 +181,8 @@ selfcheck.check(
 # the next cell checks that your two functions give the same list.
 
 # %%
+from sklearn.metrics.pairwise import cosine_similarity
+
 seen_68 = set(ratings.loc[ratings.user_id == 68, "item_id"])
 scores_68 = selfcheck.yours_or(
     "1.2", similarity_scores, lambda p, x: cosine_similarity(p.reshape(1, -1), x).ravel()
