@@ -308,9 +308,12 @@ def _check_rollback() -> None:
 selfcheck.check(
     "9.2",
     _check_rollback,
-    hint="requests.post(f'{server_url}/v1/models/{model_name}:rollback', headers={'Authorization': f'Bearer {token}'}), "
-    "then response.raise_for_status(), then int(response.json()['active']). A 401 means the header is missing; "
-    "a 403 that the token is not the server's.",
+    hint="Rollback changes what everybody is served, so it is an admin call: a POST to the model's ':rollback' "
+    "route carrying the admin token as a bearer token; fail loudly on an error status, and read the new active "
+    "version from the JSON answer. A 401 means the header is missing; a 403 that the token is not the server's.",
+    code_hint="response = requests.post(f'{server_url}/v1/models/{model_name}:rollback', "
+    "headers={'Authorization': f'Bearer {token}'}, timeout=10); response.raise_for_status(); "
+    "return int(response.json()['active'])",
 )
 
 # %% [markdown]
