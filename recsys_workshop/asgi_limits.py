@@ -8,6 +8,9 @@ the server waits for the rest of a body that a client stopped sending.
 - a client that sends nothing for ``read_timeout`` seconds while its body is incomplete gets ``408`` and
   its connection is closed: a slow or stalled client no longer holds a connection and a task forever.
 
+``limit_for(method, path)`` (optional) gives a route its own limit (an int), or None for ``max_bytes``: the
+model server accepts large bodies on its version upload only, and keeps every other route small.
+
 Both answers are ``{"error": reason}`` with ``Connection: close``. Wrap the whole application (outermost),
 so that the limits hold before any framework code runs. Standard library only.
 """
@@ -39,22 +42,31 @@ class BodyLimits:
     seconds (408); see the module docstring."""
 
     def __init__(
-        self, app: Callable, *, max_bytes: int = DEFAULT_MAX_BYTES, read_timeout: float = DEFAULT_READ_TIMEOUT
+        self,
+        app: Callable,
+        *,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        read_timeout: float = DEFAULT_READ_TIMEOUT,
+        limit_for: Callable[[str, str], int | None] | None = None,
     ):
         if max_bytes < 1 or read_timeout <= 0:
             raise ValueError("max_bytes must be >= 1 and read_timeout > 0")
         self.app, self.max_bytes, self.read_timeout = app, int(max_bytes), float(read_timeout)
+        self.limit_for = limit_for
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         declared, chunked = _body_headers(scope)
-        if declared is not None and declared > self.max_bytes:
-            await _refuse(send, 413, self._too_large())
-            return
         if not declared and not chunked:  # no body (RFC 9112 6.3): nothing to bound, no wrappers
             await self.app(scope, receive, send)
+            return
+        limit = self.max_bytes
+        if self.limit_for is not None:
+            limit = self.limit_for(scope.get("method", "GET"), scope.get("path", "")) or self.max_bytes
+        if declared is not None and declared > limit:
+            await _refuse(send, 413, _too_large(limit))
             return
         state = {"received": 0, "done": False, "started": False, "error": None}
 
@@ -70,8 +82,8 @@ class BodyLimits:
                 raise state["error"] from None
             if message["type"] == "http.request":
                 state["received"] += len(message.get("body", b""))
-                if state["received"] > self.max_bytes:
-                    state["error"] = BodyLimitExceeded(413, self._too_large())
+                if state["received"] > limit:
+                    state["error"] = BodyLimitExceeded(413, _too_large(limit))
                     raise state["error"]
                 state["done"] = not message.get("more_body", False)
             else:
@@ -94,8 +106,9 @@ class BodyLimits:
         if error is not None and not state["started"]:
             await _refuse(send, error.status, error.reason)
 
-    def _too_large(self) -> str:
-        return f"the request body is larger than {self.max_bytes} bytes"
+
+def _too_large(limit: int) -> str:
+    return f"the request body is larger than {limit} bytes"
 
 
 def _body_headers(scope) -> tuple[int | None, bool]:

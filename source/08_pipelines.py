@@ -129,8 +129,9 @@ print(inspect.getsource(pipelines.train_model.python_func))
 # spec*) that Kubeflow Pipelines runs on a cluster, each task in the workshop image. A second YAML
 # document holds what is Kubernetes-specific (the `kfp-kubernetes` extension): the ingest task gets the
 # API's database URL from the Secret `recsys-postgres` as an environment variable, so the password is
-# never a pipeline parameter (section 7 uses it); the compare and push steps mount the model store, the
-# volume the model server reads (section 6 explains why).
+# never a pipeline parameter (section 7 uses it); the compare and push steps get the model server's admin
+# token from the Secret `recsys-admin` the same way, because on a cluster they talk to the model server's
+# admin API (section 6 explains why). No task mounts a volume.
 
 # %%
 spec, platform = yaml.safe_load_all(pipelines.compile_pipeline(Path(RUN_DIR) / "pipeline.yaml").read_text())
@@ -140,8 +141,7 @@ print("parameters:", list(spec["root"]["inputDefinitions"]["parameters"]))
 executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
 print("from Secrets:", {name: [(s["secretName"], k["envVar"]) for s in e["secretAsEnv"] for k in s["keyToEnv"]]
                         for name, e in executors.items() if "secretAsEnv" in e})
-print("volumes:", {name: [(m["constant"], m["mountPath"]) for m in e["pvcMount"]]
-                   for name, e in executors.items() if "pvcMount" in e})
+print("volumes:", [name for name, e in executors.items() if "pvcMount" in e] or "none")
 
 # %% [markdown]
 # The push step receives the comparison's verdict and does nothing when the candidate is not better.
@@ -233,22 +233,32 @@ print("deployed versions:", list_versions(DEPLOYED))
 # %% [markdown]
 # **On a cluster, where does the pushed model go?** Each step runs in its own pod, whose files vanish with
 # it: a version pushed to the pod's own disk would be lost, and the next run's gate would again find
-# "nothing deployed". So the compare and push steps mount the *model store*, the volume (the claim
-# `recsys-models`) that the training job writes to and the model server reads, at `/models`, as those do,
-# and the run gets `deployed_dir=/models/recsys`: the model server's `--model-dir`. The gate then compares
-# the candidate with the version the model server actually serves, and a pushed version appears in the
-# model server's version list (`GET /v1/models/recsys/versions`), ready to be activated (section 7 shows
-# how). The volume is *ReadWriteOnce*: only pods on one node may mount it, so every pod that does runs on
-# the model server's node (the pipeline's steps get a node selector for it; the manifests' pods, a pod
-# affinity). A claim can only be mounted in its own namespace: the run's pods must execute in the
-# namespace that holds the workshop's resources.
+# "nothing deployed". The model server keeps its versions on a volume (the claim `recsys-models`) in the
+# workshop's namespace `recsys`, but Kubeflow Pipelines *standalone*, as `cluster-setup` installs it, runs
+# every pipeline's pods in its own namespace `kubeflow`, and a pod can only mount a claim of its own
+# namespace. So the pipeline does what production systems do with a model registry: it pushes over an
+# authenticated API. On a cluster `deployed_dir` is the model server's URL
+# (`http://recsys-model-predictor.recsys.svc.cluster.local`), and
+#
+# - the compare step downloads the latest deployed version (`GET /v1/models/recsys/versions/latest/archive`,
+#   a `.tar.gz`; 404 means nothing deployed yet) and evaluates it exactly like a local one;
+# - the push step uploads the candidate (`POST /v1/models/recsys/versions`, with its metrics in
+#   `metadata.json`); the server checks the archive (safe file names, bounded size, a complete version that
+#   loads), publishes it as its next version with an atomic rename, and the step activates it (`:activate`:
+#   the server never switches by itself, lab 09).
+#
+# Both routes need the admin token: the two tasks read it from the Secret `recsys-admin` (which
+# `cluster-setup` copies into `kubeflow`) as `$RECSYS_ADMIN_TOKEN`, never from a pipeline parameter (the
+# Kubeflow Pipelines UI shows parameters to anyone who can see the run). A NetworkPolicy lets the pods of
+# pipeline runs in `kubeflow` reach the model server's REST port, and nothing else. Locally `deployed_dir`
+# stays a folder, as above; `pipelines.run_local` also accepts a running local server's URL.
 #
 # **With a cluster** running Kubeflow Pipelines, port-forward its API
 # (`kubectl -n kubeflow port-forward svc/ml-pipeline-ui 8080:80`), set `KFP_HOST=http://127.0.0.1:8080`
-# and run the next cell. `pipelines.cluster_arguments` finds the model server's node and checks that the
-# run's pods can mount the model store; then the cell uploads `pipeline.yaml` and starts a run. If they
-# cannot (Kubeflow Pipelines *standalone*, as `cluster-setup` installs it, runs every pipeline in its own
-# namespace `kubeflow`), it says why and submits nothing, rather than a run whose push is lost.
+# and run the next cell. `pipelines.cluster_arguments` checks that the namespace where the run's pods execute
+# holds the Secret `recsys-admin` and returns the run's arguments (`deployed_dir`: the model server's URL);
+# then the cell uploads `pipeline.yaml` and starts a run. If the Secret is missing it says why and how to fix
+# it, and submits nothing, rather than a run whose push is refused.
 
 # %%
 if os.environ.get("KFP_HOST") and (context := kube.cluster_context(timeout=5)) is not None and context.reachable:
@@ -261,8 +271,7 @@ if os.environ.get("KFP_HOST") and (context := kube.cluster_context(timeout=5)) i
         print("Not submitted:", reason)
     else:
         run = client.create_run_from_pipeline_package(str(Path(RUN_DIR) / "pipeline.yaml"), arguments=arguments)
-        print("submitted run", run.run_id, "| deployed_dir:", arguments["deployed_dir"],
-              "| node:", arguments["model_node_selector"])
+        print("submitted run", run.run_id, "| deployed_dir:", arguments["deployed_dir"])
 else:
     print("No KFP_HOST or no reachable cluster: the pipeline ran locally above; nothing was submitted.")
 
@@ -419,7 +428,7 @@ resources.close()
 # `recsys-postgres` (key `database-url`). A URL never goes into a pipeline parameter (parameters are
 # stored and shown in the Kubeflow Pipelines UI): run with `feedback_db="env"`, and the ingest step reads
 # `RECSYS_DATABASE_URL` from its environment, set from the Secret (the `kfp-kubernetes` extension's
-# `use_secret_as_env`, compiled into `pipeline.yaml` above). Like the model store, the Secret must be in the
+# `use_secret_as_env`, compiled into `pipeline.yaml` above). Like `recsys-admin`, the Secret must be in the
 # namespace where the run's pods execute; without it the step stops with "RECSYS_DATABASE_URL is not set".
 
 # %% [markdown]

@@ -58,6 +58,7 @@ SYSTEM_TOOLS = [
     "tr",
     "od",
     "sleep",
+    "base64",
 ]
 
 
@@ -370,7 +371,7 @@ def test_kind_up_dry_run_prints_the_pinned_commands(run_script):
         f"kubectl --context {context} -n {V['WORKSHOP_NAMESPACE']} create secret generic {name} "
         "--from-env-file=/dev/stdin"
         for name in WORKSHOP_SECRETS
-    ]
+    ] + [f"kubectl --context {context} -n kubeflow create secret generic recsys-admin --from-env-file=/dev/stdin"]
     assert positions[-1] < namespace < commands.index(secrets[0])
     assert_only_read_only_calls(calls)
 
@@ -502,7 +503,13 @@ case "$name $*" in
   "kind create cluster "*) touch "$state/cluster" ;;
   "image --target kind") touch "$state/image" ;;
   "kubectl version --client -o json") printf '{"clientVersion": {"gitVersion": "v1.35.2"}}\n' ;;
+  "kubectl "*" -n kubeflow get secret recsys-admin -o jsonpath={.data.token}")
+    [[ -f "$state/kubeflow-secret-recsys-admin" ]] || exit 1
+    sed -n 's/^token=//p' "$state/kubeflow-secret-recsys-admin" | tr -d '\n' | base64 -w0 ;;
+  "kubectl "*" get secret recsys-admin -o jsonpath={.data.token}")
+    sed -n 's/^token=//p' "$state/secret-recsys-admin" | tr -d '\n' | base64 -w0 ;;
   "kubectl "*" get secret "*) [[ -f "$state/secret-${*: -1}" ]] ;;
+  "kubectl "*" -n kubeflow create secret generic "*) cat > "$state/kubeflow-secret-${*: -2:1}" ;;
   "kubectl "*" create secret generic "*) cat > "$state/secret-${*: -2:1}" ;;
   "kubectl "*" apply "*"/kserve.yaml")
     failed=$(cat "$state/kserve-failures" 2>/dev/null || echo 0)
@@ -577,8 +584,9 @@ def test_kind_up_twice_creates_once_and_repairs_by_reapplying(tmp_path, system_b
     assert kserve_applies[0] < crd_waits[0] < webhook_waits[0] < kserve_applies[1] < crd_waits[1] < kserve_applies[2]
     assert first.stdout.count("Attempt 1 of 5 failed") == 1 and "Attempt 2 of 5 failed" in first.stdout
 
-    created = [c.split()[-2] for c in calls if " create secret generic " in c]
+    created = [c.split()[-2] for c in calls if " create secret generic " in c and " -n kubeflow " not in c]
     assert created == list(WORKSHOP_SECRETS)
+    assert read_env_file(state / "kubeflow-secret-recsys-admin") == read_env_file(state / "secret-recsys-admin")
     secrets = {name: read_env_file(state / f"secret-{name}") for name in created}
     assert_secret_values(secrets, first.stdout + first.stderr + log.read_text())
 
@@ -829,6 +837,7 @@ case "$name $*" in
   "kubectl "*" get persistentvolumeclaims,services --all-namespaces "*) printf 'kubeflow\nattendee-alice\nrecsys\n' ;;
   "kubectl "*" get services --all-namespaces "*) printf 'default stray-lb\n' ;;
   "kubectl config view "*) echo "gke_demo-project_us-central1-a_recsys-workshop" ;;
+  "kubectl "*" -n recsys get secret recsys-admin -o jsonpath={.data.token}") printf 'dG9rZW4=' ;;
   "kubectl "*" get secret "*) exit 1 ;;
   "kubectl "*" create secret generic "*) cat > /dev/null ;;
   "kubectl "*) ;;
@@ -1066,9 +1075,14 @@ def assert_secret_values(secrets: dict[str, dict[str, str]], shown: str) -> None
 
 FAKE_KUBECTL = r"""#!/usr/bin/env bash
 printf 'kubectl %s\n' "$*" >> "$STUB_LOG"
+ns="$4"  # kubectl --context CTX -n NAMESPACE VERB secret NAME ...
 case "$*" in
-  *" get secret "*) [[ -f "$SIM_STATE/secret-${*: -1}" ]] ;;
-  *" create secret generic "*) cat > "$SIM_STATE/secret-${*: -2:1}" ;;
+  *" get secret "*" -o jsonpath={.data.token}")
+    [[ -f "$SIM_STATE/$ns/secret-$7" ]] || exit 1
+    sed -n 's/^token=//p' "$SIM_STATE/$ns/secret-$7" | tr -d '\n' | base64 -w0 ;;
+  *" get secret "*) [[ -f "$SIM_STATE/$ns/secret-${*: -1}" ]] ;;
+  *" create secret generic "*) cat > "$SIM_STATE/$ns/secret-${*: -2:1}" ;;
+  *" delete secret "*) rm "$SIM_STATE/$ns/secret-${*: -1}" ;;
   *" apply -f "*) exit 0 ;;
   *) echo "fake kubectl: unexpected call: $*" >&2; exit 97 ;;
 esac
@@ -1077,7 +1091,7 @@ esac
 
 def run_create_secrets(tmp_path: Path, system_bin: Path, *, dry_run: bool) -> tuple[subprocess.CompletedProcess, list]:
     bin_dir, state, log = tmp_path / "bin", tmp_path / "state", tmp_path / "calls.log"
-    for folder in (bin_dir, state):
+    for folder in (bin_dir, state, state / "recsys", state / "kubeflow"):
         folder.mkdir(exist_ok=True)
     (bin_dir / "kubectl").write_text(FAKE_KUBECTL)
     (bin_dir / "kubectl").chmod(0o755)
@@ -1097,28 +1111,49 @@ def test_workshop_secrets_are_created_once_and_never_shown(tmp_path, system_bin)
     assert first.returncode == 0, first.stderr
     namespace = f"kubectl --context ctx apply -f {SETUP}/manifests/base/namespace.yaml"
     assert calls[0] == namespace, "the namespace exists before its Secrets"
-    assert [c.split()[-2] for c in calls if " create secret generic " in c] == list(WORKSHOP_SECRETS)
-    secrets = {name: read_env_file(tmp_path / "state" / f"secret-{name}") for name in WORKSHOP_SECRETS}
+    created = [(c.split()[4], c.split()[-2]) for c in calls if " create secret generic " in c]
+    assert created == [("recsys", name) for name in WORKSHOP_SECRETS] + [("kubeflow", "recsys-admin")]
+    secrets = {name: read_env_file(tmp_path / "state" / "recsys" / f"secret-{name}") for name in WORKSHOP_SECRETS}
     assert_secret_values(secrets, first.stdout + first.stderr + "\n".join(calls))
+    copy = read_env_file(tmp_path / "state" / "kubeflow" / "secret-recsys-admin")
+    assert copy == secrets["recsys-admin"], "Kubeflow Pipelines runs get the same admin token, and only it"
 
     second, calls = run_create_secrets(tmp_path, system_bin, dry_run=False)
     assert second.returncode == 0, second.stderr
-    assert calls == [namespace] + [f"kubectl --context ctx -n recsys get secret {name}" for name in WORKSHOP_SECRETS]
-    assert second.stdout.count("already exists; keeping it.") == 3
-    assert {name: read_env_file(tmp_path / "state" / f"secret-{name}") for name in WORKSHOP_SECRETS} == secrets
+    token_of = "get secret recsys-admin -o jsonpath={.data.token}"
+    gets = [f"kubectl --context ctx -n recsys get secret {name}" for name in WORKSHOP_SECRETS]
+    assert calls == [namespace, *gets, f"kubectl --context ctx -n recsys {token_of}",
+                     f"kubectl --context ctx -n kubeflow {token_of}"]  # fmt: skip
+    assert second.stdout.count("already exists; keeping it.") == 3 and "already holds the admin token" in second.stdout
+    state = tmp_path / "state"
+    assert {name: read_env_file(state / "recsys" / f"secret-{name}") for name in WORKSHOP_SECRETS} == secrets
+    assert read_env_file(state / "kubeflow" / "secret-recsys-admin") == copy
+
+
+def test_a_stale_admin_token_copy_for_pipeline_runs_is_replaced(tmp_path, system_bin):
+    first, _ = run_create_secrets(tmp_path, system_bin, dry_run=False)
+    assert first.returncode == 0, first.stderr
+    stale = tmp_path / "state" / "kubeflow" / "secret-recsys-admin"
+    stale.write_text("token=" + "0" * 64 + "\n")
+    again, calls = run_create_secrets(tmp_path, system_bin, dry_run=False)
+    assert again.returncode == 0, again.stderr
+    assert "kubectl --context ctx -n kubeflow delete secret recsys-admin" in calls and "replacing it" in again.stdout
+    token = read_env_file(tmp_path / "state" / "recsys" / "secret-recsys-admin")
+    assert read_env_file(stale) == token and token["token"] not in again.stdout + "\n".join(calls)
 
 
 def test_workshop_secrets_dry_run_prints_without_creating(tmp_path, system_bin):
     result, calls = run_create_secrets(tmp_path, system_bin, dry_run=True)
     assert result.returncode == 0, result.stderr
     assert calls == [], "a dry run neither queries nor creates"
-    assert not list((tmp_path / "state").iterdir())
+    assert not list((tmp_path / "state").rglob("secret-*"))
     assert dry_run_commands(result.stdout) == [
         f"kubectl --context ctx apply -f {SETUP}/manifests/base/namespace.yaml",
         *(
             f"kubectl --context ctx -n recsys create secret generic {name} --from-env-file=/dev/stdin"
             for name in WORKSHOP_SECRETS
         ),
+        "kubectl --context ctx -n kubeflow create secret generic recsys-admin --from-env-file=/dev/stdin",
     ]
     assert "never printed" in result.stdout
 

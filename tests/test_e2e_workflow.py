@@ -344,17 +344,15 @@ def test_dry_run_prints_the_six_steps_in_order_and_runs_nothing(run_stubbed):
         f"{k} wait experiment/recsys-tune --for=condition=Succeeded",
         f"{k} get experiment/recsys-tune -o 'jsonpath={{.status.trialsSucceeded}}'",
         f"python -m recsys_workshop.pipelines compile --image localhost/recsys-workshop:0.1.0 {out}/pipeline.yaml",
-        f"{kf} delete pod recsys-smoke-model-store --ignore-not-found",
-        f"{kf} delete pvc recsys-models --ignore-not-found",
-        f"{kf} apply -f - <<EOF",
-        f"{kf} wait pod/recsys-smoke-model-store --for=condition=PodScheduled",
-        f"{kf} port-forward --address 127.0.0.1 svc/ml-pipeline LOCAL_PORT:8888",
-        f"python - http://127.0.0.1:LOCAL_PORT {out}/pipeline.yaml {out}/overlay/train.json "
-        f"kind-{V['KIND_CLUSTER_NAME']} kubeflow 900",
-        f"{kf} wait pod/recsys-smoke-model-store --for=condition=Ready",
-        f"{kf} port-forward --address 127.0.0.1 pod/recsys-smoke-model-store LOCAL_PORT:8080",
+        f"{k} get secret recsys-admin -o 'jsonpath={{.data.token}}'",
+        f"{k} port-forward --address 127.0.0.1 svc/recsys-model-predictor LOCAL_PORT:80",
         "curl -sS -X GET http://127.0.0.1:LOCAL_PORT/v1/models/recsys/versions",
-        "curl -sS -X POST -H 'content-type: application/json' --data",
+        f"{kf} port-forward --address 127.0.0.1 svc/ml-pipeline LOCAL_PORT:8888",
+        f"python - http://127.0.0.1:LOCAL_PORT {out}/pipeline.yaml {out}/pipeline-train.json "
+        f"kind-{V['KIND_CLUSTER_NAME']} kubeflow 900",
+        f"{k} port-forward --address 127.0.0.1 svc/recsys-model-predictor LOCAL_PORT:80",
+        "curl -sS -X GET http://127.0.0.1:LOCAL_PORT/v1/models/recsys/versions",
+        "curl -sS -X POST -H 'content-type: application/json' -H 'x-model-version: ACTIVE' --data",
     ]  # fmt: skip
     commands = dry_run_commands(result.stdout)
     position = 0
@@ -367,9 +365,9 @@ def test_dry_run_prints_the_six_steps_in_order_and_runs_nothing(run_stubbed):
     # the generated overlay: CI-sized training, a worker replica, two trials
     assert "train.epochs=1" in result.stdout and "path: /spec/tfReplicaSpecs/Worker" in result.stdout
     assert "path: /spec/maxTrialCount\n            value: 2" in result.stdout
-    # the run's model store, in the namespace where Kubeflow Pipelines standalone runs pipelines
-    assert "recsys-workshop/model-claim: recsys-models" in result.stdout
-    assert "image: localhost/recsys-workshop:0.1.0" in result.stdout
+    # no model store of its own in the pipeline's namespace any more: the run pushes into the real model server
+    assert "recsys-models" not in result.stdout and "recsys-smoke-model-store" not in result.stdout
+    assert "train.epochs=3" in result.stdout, "the pipeline's candidate trains longer than step 1's model"
 
 
 def test_dry_run_in_another_namespace_and_context(run_stubbed):
@@ -425,7 +423,6 @@ case "$args" in
   *" logs pod/recsys-train-worker-0 -c tensorflow") printf 'weights_sha256=abc123\n' ;;
   *" get experiment/recsys-tune -o jsonpath={.status.trialsSucceeded}") printf '%s' "${FAKE_TRIALS:-2}" ;;
   *" get experiment/recsys-tune -o jsonpath="*) printf '{"name": "ndcg_at_10", "latest": "0.2"}' ;;
-  *" wait pod/recsys-smoke-model-store --for=condition=Ready "*) [[ -f "$FAKE_DIR/pushed" ]] ;;
   *" delete "* | *" apply "* | *" wait "* | *" rollout status "*) exit 0 ;;
   *" get "* | *" describe "* | *" logs "*) echo "fake: $args" ;;
   *) echo "fake kubectl: unexpected: $args" >&2; exit 97 ;;
@@ -449,7 +446,9 @@ fi
 case "$method $url" in
   "POST "*":predict")
     printf '{"predictions": [{"item_ids": [%s], "scores": [%s]}]}\n200' "$(seq -s, 1 10)" "$(seq -s, 10 -1 1)" ;;
-  "GET "*"/versions") printf '{"active": 1, "versions": [{"version": 1}]}\n200' ;;
+  "GET "*"/versions")  # after the pipeline's push: version 2, active
+    if [[ -f "$FAKE_DIR/pushed" ]]; then printf '{"active": 2, "versions": [{"version": 1}, {"version": 2}]}\n200'
+    else printf '{"active": 1, "versions": [{"version": 1}]}\n200'; fi ;;
   "POST "*"/versions/1:activate")
     if ((config)); then printf '{"active": 1}\n200'; else printf '{"error": "no token"}\n401'; fi ;;
   "GET "*"/readyz") printf '{"ready": true}\n200' ;;
@@ -562,15 +561,17 @@ def test_against_a_fake_cluster_every_step_passes_on_valid_manifests(fake_cluste
     assert {k: v for k, v in json.loads(config["data"]["train.json"]).items() if k != "train"} == {
         k: v for k, v in base.items() if k != "train"
     }, "only the epochs change"
-    # the pipeline: compiled for real, every step on the workshop image; its model store, on that image too
+    # the pipeline: compiled for real, every step on the workshop image; it pushed into the real model server:
+    # the versions were read before and after the run, and the new active version answered a pinned predict
     assert set(re.findall(r"^\s+image: (\S+)$", (out / "pipeline.yaml").read_text(), re.M)) == {KIND_IMAGE}
-    store = list(yaml.safe_load_all((out / "model-store.yaml").read_text()))
-    assert [d["kind"] for d in store] == ["PersistentVolumeClaim", "Pod"]
-    assert {d["metadata"]["namespace"] for d in store} == {"kubeflow"}
-    assert store[1]["metadata"]["labels"]["recsys-workshop/model-claim"] == store[0]["metadata"]["name"]
-    assert store[1]["spec"]["containers"][0]["image"] == KIND_IMAGE
+    assert not (out / "model-store.yaml").exists()
+    assert json.loads((out / "pipeline-train.json").read_text())["train"]["epochs"] == 3
+    submit = next(i for i, c in enumerate(calls) if c.startswith("python - "))
+    assert any(c.endswith("/v1/models/recsys/versions") for c in calls[:submit])
+    assert any(c.endswith("/v1/models/recsys/versions") for c in calls[submit:])
+    assert any("x-model-version: 2" in c and c.endswith(":predict") for c in calls[submit:])
     # and all of it valid: Kubernetes 1.35 schemas, the Kubeflow CRDs, the workshop's container policy
-    findings = kube.validate_custom(docs) + kube.validate_core(docs + store) + kube.policy_violations(store)
+    findings = kube.validate_custom(docs) + kube.validate_core(docs)
     assert not findings, "\n".join(map(str, findings))
     assert {d["metadata"].get("namespace", "recsys") for d in docs if d["kind"] != "Namespace"} == {"recsys"}
     assert {container["image"] for container, _, _ in kube._containers(tfjob)} == {KIND_IMAGE}
@@ -587,7 +588,7 @@ def test_against_a_fake_cluster_every_step_passes_on_valid_manifests(fake_cluste
         ({"items": "3"}, [], "3/6 api", "expected 10 recommendations", "deployment/recsys-api"),
         ({"load_status": "1"}, [], "4/6 load", "missed the SLO", "deployment/recsys-api"),
         ({"trials": "1"}, [], "5/6 tuning", "1 successful trials, expected 2", "experiment/recsys-tune"),
-        ({"push": "0"}, [], "6/6 pipeline", "has no version to serve", "pod/recsys-smoke-model-store"),
+        ({"push": "0"}, [], "6/6 pipeline", "holds no new active version", "inferenceservice/recsys-model"),
         ({"pipeline_image": "ghcr.io/recsys-workshop/recsys-workshop:0.1.0"}, [], "6/6 pipeline",
          "the pipeline's steps run ghcr.io/recsys-workshop/recsys-workshop:0.1.0, not the workshop image", None),
         ({}, ["--image", "localhost/recsys-workshop:other"], "0/6 render", "but the build step produced", None),

@@ -534,6 +534,10 @@ def workshop_endpoints(docs: list[dict]) -> dict[str, Endpoint]:
         "katib-controller": Endpoint("katib-controller", "kubeflow", {"katib.kubeflow.org/component": "controller"}),
         "katib-db-manager": Endpoint("katib-db-manager", "kubeflow", {"katib.kubeflow.org/component": "db-manager"}),
         "kfp": Endpoint("kfp", "kubeflow", {"app": "ml-pipeline"}),
+        # a pod of a Kubeflow Pipelines v2 run (standalone: namespace kubeflow), e.g. the push step
+        "kfp-run": Endpoint("kfp-run", "kubeflow", {"pipelines.kubeflow.org/v2_component": "true"}),
+        # the same label in another namespace (a notebook that copied it): not a pipeline run
+        "fake-run": Endpoint("fake-run", "jhub", {"pipelines.kubeflow.org/v2_component": "true"}),
         "notebook": Endpoint("notebook", "jhub", {"component": "singleuser-server"}),
         "kube-dns": Endpoint("kube-dns", "kube-system", {"k8s-app": "kube-dns"}),
         "internet": Endpoint("internet", None, ip="93.184.215.14"),
@@ -552,7 +556,13 @@ NETWORK_MATRIX = [
     ("chief", "model", 8080, "TCP", False),
     ("stray", "model", 8080, "TCP", False),
     ("notebook", "model", 8080, "TCP", False),
-    ("kfp", "model", 8080, "TCP", False),
+    ("kfp", "model", 8080, "TCP", False),  # the KFP API server itself never calls the model server
+    ("kfp-run", "model", 8080, "TCP", True),  # the pipeline's compare and push steps: the admin archive API
+    ("kfp-run", "model", 8081, "TCP", False),  # REST only
+    ("kfp-run", "postgres", 5432, "TCP", False),
+    ("kfp-run", "api", 8000, "TCP", False),
+    ("fake-run", "model", 8080, "TCP", False),
+    ("katib-controller", "model", 8080, "TCP", False),
     ("api", "postgres", 5432, "TCP", True),
     ("model", "postgres", 5432, "TCP", False),
     ("locust-worker", "postgres", 5432, "TCP", False),
@@ -615,7 +625,9 @@ def test_every_pod_denies_ingress_by_default(overlay):
     assert len(default) == 1, "one NetworkPolicy selecting every pod, with no ingress rule"
 
 
-def test_the_model_server_accepts_only_the_api_on_its_ports(overlay):
+def test_the_model_server_accepts_only_the_api_and_pipeline_runs_on_its_ports(overlay):
+    """The API on both ports; the pods of Kubeflow Pipelines runs (namespace kubeflow, KFP v2's run pod label)
+    on REST only, for the admin archive API: nothing else new."""
     _, docs = overlay
     isvc = one(docs, "InferenceService", "recsys-model")
     policies = [
@@ -626,9 +638,16 @@ def test_the_model_server_accepts_only_the_api_on_its_ports(overlay):
         and selects(p["spec"]["podSelector"], isvc["metadata"]["labels"])
     ]
     assert [p["metadata"]["name"] for p in policies] == ["recsys-model-server"]
-    (rule,) = policies[0]["spec"]["ingress"]
+    rule, runs = policies[0]["spec"]["ingress"]
     assert rule["from"] == [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "recsys-api"}}}]
     assert sorted((p["protocol"], p["port"]) for p in rule["ports"]) == [("TCP", 8080), ("TCP", 8081)]
+    assert runs["from"] == [
+        {
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kubeflow"}},
+            "podSelector": {"matchLabels": {"pipelines.kubeflow.org/v2_component": "true"}},
+        }
+    ]
+    assert runs["ports"] == [{"protocol": "TCP", "port": 8080}]
     _, container = model_server(docs)
     assert {p["containerPort"] for p in container["ports"]} == {8080, 8081}
 

@@ -96,7 +96,6 @@ def test_the_compiled_pipeline_takes_the_feedback_database_as_a_parameter(tmp_pa
     documents = list(yaml.safe_load_all((tmp_path / "pipeline.yaml").read_text()))
     assert len(documents) == 2
     executors = documents[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
-    assert [name for name, e in executors.items() if "secretAsEnv" in e] == ["exec-ingest"]
     assert executors["exec-ingest"]["secretAsEnv"] == [{
         "keyToEnv": [{"envVar": "RECSYS_DATABASE_URL", "secretKey": "database-url"}],
         "optional": True, "secretName": "recsys-postgres",
@@ -105,71 +104,89 @@ def test_the_compiled_pipeline_takes_the_feedback_database_as_a_parameter(tmp_pa
     assert [name for name, e in spec["deploymentSpec"]["executors"].items() if "env" in e["container"]] == []
 
 
-def test_the_compare_and_push_steps_mount_the_model_store_on_its_node(tmp_path):
-    """On a cluster the gate must see, and the push must write, the folder the model server serves: the
-    model server's claim mounted where it mounts it, on its node (the claim is ReadWriteOnce)."""
+def test_the_compare_and_push_steps_get_the_admin_token_and_mount_nothing(tmp_path):
+    """On a cluster the gate downloads, and the push uploads, through the model server's admin API: the two
+    tasks (and only they) get $RECSYS_ADMIN_TOKEN from the Secret recsys-admin; no task mounts a claim or
+    takes a node selector (KFP standalone runs them in namespace kubeflow, where the model claim is not)."""
     spec, platform = yaml.safe_load_all(pipelines.compile_pipeline(tmp_path / "pipeline.yaml").read_text())
     executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
-    mounting = {name: e["pvcMount"] for name, e in executors.items() if "pvcMount" in e}
-    assert set(mounting) == {"exec-compare-with-deployed", "exec-push-model"}, "only the steps that read deployed_dir"
-    for name, mounts in mounting.items():
-        assert [(m["constant"], m["mountPath"]) for m in mounts] == [("recsys-models", "/models")], name
-        selector = executors[name]["nodeSelector"]
-        assert selector == {"nodeSelectorJson": {"componentInputParameter": "model_node_selector"}}, name
-    parameter = spec["root"]["inputDefinitions"]["parameters"]["model_node_selector"]
-    assert parameter == {"defaultValue": {}, "isOptional": True, "parameterType": "STRUCT"}, (
-        "no selector by default: locally (and on a one-node cluster) it changes nothing"
-    )
-    assert pipelines.CLUSTER_DEPLOYED_DIR.startswith(pipelines.MODEL_MOUNT + "/")
+    admin = {name: e["secretAsEnv"] for name, e in executors.items()
+             if any(s["secretName"] == "recsys-admin" for s in e.get("secretAsEnv", []))}  # fmt: skip
+    assert set(admin) == {"exec-compare-with-deployed", "exec-push-model"}
+    for name, entries in admin.items():
+        (entry,) = entries
+        assert not entry.pop("optional", False), "required: a run without the token could not push"
+        assert entry == {
+            "keyToEnv": [{"envVar": "RECSYS_ADMIN_TOKEN", "secretKey": "token"}],
+            "secretName": "recsys-admin",
+            "secretNameParameter": {"runtimeValue": {"constant": "recsys-admin"}},
+        }, name
+    assert {name for name, e in executors.items() if "secretAsEnv" in e} == {"exec-ingest", *admin}
+    text = (tmp_path / "pipeline.yaml").read_text()
+    assert not any("pvcMount" in e or "nodeSelector" in e for e in executors.values())
+    assert "recsys-models" not in text and "model_node_selector" not in spec["root"]["inputDefinitions"]["parameters"]
+    assert "RECSYS_ADMIN_TOKEN" not in str(spec), "the token is never a parameter nor a literal of the spec"
     for task in ("compare-with-deployed", "push-model"):
         inputs = spec["root"]["dag"]["tasks"][task]["inputs"]["parameters"]
         assert inputs["deployed_dir"] == {"componentInputParameter": "deployed_dir"}
 
 
 class _FakeCoreApi:
-    """The two CoreV1Api calls :mod:`recsys_workshop.pipelines.cluster` makes, on a made-up namespace."""
+    """The CoreV1Api call :mod:`recsys_workshop.pipelines.cluster` makes, on made-up namespaces:
+    ``secrets`` maps (namespace, name) to the Secret's keys; ``status`` is the error for any other."""
 
-    def __init__(self, claims, pods):
-        self.claims, self.pods, self.selectors = claims, pods, []
+    def __init__(self, secrets, status=404):
+        self.secrets, self.status, self.asked = secrets, status, []
 
-    def list_namespaced_persistent_volume_claim(self, namespace):
-        return SimpleNamespace(items=[SimpleNamespace(metadata=SimpleNamespace(name=c)) for c in self.claims])
-
-    def list_namespaced_pod(self, namespace, label_selector):
-        self.selectors.append(label_selector)
-        return SimpleNamespace(items=[SimpleNamespace(spec=SimpleNamespace(node_name=node),
-                                                      status=SimpleNamespace(phase=phase))
-                                      for node, phase in self.pods])  # fmt: skip
+    def read_namespaced_secret(self, name, namespace):
+        self.asked.append((namespace, name))
+        if (namespace, name) not in self.secrets:
+            raise _ApiError(self.status)
+        return SimpleNamespace(data=dict.fromkeys(self.secrets[namespace, name], "c2VjcmV0"))
 
 
-def test_cluster_arguments_point_the_run_at_the_model_store_and_its_node():
-    api = _FakeCoreApi(["recsys-models"], [("node-b", "Running"), ("node-a", "Succeeded"), (None, "Pending")])
+class _ApiError(Exception):
+    def __init__(self, status):
+        super().__init__(f"({status})")
+        self.status = status
+
+
+def test_cluster_arguments_point_the_run_at_the_model_server():
+    api = _FakeCoreApi({("team", "recsys-admin"): ["token"]})
     arguments = pipelines.cluster_arguments(SMALL_JOB, namespace="team", core_api=api, feedback_db="env")
     assert arguments == {
-        "deployed_dir": "/models/recsys",
-        "model_node_selector": {"kubernetes.io/hostname": "node-b"},
+        "deployed_dir": "http://recsys-model-predictor.recsys.svc.cluster.local",
         "job_config": json.dumps(SMALL_JOB),
         "feedback_db": "env",
-    }, "a finished training pod (node-a) does not hold the volume any more"
-    assert api.selectors == ["recsys-workshop/model-claim=recsys-models"]
+    }
+    assert api.asked == [("team", "recsys-admin")]
+    standalone = _FakeCoreApi({("kubeflow", "recsys-admin"): ["token"]})
+    assert pipelines.cluster_arguments("{}", core_api=standalone)["job_config"] == "{}"
+    assert standalone.asked == [("kubeflow", "recsys-admin")], "KFP standalone runs every pipeline in kubeflow"
 
 
 @pytest.mark.parametrize(
-    ("claims", "pods", "reason"),
+    ("secrets", "status", "reason"),
     [
-        ([], [], "has no claim 'recsys-models'.*standalone runs every pipeline in 'kubeflow'"),
-        (["recsys-models"], [], "deploy the model server first"),
-        (["recsys-models"], [("node-a", "Running"), ("node-b", "Running")], "several nodes"),
+        ({("recsys", "recsys-admin"): ["token"]}, 404, "'kubeflow', where the run's pods execute, has no Secret "
+         "'recsys-admin'.*Re-run cluster-setup/kind/up"),
+        ({}, 403, "no Secret 'recsys-admin' readable by you"),
+        ({("kubeflow", "recsys-admin"): ["other"]}, 404, "has no key 'token'"),
     ],
 )
-def test_cluster_arguments_refuse_a_run_that_cannot_reach_the_model_store(claims, pods, reason):
+def test_cluster_arguments_refuse_a_run_that_cannot_reach_the_model_server(secrets, status, reason):
     with pytest.raises(pipelines.ClusterNotReady, match=reason):
-        pipelines.cluster_arguments({}, core_api=_FakeCoreApi(claims, pods))
+        pipelines.cluster_arguments({}, core_api=_FakeCoreApi(secrets, status))
+
+
+def test_cluster_arguments_let_other_api_errors_through():
+    with pytest.raises(_ApiError):
+        pipelines.cluster_arguments({}, core_api=_FakeCoreApi({}, status=500))
 
 
 def test_lab_08_submits_with_the_cluster_arguments():
-    """The lab's cluster cell passes what cluster_arguments returns (deployed_dir on the mounted store, the
-    model server's node), not a path of its own."""
+    """The lab's cluster cell passes what cluster_arguments returns (deployed_dir: the model server's URL),
+    not a path or URL of its own."""
     import ast
 
     from recsys_workshop.paths import REPO_ROOT
@@ -183,6 +200,7 @@ def test_lab_08_submits_with_the_cluster_arguments():
                 any(isinstance(t, ast.Name) and t.id == getattr(passed, "id", None) for t in n.targets)]  # fmt: skip
     assert assigned and all(ast.unparse(v.func) == "pipelines.cluster_arguments" for v in assigned)
     assert "/models/recsys" not in ast.unparse(calls[0]), "no hard-coded path beside the helper's"
+    assert "recsys-model-predictor" not in ast.unparse(tree), "no hard-coded URL beside the helper's"
 
 
 # ------------------------------------------------------------------------------ feedback as interactions

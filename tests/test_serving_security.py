@@ -83,9 +83,11 @@ def test_the_model_servers_admin_routes_and_methods():
 
     for path in ADMIN_ROUTES + ["//v2/repository/models/recsys/unload/", "/v2/repository", "/v1/models/x:rollback/"]:
         assert is_admin_route("POST", path) and is_admin_route("GET", path), path
-    for path in ("/v1/models/recsys:predict", "/v1/models/recsys/versions", "/v2/models/recsys/infer",
+    for path in ("/v1/models/recsys:predict", "/v2/models/recsys/infer", "/v2/models/recsys/versions/1/infer",
                  "/v2/models/recsys/ready", "/v2/models/repository", "/v1/models/activate"):  # fmt: skip
         assert not is_admin_route("POST", path), path
+    assert not is_admin_route("GET", "/v1/models/recsys/versions"), "the version list is public"
+    assert is_admin_route("POST", "/v1/models/recsys/versions"), "a version upload is not (tests/test_model_push.py)"
     service = "/inference.GRPCInferenceService/"
     assert all(is_admin_grpc_method(service + m) for m in ("RepositoryModelLoad", "RepositoryModelUnload"))
     assert not any(is_admin_grpc_method(service + m) for m in ("ModelInfer", "ModelReady", "ServerLive"))

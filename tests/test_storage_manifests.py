@@ -20,11 +20,16 @@ import pytest
 import yaml
 
 from recsys_workshop import kube, pipelines, serving
-from recsys_workshop.pipelines import cluster
 
 pytestmark = pytest.mark.cluster
 
 HOSTNAME = "kubernetes.io/hostname"
+# The model store (cluster-setup/manifests/base/model-volume.yaml): the claim, where the model server and the
+# training chief mount it, the base folder of the versions, and the label of every pod that mounts it.
+MODEL_CLAIM = "recsys-models"
+MODEL_MOUNT = "/models"
+MODEL_DIR = "/models/recsys"
+CLAIM_LABEL = "recsys-workshop/model-claim"
 # Kinds that keep pods running (a rollout starts the new pod before the old one stops).
 LONG_RUNNING = {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "InferenceService"}
 POD_TEMPLATE_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"}
@@ -144,7 +149,7 @@ def test_every_pod_template_is_seen(rendered):
 
 def test_no_readwriteonce_claim_is_mounted_from_two_nodes(rendered):
     assert colocation_problems(rendered) == []
-    mounting = [t.where for doc in rendered for t in pod_templates(doc) if pipelines.MODEL_CLAIM in t.claims]
+    mounting = [t.where for doc in rendered for t in pod_templates(doc) if MODEL_CLAIM in t.claims]
     assert sorted(mounting) == ["InferenceService/recsys/recsys-model/predictor", "TFJob/recsys/recsys-train/Chief"]
 
 
@@ -159,7 +164,7 @@ def test_the_check_is_not_a_rubber_stamp(rendered):
         "(kubernetes.io/hostname) that selects every pod mounting it (InferenceService/recsys/recsys-model/predictor)"
     ]
     unlabelled = copy.deepcopy(rendered)
-    del find(unlabelled, "InferenceService")["spec"]["predictor"]["labels"][cluster.CLAIM_LABEL]
+    del find(unlabelled, "InferenceService")["spec"]["predictor"]["labels"][CLAIM_LABEL]
     assert len(colocation_problems(unlabelled)) == 2, "neither pod's affinity selects the model server any more"
     zone = copy.deepcopy(rendered)
     term = find(zone, "InferenceService")["spec"]["predictor"]["affinity"]["podAffinity"]
@@ -178,28 +183,30 @@ def test_only_the_chief_mounts_the_model_store_and_trials_never_do(rendered):
     if worker is not None:  # GKE: the worker keeps its model in an emptyDir and may use the other node
         spec = worker["template"]["spec"]
         assert not _claims(spec) and "affinity" not in spec
-        assert cluster.CLAIM_LABEL not in worker["template"]["metadata"]["labels"]
+        assert CLAIM_LABEL not in worker["template"]["metadata"]["labels"]
     experiment = next(d for d in rendered if d["kind"] == "Experiment")
     trials = list(pod_templates(experiment))
     assert trials and all(not t.claims for t in trials), "Katib trials keep their models in an emptyDir"
 
 
 def test_the_model_store_is_the_same_folder_for_every_step(rendered):
-    """Claim, mount path and base folder agree between the model server, the training job and the pipeline."""
+    """Claim, mount path and base folder agree between the model server and the training job; the model
+    server mounts it writable (it publishes the pipeline's uploads, serving/archive.py)."""
     predictor = next(d for d in rendered if d["kind"] == "InferenceService")["spec"]["predictor"]
     container = predictor["containers"][0]
     options = serving.build_parser().parse_args(container["args"])
     volume = next(v for v in predictor["volumes"] if "persistentVolumeClaim" in v)
     mount = next(m for m in container["volumeMounts"] if m["name"] == volume["name"])
-    assert volume["persistentVolumeClaim"]["claimName"] == pipelines.MODEL_CLAIM
-    assert mount["mountPath"] == pipelines.MODEL_MOUNT and options.model_dir == pipelines.CLUSTER_DEPLOYED_DIR
+    assert volume["persistentVolumeClaim"]["claimName"] == MODEL_CLAIM
+    assert mount["mountPath"] == MODEL_MOUNT and options.model_dir == MODEL_DIR
+    assert not mount.get("readOnly") and not volume["persistentVolumeClaim"].get("readOnly"), "uploads write here"
     assert options.wait_for_model, "the model server starts before training has exported anything"
-    assert predictor["labels"] == {cluster.CLAIM_LABEL: pipelines.MODEL_CLAIM}
+    assert predictor["labels"] == {CLAIM_LABEL: MODEL_CLAIM}
     config = json.loads(next(d for d in rendered if d["kind"] == "ConfigMap")["data"]["train.json"])
-    assert config["model_dir"] == pipelines.CLUSTER_DEPLOYED_DIR
+    assert config["model_dir"] == MODEL_DIR
     chief = next(d for d in rendered if d["kind"] == "TFJob")["spec"]["tfReplicaSpecs"]["Chief"]["template"]
     chief_mount = next(m for m in chief["spec"]["containers"][0]["volumeMounts"] if m["name"] == "models")
-    assert chief_mount["mountPath"] == pipelines.MODEL_MOUNT
+    assert chief_mount["mountPath"] == MODEL_MOUNT
 
 
 def test_the_examples_that_mount_the_model_store_join_it_too():
@@ -207,6 +214,18 @@ def test_the_examples_that_mount_the_model_store_join_it_too():
     manifests = kube.MANIFESTS_DIR / "base"
     texts = [(manifests / name).read_text() for name in ("model-volume.yaml", "model-server.yaml")]
     docs = [d for text in texts for d in yaml.safe_load_all(text) if d]
-    mounting = [t.where for doc in docs for t in pod_templates(doc) if pipelines.MODEL_CLAIM in t.claims]
+    mounting = [t.where for doc in docs for t in pod_templates(doc) if MODEL_CLAIM in t.claims]
     assert len(mounting) == 3
     assert colocation_problems(docs) == []
+
+
+def test_the_pipeline_reaches_the_model_store_through_the_model_server(rendered):
+    """The cluster pipeline mounts no claim (its pods run in namespace kubeflow): its deployed_dir is the model
+    server's Service, in the workshop namespace, on the Service's port."""
+    from urllib.parse import urlsplit
+
+    url = urlsplit(pipelines.CLUSTER_DEPLOYED_DIR)
+    service = next(d for d in rendered if d["kind"] == "InferenceService")
+    host = f"{service['metadata']['name']}-predictor.{service['metadata']['namespace']}.svc.cluster.local"
+    assert url.scheme == "http" and url.hostname == host and url.port is None, "KServe's Service: port 80 -> 8080"
+    assert url.path in ("", "/")

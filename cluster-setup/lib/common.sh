@@ -9,7 +9,8 @@
 #   build_workshop_image ARGS...       cluster-setup/image (the one image, built where it is used)
 #   install_profile CTX     the workshop profile: cert-manager, Training Operator, Katib, KServe, KFP,
 #                           every bundle applied in full on every run (server-side), so a re-run repairs
-#   create_workshop_secrets CTX        the workshop namespace and its Secrets (random values, only if missing)
+#   create_workshop_secrets CTX        the workshop namespace and its Secrets (random values, only if missing),
+#                                      and the admin token's copy in namespace kubeflow (Kubeflow Pipelines runs)
 #   install_jupyterhub CTX VALUES...   the JupyterHub release (Zero to JupyterHub chart)
 # The ERR trap set here reports the failing command and the file and line of every call leading to it.
 #
@@ -425,6 +426,34 @@ ensure_secret() {
     --from-env-file=/dev/stdin <<<"$(printf '%s\n' "$@")"
 }
 
+# The admin token again, as Secret recsys-admin in namespace kubeflow: Kubeflow Pipelines standalone runs every
+# pipeline pod there, and the pipeline's compare and push steps read the token (RECSYS_ADMIN_TOKEN) to call the
+# model server's admin API (a pod can only read Secrets of its own namespace). Always the workshop namespace's
+# token: created when missing, replaced when it differs (the workshop's Secret was re-created), kept otherwise.
+# The value goes from one kubectl to the other through this shell's variables and stdin, never on a command line.
+copy_admin_secret() {
+  local context=$1 token_b64="" copy=""
+  if [[ "${DRY_RUN}" == 1 ]]; then
+    run kubectl --context "${context}" -n "${KFP_NAMESPACE}" create secret generic recsys-admin \
+      --from-env-file=/dev/stdin
+    return 0
+  fi
+  token_b64="$(kubectl --context "${context}" -n "${WORKSHOP_NAMESPACE}" get secret recsys-admin \
+    -o 'jsonpath={.data.token}')"
+  [[ -n "${token_b64}" ]] || die "Secret recsys-admin in namespace ${WORKSHOP_NAMESPACE} has no key token."
+  if copy="$(kubectl --context "${context}" -n "${KFP_NAMESPACE}" get secret recsys-admin \
+    -o 'jsonpath={.data.token}' 2>/dev/null)"; then
+    if [[ "${copy}" == "${token_b64}" ]]; then
+      note "Secret recsys-admin in ${KFP_NAMESPACE} already holds the admin token; keeping it."
+      return 0
+    fi
+    note "Secret recsys-admin in ${KFP_NAMESPACE} holds another token; replacing it."
+    run kubectl --context "${context}" -n "${KFP_NAMESPACE}" delete secret recsys-admin
+  fi
+  run kubectl --context "${context}" -n "${KFP_NAMESPACE}" create secret generic recsys-admin \
+    --from-env-file=/dev/stdin <<<"token=$(base64 --decode <<<"${token_b64}")"
+}
+
 # The credentials the workshop's pods read (cluster-setup/manifests): the admin token (model server and
 # API), the API's signing key, PostgreSQL's password and the database URL the API connects with. Generated
 # on the first run and kept afterwards; they exist in the cluster only, never in the repository.
@@ -443,6 +472,7 @@ create_workshop_secrets() {
   ensure_secret "${context}" recsys-api "signing-key=${signing_key}"
   ensure_secret "${context}" recsys-postgres "password=${password}" \
     "database-url=postgresql+psycopg://recsys:${password}@recsys-postgres:5432/recsys"
+  copy_admin_secret "${context}"
   note "The admin token (for the model server's and the API's admin calls):"
   note "  kubectl --context ${context} -n ${WORKSHOP_NAMESPACE} get secret recsys-admin -o jsonpath='{.data.token}' | base64 --decode"
 }

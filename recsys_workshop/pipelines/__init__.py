@@ -16,10 +16,12 @@ The modules, by responsibility:
   artifacts are typed (``Dataset``, ``Model``, ``Metrics``, ``Markdown``);
 - :mod:`.pipeline`: :func:`training_pipeline` wiring the components, and :func:`compile_pipeline`, which
   writes the pipeline YAML to upload to Kubeflow Pipelines. On a cluster the components run in the
-  workshop image, and the compare and push steps mount the model server's volume at ``/models``
-  (``kfp-kubernetes`` ``mount_pvc``), so ``deployed_dir=/models/recsys`` is what the model server serves;
-- :mod:`.cluster`: :func:`cluster_arguments`, the arguments of a cluster run (``deployed_dir``, the node
-  selector of the model server's node), after checking that the run can reach the model store;
+  workshop image, and ``deployed_dir`` is the model server's URL: the compare and push steps download and
+  upload versions over its admin API, with the token from the Secret ``recsys-admin`` as an environment
+  variable (``kfp-kubernetes`` ``use_secret_as_env``);
+- :mod:`.model_store`: that client side (download the latest version, upload a candidate, activate it);
+- :mod:`.cluster`: :func:`cluster_arguments`, the arguments of a cluster run (``deployed_dir``: the model
+  server's URL), after checking that the run's namespace holds the admin token's Secret;
 - :mod:`.local`: :func:`run_local` runs the whole pipeline on this machine with ``kfp.local.
   SubprocessRunner(use_venv=False)`` (a failing validation stops the run, with the report in the
   :class:`PipelineFailed` error); :func:`job_config_with_best` merges a tuning run's best parameters
@@ -42,7 +44,7 @@ from recsys_workshop.pipelines.steps import ValidationFailed, is_better
 
 if TYPE_CHECKING:
     from recsys_workshop.pipelines.cli import main
-    from recsys_workshop.pipelines.cluster import ClusterNotReady, cluster_arguments, model_store_node
+    from recsys_workshop.pipelines.cluster import ClusterNotReady, check_admin_secret, cluster_arguments
     from recsys_workshop.pipelines.components import (
         IMAGE,
         compare_with_deployed,
@@ -55,9 +57,8 @@ if TYPE_CHECKING:
     )
     from recsys_workshop.pipelines.local import PipelineFailed, job_config_with_best, run_local, task_outputs
     from recsys_workshop.pipelines.pipeline import (
+        ADMIN_SECRET,
         CLUSTER_DEPLOYED_DIR,
-        MODEL_CLAIM,
-        MODEL_MOUNT,
         compile_pipeline,
         training_pipeline,
     )
@@ -71,12 +72,11 @@ _LAZY = {
     ),  # fmt: skip
     "training_pipeline": "pipeline",
     "compile_pipeline": "pipeline",
+    "ADMIN_SECRET": "pipeline",
     "CLUSTER_DEPLOYED_DIR": "pipeline",
-    "MODEL_CLAIM": "pipeline",
-    "MODEL_MOUNT": "pipeline",
     "ClusterNotReady": "cluster",
+    "check_admin_secret": "cluster",
     "cluster_arguments": "cluster",
-    "model_store_node": "cluster",
     "PipelineFailed": "local",
     "job_config_with_best": "local",
     "run_local": "local",
@@ -85,13 +85,13 @@ _LAZY = {
 }
 
 __all__ = [
+    "ADMIN_SECRET",
     "CLUSTER_DEPLOYED_DIR",
     "IMAGE",
-    "MODEL_CLAIM",
-    "MODEL_MOUNT",
     "ClusterNotReady",
     "PipelineFailed",
     "ValidationFailed",
+    "check_admin_secret",
     "cluster_arguments",
     "compare_with_deployed",
     "compile_pipeline",
@@ -100,7 +100,6 @@ __all__ = [
     "is_better",
     "job_config_with_best",
     "main",
-    "model_store_node",
     "push_model",
     "run_local",
     "split_data",

@@ -1,14 +1,13 @@
-"""Submitting the pipeline to a cluster: the run arguments that make its compare and push steps work on the
-model store the model server reads.
+"""Submitting the pipeline to a cluster: the run arguments that make its compare and push steps talk to the
+model server the workshop deployed.
 
-:func:`cluster_arguments` checks what the compiled pipeline assumes (see :mod:`.pipeline`): the run's pods
-execute in a namespace that holds the model claim (a claim can only be mounted in its own namespace), and a
-pod that mounts it is running there (the model server), whose node the steps must share (the claim is
-ReadWriteOnce). It returns ``deployed_dir`` (the model server's ``--model-dir``), the node selector for that
-node, and the job config as JSON; it raises :class:`ClusterNotReady` with the reason and the fix otherwise.
-
-Kubeflow Pipelines *standalone* (what ``cluster-setup`` installs) runs every pipeline's pods in its own
-namespace, ``kubeflow``; with multi-user Kubeflow Pipelines they run in the user's profile namespace.
+On a cluster ``deployed_dir`` is the model server's URL (:data:`~.pipeline.CLUSTER_DEPLOYED_DIR`): the compare
+step downloads the deployed version and the push step uploads the candidate over the server's admin API
+(:mod:`.model_store`), with the admin token that the compiled pipeline gives both tasks from the Secret
+``recsys-admin``. A Secret, like a claim, can only be used by pods of its own namespace, and Kubeflow Pipelines
+*standalone* (what ``cluster-setup`` installs) runs every pipeline's pods in its own namespace, ``kubeflow``;
+with multi-user Kubeflow Pipelines they run in the user's profile namespace. :func:`cluster_arguments` checks
+that the Secret is there and raises :class:`ClusterNotReady` with the fix otherwise.
 """
 
 from __future__ import annotations
@@ -17,18 +16,15 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from recsys_workshop.pipelines.pipeline import CLUSTER_DEPLOYED_DIR, MODEL_CLAIM
+from recsys_workshop.pipelines.pipeline import ADMIN_SECRET, ADMIN_SECRET_KEY, CLUSTER_DEPLOYED_DIR
 
-__all__ = ["CLAIM_LABEL", "KFP_STANDALONE_NAMESPACE", "ClusterNotReady", "cluster_arguments", "model_store_node"]
+__all__ = ["KFP_STANDALONE_NAMESPACE", "ClusterNotReady", "check_admin_secret", "cluster_arguments"]
 
-# Every pod that mounts the model claim carries this label (cluster-setup/manifests/base/model-volume.yaml).
-CLAIM_LABEL = "recsys-workshop/model-claim"
 KFP_STANDALONE_NAMESPACE = "kubeflow"  # where cluster-setup installs Kubeflow Pipelines (and where it runs pods)
-HOSTNAME_LABEL = "kubernetes.io/hostname"
 
 
 class ClusterNotReady(RuntimeError):
-    """The cluster cannot run the pipeline against the model store; the message says why and what to do."""
+    """The cluster cannot run the pipeline against the model server; the message says why and what to do."""
 
 
 def _core_api(core_api: Any = None) -> Any:
@@ -43,46 +39,38 @@ def _core_api(core_api: Any = None) -> Any:
     return client.CoreV1Api()
 
 
-def model_store_node(namespace: str, core_api: Any = None) -> str:
-    """The node of the pods in ``namespace`` that mount the model claim (the model server's): the node the
-    pipeline's compare and push steps must run on. Raises :class:`ClusterNotReady` when the claim or such
-    a pod is missing, or when they are spread over nodes (which the manifests' affinity prevents)."""
+def check_admin_secret(namespace: str, core_api: Any = None) -> None:
+    """Raise :class:`ClusterNotReady` unless ``namespace`` (where the run's pods execute) holds the Secret
+    ``recsys-admin`` with the key ``token``: the compare and push tasks read the model server's admin token
+    from it. Only the Secret's metadata and key names are looked at, never its value."""
     api = _core_api(core_api)
-    claims = {c.metadata.name for c in api.list_namespaced_persistent_volume_claim(namespace).items}
-    if MODEL_CLAIM not in claims:
+    fix = (
+        f"Re-run cluster-setup/kind/up (or gke/up): it creates the Secret in {KFP_STANDALONE_NAMESPACE!r} too, with "
+        "the token of the workshop namespace (see cluster-setup/README.md, 'Storage')"
+    )
+    try:
+        secret = api.read_namespaced_secret(ADMIN_SECRET, namespace)
+    except Exception as error:  # kubernetes.client.ApiException: 404, or no right to read it
+        status = getattr(error, "status", None)
+        if status not in (403, 404):
+            raise
         raise ClusterNotReady(
-            f"namespace {namespace!r}, where the run's pods execute, has no claim {MODEL_CLAIM!r}: the compare and "
-            "push steps could not mount the model store the model server reads. A claim can only be mounted in its "
-            f"own namespace, and Kubeflow Pipelines standalone runs every pipeline in {KFP_STANDALONE_NAMESPACE!r}: "
-            "run the pipeline where the workshop's manifests are applied (a multi-user Kubeflow Pipelines profile "
-            "namespace), see cluster-setup/README.md, 'Storage'"
-        )
-    pods = api.list_namespaced_pod(namespace, label_selector=f"{CLAIM_LABEL}={MODEL_CLAIM}").items
-    nodes = sorted({p.spec.node_name for p in pods if p.spec.node_name and p.status.phase in ("Pending", "Running")})
-    if not nodes:
-        raise ClusterNotReady(
-            f"no running pod in {namespace!r} mounts {MODEL_CLAIM!r} yet: deploy the model server first "
-            "(kubectl apply -k cluster-setup/manifests/overlays/<kind|gke>), so the steps can join its node"
-        )
-    if len(nodes) > 1:
-        raise ClusterNotReady(f"the pods that mount {MODEL_CLAIM!r} run on several nodes {nodes}: it is ReadWriteOnce")
-    return nodes[0]
+            f"namespace {namespace!r}, where the run's pods execute, has no Secret {ADMIN_SECRET!r}"
+            f"{' readable by you' if status == 403 else ''}: the compare and push steps need the model server's "
+            f"admin token to download and upload versions. {fix}"
+        ) from None
+    if ADMIN_SECRET_KEY not in (secret.data or {}):
+        raise ClusterNotReady(f"the Secret {ADMIN_SECRET!r} in {namespace!r} has no key {ADMIN_SECRET_KEY!r}. {fix}")
 
 
 def cluster_arguments(
     job_config: Mapping[str, Any] | str, namespace: str | None = None, core_api: Any = None, **extra: Any
 ) -> dict[str, Any]:
-    """The arguments of a cluster run: ``deployed_dir`` on the mounted model store, the node selector of the
-    model server's node (:func:`model_store_node`), ``job_config`` as JSON, and any ``extra`` pipeline
-    parameter. ``namespace``: where the run's pods execute (default: Kubeflow Pipelines standalone's,
+    """The arguments of a cluster run: ``deployed_dir``, the model server's URL, ``job_config`` as JSON, and
+    any ``extra`` pipeline parameter, after checking (:func:`check_admin_secret`) that the run's pods can read
+    the admin token. ``namespace``: where the run's pods execute (default: Kubeflow Pipelines standalone's,
     ``kubeflow``; with multi-user Pipelines, your profile namespace, ``kfp.Client().get_user_namespace()``).
-    ``core_api``: a ``kubernetes.client.CoreV1Api`` (default: one for the current kubeconfig context). On GKE
-    and kind a node's ``kubernetes.io/hostname`` label is its name."""
-    node = model_store_node(namespace or KFP_STANDALONE_NAMESPACE, core_api)
+    ``core_api``: a ``kubernetes.client.CoreV1Api`` (default: one for the current kubeconfig context)."""
+    check_admin_secret(namespace or KFP_STANDALONE_NAMESPACE, core_api)
     config = job_config if isinstance(job_config, str) else json.dumps(job_config)
-    return {
-        "deployed_dir": CLUSTER_DEPLOYED_DIR,
-        "model_node_selector": {HOSTNAME_LABEL: node},
-        "job_config": config,
-        **extra,
-    }
+    return {"deployed_dir": CLUSTER_DEPLOYED_DIR, "job_config": config, **extra}

@@ -43,7 +43,9 @@ def run_local(
 ) -> Path:
     """Run the pipeline (:func:`recsys_workshop.pipelines.pipeline.training_pipeline`) with the KFP local
     runner and return the run's folder under ``pipeline_root`` (one sub-folder per task, holding its
-    artifacts). A dict ``job_config`` is serialised for you. ``log_path``: send the tasks' (long) output
+    artifacts). ``deployed_dir``: a folder, or a running model server's URL (the compare and push steps then
+    use its admin API with ``$RECSYS_ADMIN_TOKEN``, as on a cluster). A dict ``job_config`` is serialised for
+    you. ``log_path``: send the tasks' (long) output
     there instead of stdout. ``feedback_db="sqlite:////abs/path/api.db"`` adds the local API's stored
     feedback to the ratings (see :func:`recsys_workshop.pipelines.steps.step_ingest`). Raises
     :class:`PipelineFailed` when a task fails, with the validation report if that was the cause."""
@@ -67,7 +69,7 @@ def run_local(
             log = stack.enter_context(open(log_path, "a", encoding="utf-8"))  # noqa: SIM115 - closed by the stack
             stack.enter_context(contextlib.redirect_stdout(log))
         try:
-            training_pipeline(deployed_dir=str(Path(deployed_dir).resolve()), **arguments)
+            training_pipeline(deployed_dir=_deployed(deployed_dir), **arguments)
             failure = None
         except RuntimeError as error:
             failure = error
@@ -79,6 +81,13 @@ def run_local(
         plain = re.sub(r"\x1b\[[0-9;]*m", "", str(failure))  # KFP colours its messages for a terminal
         raise PipelineFailed("\n".join([plain, *failed])) from None
     return run_dir
+
+
+def _deployed(deployed_dir: str | os.PathLike[str]) -> str:
+    """A folder as an absolute path (the tasks run elsewhere); a model server's URL as it is."""
+    from recsys_workshop.pipelines.model_store import is_url
+
+    return str(deployed_dir) if is_url(deployed_dir) else str(Path(deployed_dir).resolve())
 
 
 def task_outputs(run_dir: str | os.PathLike[str], task: str) -> dict[str, Any]:

@@ -17,14 +17,15 @@ optional: a cluster without the Secret still runs the pipeline without feedback)
 ignores that platform setting.
 
 The model store on a cluster. The compare step reads the deployed version from ``deployed_dir`` and the push
-step writes the next one there; on a cluster that folder must be the one the model server serves. Both steps
-mount the model server's claim (:data:`MODEL_CLAIM`, ReadWriteOnce) at :data:`MODEL_MOUNT` (``kfp-kubernetes``
-``mount_pvc``), so ``deployed_dir=/models/recsys`` (:data:`CLUSTER_DEPLOYED_DIR`, the model server's
-``--model-dir``) is the same folder. A ReadWriteOnce volume is mounted by pods of one node only; KFP 2.16
-cannot give a task pod affinity, so both steps take a node selector, ``model_node_selector``, which
-:func:`recsys_workshop.pipelines.cluster.cluster_arguments` sets to the model server's node when a run is
-submitted (see ``cluster-setup/manifests/base/model-volume.yaml``). Locally these settings are ignored and
-``deployed_dir`` is a folder of this machine.
+step adds the next one there. Locally ``deployed_dir`` is a folder of this machine. On a cluster it is the
+model server's URL (:data:`CLUSTER_DEPLOYED_DIR`): the steps download the latest version and upload the
+candidate over the model server's authenticated admin API (:mod:`.model_store`), which checks an upload and
+publishes it as its next version, and the push step activates it. They cannot mount the server's volume:
+Kubeflow Pipelines standalone runs every pipeline pod in its namespace ``kubeflow``, and a pod can mount only
+a claim of its own namespace. The admin token reaches both tasks as ``$RECSYS_ADMIN_TOKEN`` from the Secret
+:data:`ADMIN_SECRET` (``kubernetes.use_secret_as_env``; ``cluster-setup`` creates a copy in ``kubeflow``),
+never as a pipeline parameter; the local runner ignores that setting and the steps read this process's
+environment (or the local token file).
 """
 
 # no "from __future__ import annotations": KFP reads the pipeline's annotations as real types
@@ -45,11 +46,14 @@ from recsys_workshop.pipelines.components import (
 )
 
 FEEDBACK_SECRET = "recsys-postgres"  # created by cluster-setup/{kind,gke}/up, with the PostgreSQL StatefulSet
-# The model store (cluster-setup/manifests/base/model-volume.yaml), mounted where the model server and the
-# training job mount it; the model server's --model-dir is CLUSTER_DEPLOYED_DIR.
-MODEL_CLAIM = "recsys-models"
-MODEL_MOUNT = "/models"
-CLUSTER_DEPLOYED_DIR = f"{MODEL_MOUNT}/recsys"
+# The admin token of the model server (cluster-setup/lib/common.sh create_workshop_secrets: in the workshop
+# namespace and, for the pipeline's pods, in the namespace where Kubeflow Pipelines runs them).
+ADMIN_SECRET = "recsys-admin"
+ADMIN_SECRET_KEY = "token"
+# The model server's Service (KServe raw deployment: <InferenceService>-predictor, port 80 -> 8080) seen from
+# another namespace: what deployed_dir is on a cluster.
+WORKSHOP_NAMESPACE = "recsys"
+CLUSTER_DEPLOYED_DIR = f"http://recsys-model-predictor.{WORKSHOP_NAMESPACE}.svc.cluster.local"
 
 
 @dsl.pipeline(name="recsys-continuous-training", description="Validate, train, evaluate; push only a better model.")
@@ -66,7 +70,6 @@ def training_pipeline(
     k: int = 10,
     min_improvement: float = 0.0,
     feedback_db: str = "",
-    model_node_selector: dict = {},  # noqa: B006 - KFP reads the default as a literal; never mutated
 ):
     ingested = ingest(dataset=dataset, ratings_csv=ratings_csv, feedback_db=feedback_db)
     kubernetes.use_secret_as_env(  # on a cluster, feedback_db="env" reads the database URL from the Secret
@@ -96,9 +99,10 @@ def training_pipeline(
         deployed_dir=deployed_dir,
         better=compared.output,
     )
-    for task in (compared, pushed):  # on a cluster: the model server's volume, on the model server's node
-        kubernetes.mount_pvc(task, pvc_name=MODEL_CLAIM, mount_path=MODEL_MOUNT)
-        kubernetes.add_node_selector_json(task, model_node_selector)
+    for task in (compared, pushed):  # on a cluster: the model server's admin token, for its archive routes
+        kubernetes.use_secret_as_env(
+            task, secret_name=ADMIN_SECRET, secret_key_to_env={ADMIN_SECRET_KEY: "RECSYS_ADMIN_TOKEN"}
+        )
 
 
 def compile_pipeline(path: str | os.PathLike[str], image: str | None = None) -> Path:

@@ -257,10 +257,25 @@ def step_compare(
 ) -> dict[str, Any]:
     """Champion vs challenger on the same held-out data: the candidate and the latest deployed version
     are both evaluated on this run's test split. ``better`` when there is no deployed model, or the
-    candidate's NDCG@k beats it by more than ``min_improvement``."""
+    candidate's NDCG@k beats it by more than ``min_improvement``.
+
+    ``deployed_dir``: a folder, or the model server's URL (a cluster run): the latest version is then
+    downloaded through the server's admin API (:mod:`.model_store`) and evaluated the same way."""
+    import tempfile
+
+    from recsys_workshop.pipelines import model_store
+
+    if model_store.is_url(deployed_dir):
+        with tempfile.TemporaryDirectory(prefix="deployed-") as folder:
+            downloaded = model_store.download_latest(deployed_dir, folder)
+            return _compare(candidate_dir, train_path, test_path, downloaded, k, min_improvement)
+    return _compare(candidate_dir, train_path, test_path, latest_version_dir(deployed_dir), k, min_improvement)
+
+
+def _compare(candidate_dir: str, train_path: str, test_path: str, deployed_version: Path | None, k: int,
+             min_improvement: float) -> dict[str, Any]:  # fmt: skip
     train, test = read_ratings(train_path), read_ratings(test_path)
     candidate = evaluate_version(candidate_dir, train, test, k)[f"ndcg@{k}"]
-    deployed_version = latest_version_dir(deployed_dir)
     if deployed_version is None:
         return {"better": True, "candidate": candidate, "deployed": None, "reason": "nothing deployed yet"}
     deployed = evaluate_version(deployed_version, train, test, k)[f"ndcg@{k}"]
@@ -272,9 +287,19 @@ def step_compare(
 
 def step_push(candidate_dir: str, deployed_dir: str, metrics: Mapping[str, float]) -> str:
     """Copy the candidate into ``deployed_dir`` as the next version (atomically: a temp folder renamed
-    into place), with its metrics in ``metadata.json``. A model server watching the folder serves it."""
-    from recsys_workshop.export import METADATA_FILE, next_version
+    into place), with its metrics in ``metadata.json``. A model server watching the folder serves it.
 
+    ``deployed_dir`` the model server's URL (a cluster run): upload the candidate through the server's admin
+    API, which checks it and publishes it as its next version, then activate that version (the server never
+    switches by itself); returns the version's URL."""
+    from recsys_workshop.export import METADATA_FILE, next_version
+    from recsys_workshop.pipelines import model_store
+
+    if model_store.is_url(deployed_dir):
+        metadata = model_store.candidate_metadata(candidate_dir, metrics)
+        version = model_store.upload_version(deployed_dir, candidate_dir, metadata)
+        model_store.activate(deployed_dir, version)
+        return f"version {version} on {deployed_dir.rstrip('/')}"
     base = Path(deployed_dir)
     base.mkdir(parents=True, exist_ok=True)
     version = next_version(base)

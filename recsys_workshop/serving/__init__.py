@@ -2,9 +2,9 @@
 
 Run it with ``python -m recsys_workshop.serving --model-dir <base> [--model-name recsys] [--http-port 8080]
 [--grpc-port 8081] [--host 127.0.0.1] [--version N] [--no-access-log] [--max-body-bytes B]
-[--body-timeout S] [--grace-period S] [--wait-for-model [--poll-interval S]]``, or from Python with
-:func:`local_server`, which starts it as a subprocess on free loopback ports and stops it on exit. ``<base>``
-holds one folder per version, as written by :func:`recsys_workshop.export.export_model` (``<base>/1/``,
+[--max-upload-bytes B] [--body-timeout S] [--grace-period S] [--wait-for-model [--poll-interval S]]``, or
+from Python with :func:`local_server`, which starts it as a subprocess on free loopback ports and stops it on
+exit. ``<base>`` holds one folder per version, as written by :func:`recsys_workshop.export.export_model` (``<base>/1/``,
 ``<base>/2/``, ...).
 
 Without a model yet. By default a server whose ``<base>`` holds no version that loads exits with the reason.
@@ -39,15 +39,24 @@ REST, V1 protocol (TensorFlow Serving's API):
   version active before the last switch (or, if there was none, to the highest lower version that loads).
   At start the highest version that loads is active (or ``--version N``); a version exported later is
   served when pinned or activated (the server never switches by itself).
+- Version archives (how a pipeline that cannot mount the server's disk pushes a model, :mod:`.archive`):
+  ``GET /v1/models/recsys/versions/{v|latest}/archive`` answers the version folder as a ``.tar.gz``;
+  ``POST /v1/models/recsys/versions`` with a ``.tar.gz`` body (``Content-Type: application/gzip``, at most
+  ``--max-upload-bytes``) checks it (safe member names, regular files only, bounded size, a complete
+  version that loads), publishes it as the next version (an atomic rename) and answers 201
+  ``{"version": N}``; a refused archive gets 400, 413, 415 or 422 with the reason and leaves no folder.
+  Like any new version, it is served when pinned or after ``:activate``.
 
 Admin routes need ``Authorization: Bearer <admin token>`` (401 without, 403 with a wrong one): ``:activate``,
-``:rollback`` and KServe's repository routes (REST ``/v2/repository/models/{name}/load|unload``, gRPC
+``:rollback``, the version archives (download and upload) and KServe's repository routes (REST
+``/v2/repository/models/{name}/load|unload``, gRPC
 ``RepositoryModelLoad``/``RepositoryModelUnload``). The token comes from ``$RECSYS_ADMIN_TOKEN`` or
 ``$RECSYS_ADMIN_TOKEN_FILE``; a server started by hand without either uses the local token file
 ``artifacts/secrets/admin-token`` and says so. :func:`local_server` hands it over: ``server.admin_headers()``.
 
 Client errors. Every malformed request gets a 4xx (gRPC ``INVALID_ARGUMENT``) with ``{"error": reason}``,
-a short reason quoting little of the request and no server path; bodies over ``--max-body-bytes`` get 413
+a short reason quoting little of the request and no server path; bodies over ``--max-body-bytes`` (the
+upload: ``--max-upload-bytes``) get 413
 (gRPC ``RESOURCE_EXHAUSTED``), a body that stops arriving for ``--body-timeout`` seconds gets 408. On SIGTERM
 the server stops accepting, lets in-flight requests finish (``--grace-period``) and exits 0.
 
@@ -62,7 +71,8 @@ default; a cluster pod passes ``--host 0.0.0.0``). This package never imports th
 importing it imports neither TensorFlow nor KServe.
 
 Modules: :mod:`.model` (versions, top-k), :mod:`.parsing` (request checks), :mod:`.predictor` (the
-``kserve.Model``), :mod:`.routes` (extra routes, admin predicates, error handlers), :mod:`.server`
+``kserve.Model``), :mod:`.routes` (extra routes, admin predicates, error handlers), :mod:`.archive`
+(version archives: packing, checked unpacking, publishing), :mod:`.server`
 (running it), :mod:`.watch` (waiting for the first version), :mod:`.local` (:func:`local_server`,
 :class:`GrpcClient`), :mod:`.cli`.
 """

@@ -13,7 +13,7 @@ from recsys_workshop import security
 from recsys_workshop.asgi_limits import DEFAULT_MAX_BYTES, DEFAULT_READ_TIMEOUT
 from recsys_workshop.export import list_versions
 from recsys_workshop.serving.model import VersionError
-from recsys_workshop.serving.server import DEFAULT_GRACE_PERIOD, serve
+from recsys_workshop.serving.server import DEFAULT_GRACE_PERIOD, DEFAULT_MAX_UPLOAD_BYTES, serve
 from recsys_workshop.serving.watch import DEFAULT_POLL_INTERVAL
 
 __all__ = ["build_parser", "main", "resolve_admin_token"]
@@ -40,6 +40,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_int,
         default=DEFAULT_MAX_BYTES,
         help=f"largest request body (REST) or message (gRPC) accepted (default {DEFAULT_MAX_BYTES})",
+    )
+    parser.add_argument(
+        "--max-upload-bytes",
+        type=_positive_int,
+        default=DEFAULT_MAX_UPLOAD_BYTES,
+        help="largest body of a version upload, POST /v1/models/<name>/versions (default "
+        f"{DEFAULT_MAX_UPLOAD_BYTES}); every other route keeps --max-body-bytes",
     )
     parser.add_argument(
         "--body-timeout",
@@ -122,6 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             access_log=options.access_log,
             version=options.version,
             max_body_bytes=options.max_body_bytes,
+            max_upload_bytes=options.max_upload_bytes,
             body_timeout=options.body_timeout,
             grace_period=options.grace_period,
             wait_for_model=options.wait_for_model,

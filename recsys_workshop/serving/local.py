@@ -65,6 +65,7 @@ def _command(model_dir, model_name: str, http_port: int, grpc_port: int, options
         "--http-port", str(http_port), "--grpc-port", str(grpc_port), "--host", "127.0.0.1",
         "--access-log" if options["access_log"] else "--no-access-log",
         "--max-body-bytes", str(options["max_body_bytes"]), "--body-timeout", f"{options['body_timeout']:g}",
+        "--max-upload-bytes", str(options["max_upload_bytes"]),
         "--grace-period", str(options["grace_period"]),
     ]  # fmt: skip
     if not options["enable_grpc"]:
@@ -107,6 +108,7 @@ def local_server(
     version: int | None = None,
     admin_token: str | None = None,
     max_body_bytes: int = DEFAULT_MAX_BYTES,
+    max_upload_bytes: int | None = None,
     body_timeout: float = DEFAULT_READ_TIMEOUT,
     grace_period: int = LOCAL_GRACE_PERIOD,
     wait_for_model: bool = False,
@@ -121,7 +123,10 @@ def local_server(
     ``admin_token``: the admin credential (default: the configured one, else the local token file, see
     :mod:`recsys_workshop.security`), given to the server in ``$RECSYS_ADMIN_TOKEN``. ``wait_for_model``:
     start on a folder without a version yet (``--wait-for-model``, a look every ``poll_interval`` seconds);
-    the server is then yielded as soon as it is *live* (``/v2/health/live``), not yet ready."""
+    the server is then yielded as soon as it is *live* (``/v2/health/live``), not yet ready.
+    ``max_upload_bytes``: the version upload's body limit (default the server's, 512 MiB)."""
+    from recsys_workshop.serving.server import DEFAULT_MAX_UPLOAD_BYTES
+
     token = admin_token or security.admin_token() or security.local_admin_token()
     free = procs.free_ports(2)
     http_port, grpc_port = http_port or free[0], grpc_port or free[1]
@@ -129,7 +134,8 @@ def local_server(
     log_path = procs.log_file(log_path, "recsys-model-server-")
     options = {"access_log": access_log, "enable_grpc": enable_grpc, "version": version, "grace_period": grace_period,
                "max_body_bytes": max_body_bytes, "body_timeout": body_timeout, "wait_for_model": wait_for_model,
-               "poll_interval": poll_interval}  # fmt: skip
+               "poll_interval": poll_interval,
+               "max_upload_bytes": max_upload_bytes or DEFAULT_MAX_UPLOAD_BYTES}  # fmt: skip
     env = server_env(token, threads)
     url = f"http://127.0.0.1:{http_port}"
     with open(log_path, "wb") as log:

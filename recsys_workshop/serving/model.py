@@ -268,6 +268,12 @@ class VersionManager:
             with contextlib.suppress(VersionError):
                 self.get(other)
 
+    def adopt(self, loaded: LoadedVersion) -> None:
+        """Keep a version loaded elsewhere (an upload checked before it was published): no second load."""
+        with self._lock:
+            self._failed.pop(loaded.version, None)
+            self._loaded.setdefault(loaded.version, loaded)
+
     def activate(self, version: int) -> dict[str, Any]:
         """Make ``version`` the default; the current one keeps serving if it fails to load."""
         self.get(version)  # raises (404/409) before anything changes

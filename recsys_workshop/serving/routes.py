@@ -3,21 +3,26 @@
 predicates and error handlers that answer every client error with a short 4xx.
 
 Admin (needs the bearer token, see :mod:`recsys_workshop.security`): ``POST .../versions/{v}:activate``,
-``POST ...:rollback`` and every KServe repository route (REST ``/v2/repository/...``, gRPC
-``Repository*``). ``GET .../versions`` stays public (read-only).
+``POST ...:rollback``, the version archives (``GET .../versions/{v|latest}/archive``: download; ``POST
+.../versions``: upload a new version, see :mod:`.archive`) and every KServe repository route (REST
+``/v2/repository/...``, gRPC ``Repository*``). ``GET .../versions`` stays public (read-only).
 """
 
 
 import logging
+import os
 import re
+import tempfile
 from typing import Any
 
+from recsys_workshop.serving.archive import ARCHIVE_MEDIA_TYPES, ArchiveError, pack_version, publish_archive
 from recsys_workshop.serving.model import RequestError, VersionError, VersionManager, scrub_paths
 from recsys_workshop.serving.parsing import VERSION_HEADER, clip, header_version, parse_v2_body, parse_version
 
 __all__ = [
     "VersionQueryToHeader",
     "add_routes",
+    "is_upload_route",
     "install_error_handlers",
     "is_admin_grpc_method",
     "is_admin_route",
@@ -27,15 +32,30 @@ __all__ = [
 
 logger = logging.getLogger("recsys_workshop.serving")
 MAX_REASON = 240  # characters of an error message sent back
-_ADMIN_PATH = re.compile(r"^/v\d+/repository(/|$)|:(activate|rollback)$")
+_ADMIN_PATH = re.compile(r"^/v\d+/repository(/|$)|:(activate|rollback)$|^/v\d+/models/[^/]+/versions/[^/]+/archive$")
+_VERSIONS_PATH = re.compile(r"^/v\d+/models/[^/]+/versions$")
+UPLOAD_FACTOR = 4  # an upload may unpack to this many times --max-upload-bytes (SavedModels compress little)
+
+
+def _normal(path: str) -> str:
+    return re.sub(r"/{2,}", "/", path).rstrip("/") or "/"
 
 
 def is_admin_route(method: str, path: str) -> bool:
-    """True for the state-changing REST routes (any method: an unexpected method still needs the token)."""
-    if "repository" not in path and "activate" not in path and "rollback" not in path:
-        return False  # the hot path (every predict call): three substring scans, no regex
-    normal = re.sub(r"/{2,}", "/", path).rstrip("/") or "/"
-    return bool(_ADMIN_PATH.search(normal))
+    """True for the state-changing REST routes (any method: an unexpected method still needs the token), the
+    archive downloads, and every method but GET/HEAD on ``.../versions`` (the upload; the list is public)."""
+    if "repository" not in path and "activate" not in path and "rollback" not in path and "versions" not in path:
+        return False  # the hot path (every predict call): four substring scans, no regex
+    normal = _normal(path)
+    if _ADMIN_PATH.search(normal):
+        return True
+    return method.upper() not in ("GET", "HEAD") and bool(_VERSIONS_PATH.search(normal))
+
+
+def is_upload_route(method: str, path: str) -> bool:
+    """True for the version upload (``POST /v1/models/{name}/versions``): the one route whose body may be
+    large (``--max-upload-bytes``)."""
+    return method.upper() == "POST" and "versions" in path and bool(_VERSIONS_PATH.search(_normal(path)))
 
 
 def is_admin_grpc_method(method: str) -> bool:
@@ -46,9 +66,10 @@ def is_admin_grpc_method(method: str) -> bool:
 # --------------------------------------------------------------------------------------------- routes
 
 
-def add_routes(app, name: str, manager: VersionManager, predictor) -> None:
-    """Versions list, activate and rollback, and the strict V2 infer routes, on KServe's FastAPI app (before
-    the server starts, so that they take precedence over KServe's own routes for the same paths)."""
+def add_routes(app, name: str, manager: VersionManager, predictor, max_unpacked: int | None = None) -> None:
+    """Versions list, activate and rollback, the version archives (``max_unpacked``: the most bytes an
+    upload may unpack to), and the strict V2 infer routes, on KServe's FastAPI app (before the server
+    starts, so that they take precedence over KServe's own routes for the same paths)."""
     import orjson
     from fastapi import Request
     from fastapi.responses import Response
@@ -92,6 +113,7 @@ def add_routes(app, name: str, manager: VersionManager, predictor) -> None:
         body, _ = response.to_rest()
         return Response(orjson.dumps(body), media_type="application/json", headers=response_headers)
 
+    add_archive_routes(app, name, manager, max_unpacked)
     app.add_api_route("/v1/models/{model_name}/versions", versions, methods=["GET"])
     app.add_api_route("/v1/models/{model_name}/versions/{version}:activate", activate, methods=["POST"])
     app.add_api_route("/v1/models/{model_name}:rollback", rollback, methods=["POST"])
@@ -99,6 +121,74 @@ def add_routes(app, name: str, manager: VersionManager, predictor) -> None:
     app.add_api_route(
         "/v2/models/{model_name}/versions/{model_version}/infer", infer, methods=["POST"], response_model=None
     )
+
+
+def add_archive_routes(app, name: str, manager: VersionManager, max_unpacked: int | None = None) -> None:
+    """``GET /v1/models/{name}/versions/{v|latest}/archive`` (the folder as .tar.gz, built in a temporary
+    file) and ``POST /v1/models/{name}/versions`` (a .tar.gz body published as the next version: 201
+    ``{"name", "version"}``, see :mod:`.archive`). Both are admin routes (:func:`is_admin_route`)."""
+    from fastapi import Request
+    from fastapi.responses import FileResponse, JSONResponse
+    from kserve.errors import ModelNotFound
+    from starlette.background import BackgroundTask
+    from starlette.concurrency import run_in_threadpool
+
+    from recsys_workshop.serving.archive import DEFAULT_MAX_UNPACKED
+    from recsys_workshop.serving.watch import is_complete
+
+    limit = max_unpacked or DEFAULT_MAX_UNPACKED
+
+    def download(model_name: str, version: str):
+        if model_name != name:
+            raise ModelNotFound(clip(model_name, 40))
+        if version == "latest":
+            available = manager.available()
+            if not available:
+                raise VersionError("no version exists yet", 404)
+            number = available[-1]
+        else:
+            number = parse_version(version, "the version in the URL")
+        folder = manager.base / str(number)
+        if not folder.is_dir():
+            raise VersionError(f"version {number} does not exist (available: {manager.available()})", 404)
+        if not is_complete(folder):
+            raise VersionError(f"version {number} is incomplete: no archive of it", 409)
+        handle = tempfile.NamedTemporaryFile(prefix="recsys-archive-", suffix=".tar.gz", delete=False)  # noqa: SIM115
+        try:
+            with handle:
+                pack_version(folder, handle)
+        except BaseException:
+            os.unlink(handle.name)
+            raise
+        return FileResponse(handle.name, media_type="application/gzip", filename=f"{name}-{number}.tar.gz",
+                            headers={"x-model-version": str(number)},
+                            background=BackgroundTask(os.unlink, handle.name))  # fmt: skip
+
+    async def upload(model_name: str, request: Request):
+        if model_name != name:
+            raise ModelNotFound(clip(model_name, 40))
+        media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if media not in ARCHIVE_MEDIA_TYPES:
+            raise ArchiveError(415, f"send the version as a .tar.gz body with Content-Type: {ARCHIVE_MEDIA_TYPES[0]}")
+        handle = tempfile.NamedTemporaryFile(prefix="recsys-upload-", suffix=".tar.gz", delete=False)  # noqa: SIM115
+        try:
+            size = 0
+            with handle:
+                async for chunk in request.stream():
+                    handle.write(chunk)
+                    size += len(chunk)
+            if size == 0:
+                raise ArchiveError(400, "the body is empty: send the version as a .tar.gz")
+            loaded = await run_in_threadpool(publish_archive, handle.name, manager.base, max_unpacked=limit)
+        finally:
+            os.unlink(handle.name)
+        manager.adopt(loaded)
+        logger.info("version %d published by an upload", loaded.version)
+        return JSONResponse(status_code=201, content={"name": name, "version": loaded.version})
+
+    app.add_api_route("/v1/models/{model_name}/versions/{version}/archive", download, methods=["GET"],
+                      response_model=None)  # fmt: skip
+    app.add_api_route("/v1/models/{model_name}/versions", upload, methods=["POST"], response_model=None)
 
 
 class VersionQueryToHeader:
@@ -213,6 +303,9 @@ def install_error_handlers(app) -> None:
     async def body_limit(_request, error: BodyLimitExceeded):
         return answer(error.status, error.reason, {"connection": "close"})
 
+    async def archive_error(_request, error: ArchiveError):
+        return answer(error.status, short_reason(error.reason))
+
     async def server_fault(request, error: Exception):
         logger.error("internal error on %s %s", request.method, request.url.path, exc_info=error)
         return JSONResponse(status_code=500, content={"error": "internal server error"})
@@ -227,5 +320,6 @@ def install_error_handlers(app) -> None:
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(NotImplementedError, not_supported)
     app.add_exception_handler(BodyLimitExceeded, body_limit)
+    app.add_exception_handler(ArchiveError, archive_error)
     app.add_exception_handler(InferenceError, server_fault)
     app.add_exception_handler(Exception, server_fault)

@@ -18,19 +18,22 @@ from recsys_workshop.security import AdminGuard, grpc_admin_interceptor
 from recsys_workshop.serving.model import RequestError, VersionError, VersionManager
 from recsys_workshop.serving.predictor import build_predictor
 from recsys_workshop.serving.routes import (
+    UPLOAD_FACTOR,
     VersionQueryToHeader,
     add_routes,
     install_error_handlers,
     is_admin_grpc_method,
     is_admin_route,
+    is_upload_route,
     short_reason,
     single_model_repository,
 )
 from recsys_workshop.serving.watch import DEFAULT_POLL_INTERVAL
 
-__all__ = ["DEFAULT_GRACE_PERIOD", "serve"]
+__all__ = ["DEFAULT_GRACE_PERIOD", "DEFAULT_MAX_UPLOAD_BYTES", "serve"]
 
 DEFAULT_GRACE_PERIOD = 20  # seconds; below Kubernetes' default terminationGracePeriodSeconds (30)
+DEFAULT_MAX_UPLOAD_BYTES = 512 * 2**20  # the version upload's body (a .tar.gz of a SavedModel)
 logger = logging.getLogger("recsys_workshop.serving")
 
 
@@ -46,6 +49,7 @@ def serve(
     access_log: bool = True,
     version: int | None = None,
     max_body_bytes: int = DEFAULT_MAX_BYTES,
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
     body_timeout: float = DEFAULT_READ_TIMEOUT,
     grace_period: int = DEFAULT_GRACE_PERIOD,
     wait_for_model: bool = False,
@@ -53,6 +57,8 @@ def serve(
 ) -> None:
     """Load the versions under ``model_dir`` and serve them (blocks until SIGTERM/SIGINT); ``version``:
     the version active at start (default the latest that loads). Admin routes need ``admin_token``.
+    Request bodies are bounded by ``max_body_bytes``, except the version upload's, by ``max_upload_bytes``
+    (it may unpack to ``UPLOAD_FACTOR`` times that).
 
     ``wait_for_model``: serve at once, not ready (``/v2/models/<name>/ready`` 503, ``/v2/health/live`` 200),
     and load in the background the first complete version that appears under ``model_dir`` (a look every
@@ -67,9 +73,9 @@ def serve(
         predictor.wait_for_first_version(poll_interval)
     else:
         predictor.load()  # raises (and the process exits) if no version loads
-    add_routes(app, model_name, manager, predictor)
+    add_routes(app, model_name, manager, predictor, max_unpacked=UPLOAD_FACTOR * max_upload_bytes)
     app.add_middleware(VersionQueryToHeader)
-    limits = {"max_bytes": max_body_bytes, "read_timeout": body_timeout}
+    limits = {"max_bytes": max_body_bytes, "read_timeout": body_timeout, "max_upload": max_upload_bytes}
     server = _loopback_model_server(
         host, predictor, admin_token, limits,
         access_log=access_log, http_port=http_port, grpc_port=grpc_port, enable_grpc=enable_grpc,
@@ -90,7 +96,13 @@ def _loopback_rest_server_class(host: str, admin_token: str, limits: dict, acces
             super().create_application()  # KServe's middleware, endpoints and handlers ...
             install_error_handlers(app)  # ... whose handlers ours replace
             guarded = AdminGuard(app, admin_token, is_admin_route)
-            self.config.app = BodyLimits(guarded, max_bytes=limits["max_bytes"], read_timeout=limits["read_timeout"])
+            upload = limits.get("max_upload", limits["max_bytes"])
+
+            def limit_for(method: str, path: str) -> int | None:
+                return upload if is_upload_route(method, path) else None  # only the upload may be large
+
+            self.config.app = BodyLimits(guarded, max_bytes=limits["max_bytes"], read_timeout=limits["read_timeout"],
+                                         limit_for=limit_for)  # fmt: skip
             self.config.host = host
             if not access_log:
                 _silence_access_log()
