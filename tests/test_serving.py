@@ -81,6 +81,20 @@ def test_ties_go_to_the_smaller_item_id(v2):
     np.testing.assert_array_equal(values, [[3, 3, 3], [5, 4, 4]])
 
 
+def test_one_row_and_many_rows_rank_exactly_as_a_stable_sort():
+    rng = np.random.default_rng(1)
+    for _ in range(500):
+        m = int(rng.integers(1, 40))
+        k = int(rng.integers(1, m + 1))
+        rows = rng.integers(0, 5, size=(2, m)).astype(np.float32)  # many ties
+        rows[rng.random((2, m)) < 0.2] = -np.inf  # excluded items
+        want = np.argsort(-rows, axis=1, kind="stable")[:, :k]
+        np.testing.assert_array_equal(serving._top_k_rows(rows, k)[0], want)
+        one, values = serving._top_k_rows(rows[:1].copy(), k)
+        np.testing.assert_array_equal(one, want[:1])
+        np.testing.assert_array_equal(values, rows[:1, want[0]])
+
+
 def test_version_manager_refuses_a_broken_version(base, tmp_path):
     for version in (1, 2):
         shutil.copytree(base / str(version), tmp_path / str(version))

@@ -176,6 +176,9 @@ def _top_k_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     column: ``argpartition`` (linear) for all rows, an exact stable sort only for rows with a tie at the
     k-th place."""
     n, m = scores.shape
+    if n == 1:  # one user per request, the usual case: the same steps on a 1-D row, without the 2-D indexing
+        cols, values = _top_k_row(scores[0], k)
+        return cols[None, :], values[None, :]
     if k < m:
         part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
         part.sort(axis=1)  # column order, so that the stable sort below breaks ties by column
@@ -189,6 +192,24 @@ def _top_k_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         for row in tied:  # another column equals the k-th value: settle the tie exactly
             full = np.argsort(-scores[row], kind="stable")[:k]
             cols[row], values[row] = full, scores[row, full]
+    return cols, values
+
+
+def _top_k_row(row: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_top_k_rows` for one row."""
+    m = len(row)
+    negated = -row
+    if k < m:
+        part = np.argpartition(negated, k - 1)[:k]
+        part.sort()
+    else:
+        part = np.arange(m)
+    order = np.argsort(negated[part], kind="stable")
+    cols = part[order]
+    values = row[cols]
+    if k < m and np.count_nonzero(row >= values[-1]) > k:  # a tie at the k-th place: settle it exactly
+        cols = np.argsort(negated, kind="stable")[:k]
+        values = row[cols]
     return cols, values
 
 
