@@ -430,7 +430,8 @@ display(pd.DataFrame(rows))
 built = kube.kustomize_build(kube.overlay_dir("kind"))
 print([d["metadata"]["name"] for d in built if d["kind"] == "InferenceService"])
 canary = next(d for d in documents if d["metadata"]["name"] == "recsys-model-canary")
-print("canary:", canary["spec"]["predictor"]["canaryTrafficPercent"], "% to", canary["spec"]["predictor"]["containers"][0]["args"][-2:])
+args = canary["spec"]["predictor"]["containers"][0]["args"]
+print("canary:", canary["spec"]["predictor"]["canaryTrafficPercent"], "% to", args[args.index("--version") : args.index("--version") + 2])
 print("schema findings:", kube.validate_custom(documents))
 # Expected output:
 # ['recsys-model']

@@ -97,7 +97,8 @@ print((overlay_dir / "kustomization.yaml").read_text())
 
 # %% [markdown]
 # Which version runs? Every container of the workshop runs one image, and the version is its tag, set
-# once with kustomize `images:` (in the base, `newTag: "0.1.0"`). A checkpoint: every container in the
+# once with kustomize `images:` (in the base, `newTag: "0.1.0-9c3061316e92"`: the package version and a hash of the
+# pinned dependencies, see cluster-setup/image). A checkpoint: every container in the
 # built overlay, wherever its pod spec sits (a Deployment, a TFJob replica, the Experiment's trial
 # template, the InferenceService's predictor).
 
@@ -129,14 +130,14 @@ before = kube.kustomize_build(overlay_dir)
 for kind, name, container, image in image_table(before):
     print(f"{kind:<17} {name:<21} {container:<17} {image}")
 # Expected output:
-# Deployment        recsys-api            api               localhost/recsys-workshop:0.1.0
-# Deployment        recsys-locust-master  locust            localhost/recsys-workshop:0.1.0
-# Deployment        recsys-locust-worker  locust            localhost/recsys-workshop:0.1.0
-# Experiment        recsys-tune           trial-config      localhost/recsys-workshop:0.1.0
-# Experiment        recsys-tune           tensorflow        localhost/recsys-workshop:0.1.0
-# InferenceService  recsys-model          kserve-container  localhost/recsys-workshop:0.1.0
+# Deployment        recsys-api            api               localhost/recsys-workshop:0.1.0-9c3061316e92
+# Deployment        recsys-locust-master  locust            localhost/recsys-workshop:0.1.0-9c3061316e92
+# Deployment        recsys-locust-worker  locust            localhost/recsys-workshop:0.1.0-9c3061316e92
+# Experiment        recsys-tune           trial-config      localhost/recsys-workshop:0.1.0-9c3061316e92
+# Experiment        recsys-tune           tensorflow        localhost/recsys-workshop:0.1.0-9c3061316e92
+# InferenceService  recsys-model          kserve-container  localhost/recsys-workshop:0.1.0-9c3061316e92
 # StatefulSet       recsys-postgres       postgres          postgres:17.11-trixie@sha256:f4c66b820c6f974249089d3d16d86a3698eae11e8746eb6644b2271031e91232
-# TFJob             recsys-train          tensorflow        localhost/recsys-workshop:0.1.0
+# TFJob             recsys-train          tensorflow        localhost/recsys-workshop:0.1.0-9c3061316e92
 
 # %% [markdown]
 # One container is not ours: the API's database, PostgreSQL, runs the official image, pinned by tag *and*
@@ -270,13 +271,13 @@ for difference in kube.overlay_differences(before, after):
     print(f"{difference.resource:<39} {container:<17} {difference.left.rsplit(':', 1)[1]} -> "
           f"{difference.right.rsplit(':', 1)[1]}")
 # Expected output:
-# Deployment/recsys/recsys-api            api               0.1.0 -> 0.2.0
-# Deployment/recsys/recsys-locust-master  locust            0.1.0 -> 0.2.0
-# Deployment/recsys/recsys-locust-worker  locust            0.1.0 -> 0.2.0
-# Experiment/recsys/recsys-tune           tensorflow        0.1.0 -> 0.2.0
-# Experiment/recsys/recsys-tune           trial-config      0.1.0 -> 0.2.0
-# InferenceService/recsys/recsys-model    kserve-container  0.1.0 -> 0.2.0
-# TFJob/recsys/recsys-train               tensorflow        0.1.0 -> 0.2.0
+# Deployment/recsys/recsys-api            api               0.1.0-9c3061316e92 -> 0.2.0
+# Deployment/recsys/recsys-locust-master  locust            0.1.0-9c3061316e92 -> 0.2.0
+# Deployment/recsys/recsys-locust-worker  locust            0.1.0-9c3061316e92 -> 0.2.0
+# Experiment/recsys/recsys-tune           tensorflow        0.1.0-9c3061316e92 -> 0.2.0
+# Experiment/recsys/recsys-tune           trial-config      0.1.0-9c3061316e92 -> 0.2.0
+# InferenceService/recsys/recsys-model    kserve-container  0.1.0-9c3061316e92 -> 0.2.0
+# TFJob/recsys/recsys-train               tensorflow        0.1.0-9c3061316e92 -> 0.2.0
 
 # %% [markdown]
 # The new build still passes every check of lab 05: CI runs these on the pull request, before anything
