@@ -69,11 +69,7 @@ def cluster_context(
         from kubernetes import client, config
     except ImportError:
         return None
-    try:
-        contexts, active = config.list_kube_config_contexts(config_file=kubeconfig)
-    except (config.ConfigException, OSError, TypeError, ValueError):
-        contexts, active = [], None
-    chosen = next((c for c in contexts if c.get("name") == context), None) if context else active
+    chosen = kubeconfig_context(context, kubeconfig)
     if chosen is None:
         if context is None and kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
             return _probe_in_cluster(client, config, timeout)
@@ -84,6 +80,20 @@ def cluster_context(
     except (config.ConfigException, OSError, TypeError, ValueError) as error:
         return ClusterInfo(name, None, False, error=f"{type(error).__name__}: {error}")
     return _probe(client, api, name, timeout)
+
+
+def kubeconfig_context(context: str | None = None, kubeconfig: str | None = None) -> dict | None:
+    """The kubeconfig's entry for ``context`` (default: the current context), or None when there is no
+    kubeconfig, no such context or no Kubernetes client."""
+    try:
+        from kubernetes import config
+    except ImportError:
+        return None
+    try:
+        contexts, active = config.list_kube_config_contexts(config_file=kubeconfig)
+    except (config.ConfigException, OSError, TypeError, ValueError):
+        return None
+    return next((c for c in contexts if c.get("name") == context), None) if context else active
 
 
 def _probe(client: Any, api: Any, name: str, timeout: float) -> ClusterInfo:

@@ -114,15 +114,9 @@ def workshop_namespace(**kwargs: Any) -> str:
 
 def _context_namespace(kubeconfig: str | None, context: str | None) -> tuple[str, str] | None:
     """(context name, namespace) of the kubeconfig context in use, if it names a namespace."""
-    try:
-        from kubernetes import config
-    except ImportError:
-        return None
-    try:
-        contexts, active = config.list_kube_config_contexts(config_file=kubeconfig)
-    except (config.ConfigException, OSError, TypeError, ValueError):
-        return None
-    chosen = next((c for c in contexts if c.get("name") == context), None) if context else active
+    from recsys_workshop.kube.cluster import kubeconfig_context
+
+    chosen = kubeconfig_context(context, kubeconfig)
     namespace = ((chosen or {}).get("context") or {}).get("namespace")
     return (chosen["name"], namespace) if namespace else None
 
