@@ -1,0 +1,12 @@
+"""The checks behind the labs' self-check cells, one module per group of labs, all reachable as
+``labchecks.<name>``: each runs the learner's code on named cases and, when an answer is wrong, says which
+case, what was expected and what came back (``AssertionError`` with that message, which
+:func:`recsys_workshop.selfcheck.check` turns into the verdict).
+
+- :mod:`.basics`: labs 00, 01, 02 and 04 (numpy and pandas; Keras only inside ``mf_model``).
+"""
+
+from recsys_workshop.labchecks.basics import *  # noqa: F403
+from recsys_workshop.labchecks.basics import __all__ as _basics
+
+__all__ = [*_basics]
