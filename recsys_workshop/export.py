@@ -16,13 +16,24 @@ What a version holds:
 - the precomputed arrays as variables of the SavedModel (``user_ids``, ``item_ids``, ``user_vectors``,
   ``item_vectors``, ``user_bias``, ``item_bias``, ``global_bias``, ``popularity``), so that a server can
   read them once (``tf.saved_model.load(path).user_vectors.numpy()``) and answer top-k in numpy;
-- ``metadata.json``: ``model``, ``version``, ``created_at`` (ISO 8601, UTC), ``dataset``, ``n_users``,
-  ``n_items``, ``metrics``, ``train_config`` and any extra key passed in ``metadata``.
+- ``metadata.json``: ``format`` (2), ``model``, ``version``, ``created_at`` (ISO 8601, UTC), ``dataset``,
+  ``n_users``, ``n_items``, ``metrics``, ``train_config``, the serving stages (``retrieval``, ``ranking``,
+  ``catalogue``, below) and any extra key passed in ``metadata``;
+- ``retrieval.faiss`` when the version retrieves through an approximate index (:mod:`recsys_workshop.retrieval`).
+
+Format 2 is served in two stages (issue #16): **retrieval** of ``retrieval.candidates`` items from an index
+over the item vectors (``retrieval.index``: ``"hnsw"``, a faiss graph, or ``"exact"``, every item), then
+**ranking** of those candidates by the model's full score (``ranking: "dot"``), the seen-item filter and the
+top-k. Nothing in a factorised export is sized users x items: it grows linearly in users + items. By default
+(``retrieval=None``) a catalogue of :data:`HNSW_FROM_ITEMS` items or more gets an HNSW index and a smaller one
+is searched exactly (faster there, and exact). A version written before format 2 is refused by the server.
 
 A known user's score of item ``i`` is ``user_vectors[u] . item_vectors[i] + user_bias[u] + item_bias[i] +
 global_bias``. Factorised models (MatrixFactorization, TripletModel/BPR, TwoTower, NCF GMF) export their
 learned vectors; any other fitted recommender with a small enough catalogue exports its full
-user x item score matrix (``user_vectors`` = the scores, ``item_vectors`` = the identity).
+user x item score matrix (``user_vectors`` = the scores, ``item_vectors`` = the identity): such a version is
+marked ``catalogue: "small"`` with the reason in ``catalogue_note``, is always searched exactly, and its
+size grows with users x items (at most :data:`MAX_DENSE_SCORES` values).
 
 The export is atomic: it is written to a hidden temporary folder beside the target and renamed into
 place only when complete, so a failed export leaves no version folder behind.
@@ -41,9 +52,14 @@ from typing import Any
 
 import numpy as np
 
+from recsys_workshop.retrieval import INDEX_FILE, HnswSearch, RetrievalConfig, augment_items
+
 __all__ = [
+    "FORMAT",
+    "HNSW_FROM_ITEMS",
     "METADATA_FILE",
     "ExportError",
+    "export_arrays",
     "export_model",
     "exportable_arrays",
     "list_versions",
@@ -52,6 +68,8 @@ __all__ = [
 ]
 
 METADATA_FILE = "metadata.json"
+FORMAT = 2  # two-stage serving: retrieval (an index over the item vectors) -> ranking -> seen filter -> top-k
+HNSW_FROM_ITEMS = 20_000  # the default index: HNSW from this many items, exact search below
 MAX_DENSE_SCORES = 20_000_000  # the generic fallback stores n_users * n_items floats: at most this many
 _VERSION = re.compile(r"^[0-9]+$")
 # the arrays a version stores as variables (besides the scalar ``global_bias``)
@@ -201,32 +219,50 @@ def export_model(
     *,
     version: int | None = None,
     metadata: dict[str, Any] | None = None,
+    retrieval: RetrievalConfig | None = None,
 ) -> Path:
-    """Write ``model`` as ``<base_dir>/<version>/`` (a SavedModel + ``metadata.json``) and return that path.
+    """Write ``model`` as ``<base_dir>/<version>/`` (a SavedModel + ``metadata.json``, + the retrieval index)
+    and return that path.
 
     ``version``: default one more than the highest present (1 for an empty folder); an existing version
     is never overwritten. ``metadata``: extra keys for ``metadata.json`` (``dataset``, ``metrics``,
-    ``train_config``, ...). Atomic: on any error nothing is left under ``base_dir``.
+    ``train_config``, ...). ``retrieval``: the first serving stage (default: see :data:`HNSW_FROM_ITEMS`).
+    Atomic: on any error nothing is left under ``base_dir``.
     """
+    info = {"model": type(model).__name__, "name": getattr(model, "name", type(model).__name__)}
+    json.dumps(dict(metadata or {}), default=_json_default)  # fail before any work if it cannot be written
+    arrays = exportable_arrays(model)
+    return export_arrays(arrays, base_dir, version=version, metadata={**info, **(metadata or {})}, retrieval=retrieval)
+
+
+def export_arrays(
+    arrays: dict[str, Any],
+    base_dir: str | os.PathLike[str],
+    *,
+    version: int | None = None,
+    metadata: dict[str, Any] | None = None,
+    retrieval: RetrievalConfig | None = None,
+) -> Path:
+    """:func:`export_model` from the arrays themselves (``user_ids``, ``item_ids``, ``user_vectors``,
+    ``item_vectors``, ``popularity``; optional ``user_bias``, ``item_bias``, ``global_bias`` and ``kind``
+    ``"factors"`` or ``"dense"``): what :func:`exportable_arrays` returns, or a synthetic catalogue."""
     base = Path(base_dir)
-    if version is None:
-        version = next_version(base)
-    elif isinstance(version, bool) or not isinstance(version, int | np.integer) or version < 1:
-        raise ValueError(f"version must be a positive integer, got {version!r}")
-    version = int(version)
+    version = _checked_version(base, version)
     target = base / str(version)
     if target.exists():
         raise FileExistsError(f"version {version} already exists at {target}: versions are never overwritten")
     extra = dict(metadata or {})
     json.dumps(extra, default=_json_default)  # fail before any work if the metadata cannot be written
-    arrays = exportable_arrays(model)
+    arrays = _complete(arrays)
     kind = arrays.pop("kind")
+    retrieval = _retrieval_for(kind, len(arrays["item_ids"]), retrieval)
 
     import tensorflow as tf
 
     base.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".export-{version}-", dir=base))
     try:
+        build_seconds = _write_index(arrays, retrieval, staging)
         module = _module(arrays)
         tf_logger = tf.get_logger()
         level = tf_logger.level
@@ -240,8 +276,9 @@ def export_model(
         finally:
             tf_logger.setLevel(level)
         info = {
-            "model": type(model).__name__,
-            "name": getattr(model, "name", type(model).__name__),
+            "format": FORMAT,
+            "model": "arrays",
+            "name": "arrays",
             "version": version,
             "created_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "dataset": None,
@@ -249,9 +286,10 @@ def export_model(
             "n_items": int(len(arrays["item_ids"])),
             "n_factors": int(arrays["user_vectors"].shape[1]),
             "vectors": kind,
+            **_stages(kind, retrieval, build_seconds),
             "metrics": {},
             "train_config": {},
-            **{key: value for key, value in extra.items() if key not in ("version", "created_at")},
+            **{key: value for key, value in extra.items() if key not in ("version", "created_at", "format")},
         }
         (staging / METADATA_FILE).write_text(json.dumps(info, indent=2, default=_json_default) + "\n")
         os.chmod(staging, 0o755)  # mkdtemp makes it 0700; a server running as another user must read it
@@ -260,6 +298,85 @@ def export_model(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return target
+
+
+def _checked_version(base: Path, version: int | None) -> int:
+    if version is None:
+        return next_version(base)
+    if isinstance(version, bool) or not isinstance(version, int | np.integer) or version < 1:
+        raise ValueError(f"version must be a positive integer, got {version!r}")
+    return int(version)
+
+
+def _complete(arrays: dict[str, Any]) -> dict[str, Any]:
+    """The arrays with the optional ones filled in and every dtype and shape checked."""
+    missing = {"user_ids", "item_ids", "user_vectors", "item_vectors", "popularity"} - set(arrays)
+    if missing:
+        raise ExportError(f"the arrays lack {sorted(missing)}")
+    out: dict[str, Any] = {
+        "user_ids": np.asarray(arrays["user_ids"], dtype=np.int64),
+        "item_ids": np.asarray(arrays["item_ids"], dtype=np.int64),
+        "user_vectors": np.ascontiguousarray(arrays["user_vectors"], dtype=np.float32),
+        "item_vectors": np.ascontiguousarray(arrays["item_vectors"], dtype=np.float32),
+        "popularity": np.asarray(arrays["popularity"], dtype=np.float32),
+        "global_bias": np.float32(arrays.get("global_bias", 0.0)),
+        "kind": arrays.get("kind", "factors"),
+    }
+    n_users, n_items = len(out["user_ids"]), len(out["item_ids"])
+    for name, n in (("user_bias", n_users), ("item_bias", n_items)):
+        out[name] = np.asarray(arrays[name] if arrays.get(name) is not None else np.zeros(n), dtype=np.float32)
+    for name in ("user_ids", "item_ids"):
+        if np.any(np.diff(out[name]) <= 0):
+            raise ExportError(f"{name} must be strictly increasing (the server finds ids by binary search)")
+    dim = out["user_vectors"].shape[1]
+    expected = {"user_vectors": (n_users, dim), "item_vectors": (n_items, dim), "user_bias": (n_users,),
+                "item_bias": (n_items,), "popularity": (n_items,)}  # fmt: skip
+    for name, shape in expected.items():
+        if out[name].shape != shape:
+            raise ExportError(f"{name} has shape {out[name].shape}, expected {shape}")
+    if not np.isfinite(out["user_vectors"]).all() or not np.isfinite(out["item_vectors"]).all():
+        raise ExportError("the user or item vectors hold non-finite values (NaN or inf): refusing to export them")
+    if out["kind"] not in ("factors", "dense"):
+        raise ExportError(f"kind must be 'factors' or 'dense', got {out['kind']!r}")
+    return out
+
+
+def _retrieval_for(kind: str, n_items: int, retrieval: RetrievalConfig | None) -> RetrievalConfig:
+    if kind == "dense":
+        if retrieval is not None and retrieval.index != "exact":
+            raise ExportError("a dense export (the user x item score matrix) has no item vectors to index: "
+                              "only retrieval index 'exact' applies")  # fmt: skip
+        return retrieval or RetrievalConfig(index="exact")
+    if retrieval is None:
+        return RetrievalConfig(index="hnsw" if n_items >= HNSW_FROM_ITEMS else "exact")
+    return retrieval
+
+
+def _write_index(arrays: dict[str, Any], retrieval: RetrievalConfig, folder: Path) -> float | None:
+    """Build and save the HNSW index into ``folder`` (its build time in seconds); None for exact search."""
+    if retrieval.index != "hnsw":
+        return None
+    import time
+
+    started = time.perf_counter()
+    searcher = HnswSearch.build(augment_items(arrays["item_vectors"], arrays["item_bias"]), retrieval)
+    seconds = time.perf_counter() - started
+    searcher.save(folder / INDEX_FILE)
+    return round(seconds, 3)
+
+
+def _stages(kind: str, retrieval: RetrievalConfig, build_seconds: float | None) -> dict[str, Any]:
+    """The serving stages of a version, as ``metadata.json`` states them."""
+    stages: dict[str, Any] = {"retrieval": retrieval.to_metadata(), "ranking": "dot", "catalogue": "any"}
+    if build_seconds is not None:
+        stages["index_build_seconds"] = build_seconds
+    if kind == "dense":
+        stages["catalogue"] = "small"
+        stages["catalogue_note"] = (
+            "this model has no user and item vectors: its export is the user x item score matrix, whose size "
+            f"grows with users x items (at most {MAX_DENSE_SCORES:,} values), searched exactly"
+        )
+    return stages
 
 
 def _json_default(value: Any) -> Any:

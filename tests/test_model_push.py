@@ -50,8 +50,9 @@ def special(name: str, kind: bytes, linkname: str = "") -> tuple[tarfile.TarInfo
     return info, None
 
 
+FORMAT_2 = json.dumps({"format": 2, "retrieval": {"index": "exact"}}).encode()
 COMPLETE_BUT_BROKEN = [("saved_model.pb", b"not a protobuf"), ("variables/variables.index", b"x"),
-                       ("metadata.json", b"{}")]  # fmt: skip
+                       ("metadata.json", FORMAT_2)]  # fmt: skip
 # name -> (body, Content-Type, status, words of the reason)
 MALICIOUS = {
     "path traversal": (targz([("../escaped", b"x")]), GZIP, 400, "leaving its folder"),
@@ -68,6 +69,7 @@ MALICIOUS = {
     "incomplete version": (targz([("metadata.json", b"{}")]), GZIP, 422, "saved_model.pb"),
     "metadata not an object": (targz([*COMPLETE_BUT_BROKEN[:2], ("metadata.json", b"[1]")]), GZIP, 422, "JSON object"),
     "does not load": (targz(COMPLETE_BUT_BROKEN), GZIP, 422, "failed to load"),
+    "old export format": (targz([*COMPLETE_BUT_BROKEN[:2], ("metadata.json", b"{}")]), GZIP, 422, "format 1"),
     "garbage bytes": (bytes(range(256)) * 8, GZIP, 400, "not a valid gzip-compressed tar"),
     "gzip of garbage": (gzip.compress(b"garbage" * 100), GZIP, 400, "not a valid gzip-compressed tar"),
     "plain tar, not gzip": (targz([("metadata.json", b"{}")], compress=False), GZIP, 400, "not a valid gzip"),

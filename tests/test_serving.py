@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import shutil
 import time
@@ -101,7 +102,7 @@ def test_version_manager_refuses_a_broken_version(base, tmp_path):
     broken = tmp_path / "3"
     broken.mkdir()
     (broken / "saved_model.pb").write_bytes(b"not a protobuf")
-    (broken / "metadata.json").write_text("{}")
+    shutil.copy(base / "2" / "metadata.json", broken / "metadata.json")  # valid metadata: the protobuf is broken
     manager = serving.VersionManager(tmp_path)
     assert manager.start() == 2, "the latest version that loads is served"
     statuses = {v["version"]: v["status"] for v in manager.describe()["versions"]}
@@ -150,6 +151,7 @@ def test_a_server_whose_only_version_is_broken_fails_with_the_reason(tmp_path):
     broken = tmp_path / "1"
     broken.mkdir()
     (broken / "saved_model.pb").write_bytes(b"garbage")
+    (broken / "metadata.json").write_text(json.dumps({"format": 2, "retrieval": {"index": "exact"}}))
     with pytest.raises(RuntimeError, match="exited with code 1") as error:
         with serving.local_server(tmp_path, timeout=180, log_path=tmp_path / "server.log", admin_token=TOKEN):
             pytest.fail("the server must not become ready")
@@ -352,7 +354,7 @@ def test_activate_rollback_and_a_broken_version(server, http):
     broken = server.model_dir / "3"
     broken.mkdir()
     (broken / "saved_model.pb").write_bytes(b"garbage")
-    (broken / "metadata.json").write_text("{}")
+    shutil.copy(server.model_dir / "2" / "metadata.json", broken / "metadata.json")
     refused = http.post(f"{versions_url}/3:activate", timeout=30, headers=admin)
     assert refused.status_code == 409 and "failed to load" in refused.json()["error"]
     assert str(server.model_dir) not in refused.text, "no server path in an answer"

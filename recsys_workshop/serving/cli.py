@@ -65,6 +65,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--poll-interval", type=_positive_float, default=DEFAULT_POLL_INTERVAL,
                         help="with --wait-for-model: seconds between two looks at --model-dir "
                         f"(default {DEFAULT_POLL_INTERVAL:g})")  # fmt: skip
+    parser.add_argument("--candidates", type=_positive_int, default=None,
+                        help="items the retrieval stage hands to the ranking stage (default: each version's own, "
+                        "from its metadata.json; versions searched exactly score every item anyway)")  # fmt: skip
+    parser.add_argument("--ef-search", type=_positive_int, default=None,
+                        help="HNSW candidates kept while searching the graph, raised to --candidates when "
+                        "smaller (default: each version's own): higher finds more of the exact top-k, "
+                        "slower")  # fmt: skip
     return parser
 
 
@@ -134,6 +141,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             grace_period=options.grace_period,
             wait_for_model=options.wait_for_model,
             poll_interval=options.poll_interval,
+            candidates=options.candidates,
+            ef_search=options.ef_search,
         )
     except VersionError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -74,6 +74,9 @@ def _command(model_dir, model_name: str, http_port: int, grpc_port: int, options
         command += ["--version", str(options["version"])]
     if options["wait_for_model"]:
         command += ["--wait-for-model", "--poll-interval", f"{options['poll_interval']:g}"]
+    for name in ("candidates", "ef_search"):
+        if options.get(name) is not None:
+            command += ["--" + name.replace("_", "-"), str(options[name])]
     return command
 
 
@@ -113,6 +116,8 @@ def local_server(
     grace_period: int = LOCAL_GRACE_PERIOD,
     wait_for_model: bool = False,
     poll_interval: float = DEFAULT_POLL_INTERVAL,
+    candidates: int | None = None,
+    ef_search: int | None = None,
 ) -> Iterator[LocalServer]:
     """Start ``python -m recsys_workshop.serving`` on free loopback ports, wait until the model is ready,
     yield its :class:`LocalServer` (the base URL, e.g. ``http://127.0.0.1:40123``), stop it on exit.
@@ -124,7 +129,8 @@ def local_server(
     :mod:`recsys_workshop.security`), given to the server in ``$RECSYS_ADMIN_TOKEN``. ``wait_for_model``:
     start on a folder without a version yet (``--wait-for-model``, a look every ``poll_interval`` seconds);
     the server is then yielded as soon as it is *live* (``/v2/health/live``), not yet ready.
-    ``max_upload_bytes``: the version upload's body limit (default the server's, 512 MiB)."""
+    ``max_upload_bytes``: the version upload's body limit (default the server's, 512 MiB). ``candidates``,
+    ``ef_search``: the server's ``--candidates`` and ``--ef-search`` (default: each version's own)."""
     from recsys_workshop.serving.server import DEFAULT_MAX_UPLOAD_BYTES
 
     token = admin_token or security.admin_token() or security.local_admin_token()
@@ -134,7 +140,7 @@ def local_server(
     log_path = procs.log_file(log_path, "recsys-model-server-")
     options = {"access_log": access_log, "enable_grpc": enable_grpc, "version": version, "grace_period": grace_period,
                "max_body_bytes": max_body_bytes, "body_timeout": body_timeout, "wait_for_model": wait_for_model,
-               "poll_interval": poll_interval,
+               "poll_interval": poll_interval, "candidates": candidates, "ef_search": ef_search,
                "max_upload_bytes": max_upload_bytes or DEFAULT_MAX_UPLOAD_BYTES}  # fmt: skip
     env = server_env(token, threads)
     url = f"http://127.0.0.1:{http_port}"

@@ -1,6 +1,12 @@
 """One exported version in memory (top-k and scoring in numpy) and the set of versions a server knows
 (:class:`VersionManager`: the active one, loading on demand, switching, rolling back).
 
+A version answers a known user's top-k in two stages (export format 2, see :mod:`recsys_workshop.export`):
+retrieval of the version's ``candidates`` items from its HNSW index (plus as many as the request excludes),
+then ranking of those candidates by the model's full score, the seen-item filter and the top-k. A version
+whose retrieval is ``"exact"`` scores every item (the same answer as retrieving the whole catalogue), which
+is what a small catalogue wants. A version of an older format is refused (409) with the reason.
+
 Error messages never carry an absolute path: they may reach a client (``GET .../versions``, a refused
 ``:activate``), and the folder layout of the server is none of its business.
 """
@@ -18,7 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from recsys_workshop.export import METADATA_FILE, list_versions
+from recsys_workshop.export import ARRAY_NAMES, FORMAT, METADATA_FILE, list_versions
+from recsys_workshop.retrieval import INDEX_FILE, HnswSearch, RetrievalConfig, augment_queries
 
 __all__ = ["LoadedVersion", "RequestError", "VersionError", "VersionManager", "scrub_paths"]
 
@@ -50,12 +57,21 @@ class VersionError(RuntimeError):
 class LoadedVersion:
     """The arrays of one exported version, in memory, and top-k / scoring over them in numpy."""
 
-    def __init__(self, version: int, path: Path, arrays: dict[str, np.ndarray], metadata: dict[str, Any]):
+    def __init__(
+        self,
+        version: int,
+        path: Path,
+        arrays: dict[str, np.ndarray],
+        metadata: dict[str, Any],
+        searcher: HnswSearch | None = None,
+        candidates: int = 0,
+    ):
         self.version, self.path, self.metadata = version, path, metadata
+        self.searcher, self.candidates = searcher, candidates  # no searcher: every item is scored
         self.user_ids = arrays["user_ids"]
         self.item_ids = arrays["item_ids"]
         self.user_vectors = arrays["user_vectors"]
-        self.item_vectors_t = np.ascontiguousarray(arrays["item_vectors"].T)
+        self.item_vectors = np.ascontiguousarray(arrays["item_vectors"])
         self.user_bias = arrays["user_bias"]
         self.item_bias = arrays["item_bias"]
         self.global_bias = np.float32(arrays["global_bias"])
@@ -65,39 +81,24 @@ class LoadedVersion:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], version: int | None = None) -> LoadedVersion:
-        """Load a version folder: the SavedModel (through TensorFlow, once) and ``metadata.json``."""
-        import tensorflow as tf
-
+        """Load a version folder: ``metadata.json``, the SavedModel's arrays and, for an HNSW version, its
+        index. The arrays are read straight from the SavedModel's checkpoint and its signatures from
+        ``saved_model.pb``, without restoring the model: one copy of the arrays in memory, not two (at a
+        million users, hundreds of MB), and no function tracing."""
         path = Path(path)
         version = int(path.name) if version is None else version
         if not (path / "saved_model.pb").is_file():
             raise VersionError(f"version {version}: no saved_model.pb in its folder", 409)
+        metadata = _version_metadata(path, version)
+        retrieval = _retrieval_config(metadata, version)
         try:
-            loaded = tf.saved_model.load(str(path))
-            arrays = {
-                name: getattr(loaded, name).numpy()
-                for name in (
-                    "user_ids",
-                    "item_ids",
-                    "user_vectors",
-                    "item_vectors",
-                    "user_bias",
-                    "item_bias",
-                    "global_bias",
-                    "popularity",
-                )
-            }
-            missing = {"serving_default", "score"} - set(loaded.signatures.keys())
-        except Exception as error:  # any TensorFlow failure means: this version cannot serve
+            arrays, signatures = _read_saved_model(path)
+        except Exception as error:  # any TensorFlow or protobuf failure means: this version cannot serve
             reason = scrub_paths(f"{type(error).__name__}: {error}")
             raise VersionError(f"version {version} failed to load: {reason}", 409) from None
+        missing = {"serving_default", "score"} - signatures
         if missing:
             raise VersionError(f"version {version} lacks the signatures {sorted(missing)}", 409)
-        try:
-            metadata = json.loads((path / METADATA_FILE).read_text())
-        except (OSError, ValueError) as error:
-            reason = getattr(error, "strerror", None) or type(error).__name__
-            raise VersionError(f"version {version}: unreadable {METADATA_FILE}: {reason}", 409) from None
         n_users, n_items = len(arrays["user_ids"]), len(arrays["item_ids"])
         shapes_ok = (
             n_items > 0
@@ -110,7 +111,16 @@ class LoadedVersion:
         )
         if not shapes_ok:
             raise VersionError(f"version {version}: inconsistent array shapes in the SavedModel", 409)
-        return cls(version, path, arrays, metadata)
+        searcher = _load_searcher(path, version, retrieval, n_items, arrays["item_vectors"].shape[1] + 1)
+        return cls(version, path, arrays, metadata, searcher, retrieval.candidates)
+
+    def tune(self, candidates: int | None = None, ef_search: int | None = None) -> LoadedVersion:
+        """Override the version's own retrieval settings (``--candidates``, ``--ef-search`` of the server):
+        more candidates or a wider graph search find more of the exact top-k, at a higher cost per request."""
+        if self.searcher is not None:
+            self.candidates = int(candidates or self.candidates)
+            self.searcher.ef_search = int(ef_search or self.searcher.ef_search)
+        return self
 
     # ------------------------------------------------------------------ lookups
 
@@ -138,8 +148,10 @@ class LoadedVersion:
         items: list[np.ndarray] = [np.empty(0, np.int64)] * len(users)
         scores: list[np.ndarray] = [np.empty(0, np.float32)] * len(users)
         warm = np.flatnonzero(known)
-        if len(warm):
-            block = self.user_vectors[rows[warm]] @ self.item_vectors_t
+        if len(warm) and self.searcher is not None:
+            self._two_stage(rows, warm, k, exclude, items, scores)
+        elif len(warm):
+            block = self.user_vectors[rows[warm]] @ self.item_vectors.T
             block += self.user_bias[rows[warm]][:, None]
             block += self.item_bias[None, :]
             block += self.global_bias
@@ -159,12 +171,43 @@ class LoadedVersion:
             items[row], scores[row] = self.item_ids[order], self.popularity[order]
         return items, scores, known
 
+    def _two_stage(self, rows, warm, k: int, exclude, items: list, scores: list) -> None:
+        """Retrieval -> ranking -> seen filter -> top-k for the known users ``warm`` (fills ``items``/``scores``).
+
+        Each user gets ``candidates`` items plus as many as it excludes, so that ``k`` unseen ones remain;
+        the candidates are re-scored exactly and put in column order first, so that ties go to the smaller
+        item id as in the exact path."""
+        excluded = [self._excluded_columns(exclude[row]) for row in warm]
+        n = min(self.n_items, max(self.candidates, k) + max(len(e) for e in excluded))
+        user_rows = rows[warm]
+        cols = self.searcher.search(augment_queries(self.user_vectors[user_rows]), n)
+        valid = cols >= 0
+        cols = np.sort(np.where(valid, cols, self.n_items), axis=1)  # invalid (-1) last, as n_items
+        valid = cols < self.n_items
+        safe = np.where(valid, cols, 0)
+        block = np.einsum("ud,und->un", self.user_vectors[user_rows], self.item_vectors[safe])
+        block += self.user_bias[user_rows][:, None] + self.item_bias[safe] + self.global_bias
+        block[~valid] = -np.inf
+        for i, cut in enumerate(excluded):
+            if len(cut):
+                block[i, np.isin(safe[i], cut)] = -np.inf
+        top, values = _top_k_rows(block, min(k, n))
+        for i, row in enumerate(warm):
+            finite = np.isfinite(values[i])
+            items[row], scores[row] = self.item_ids[safe[i, top[i][finite]]], values[i][finite]
+
+    def _excluded_columns(self, excluded: Sequence[int] | None) -> np.ndarray:
+        if not excluded:
+            return np.empty(0, np.int64)
+        cols, ok = self.columns(np.asarray(excluded, dtype=np.int64))
+        return np.unique(cols[ok])
+
     def score(self, user_ids: np.ndarray, item_ids: np.ndarray) -> np.ndarray:
         """Score of each (user, item) pair, as the ``score`` signature: the item's popularity for an
         unknown user, NaN for an unknown item."""
         rows, known = self.rows(np.asarray(user_ids, dtype=np.int64))
         cols, item_known = self.columns(np.asarray(item_ids, dtype=np.int64))
-        dot = np.einsum("ij,ji->i", self.user_vectors[rows], self.item_vectors_t[:, cols])
+        dot = np.einsum("ij,ij->i", self.user_vectors[rows], self.item_vectors[cols])
         out = dot + self.user_bias[rows] + self.item_bias[cols] + self.global_bias
         out = np.where(known, out, self.popularity[cols]).astype(np.float32)
         out[~item_known] = np.nan
@@ -213,16 +256,83 @@ def _top_k_row(row: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return cols, values
 
 
+def _read_saved_model(path: Path) -> tuple[dict[str, np.ndarray], set[str]]:
+    """The arrays a version stores (from its checkpoint) and the names of its signatures."""
+    import tensorflow as tf
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    proto = saved_model_pb2.SavedModel()
+    proto.ParseFromString((path / "saved_model.pb").read_bytes())
+    signatures = {name for graph in proto.meta_graphs for name in graph.signature_def}
+    reader = tf.train.load_checkpoint(str(path / "variables" / "variables"))
+    arrays = {name: reader.get_tensor(f"{name}/.ATTRIBUTES/VARIABLE_VALUE") for name in (*ARRAY_NAMES, "global_bias")}
+    return arrays, signatures
+
+
+def _version_metadata(path: Path, version: int) -> dict[str, Any]:
+    """``metadata.json`` of a version, which must be of the export format this server serves."""
+    try:
+        metadata = json.loads((path / METADATA_FILE).read_text())
+    except (OSError, ValueError) as error:
+        reason = getattr(error, "strerror", None) or type(error).__name__
+        raise VersionError(f"version {version}: unreadable {METADATA_FILE}: {reason}", 409) from None
+    if not isinstance(metadata, dict):
+        raise VersionError(f"version {version}: {METADATA_FILE} is not a JSON object", 409)
+    found = metadata.get("format", 1)
+    if found != FORMAT:
+        if isinstance(found, int) and found < FORMAT:
+            raise VersionError(
+                f"version {version} was exported in format {found}, before two-stage serving (retrieval -> "
+                f"ranking); this server serves format {FORMAT}: export the model again with this workshop's "
+                "export_model",
+                409,
+            )
+        raise VersionError(f"version {version} has export format {found!r}; this server serves format {FORMAT}", 409)
+    return metadata
+
+
+def _retrieval_config(metadata: dict[str, Any], version: int) -> RetrievalConfig:
+    try:
+        return RetrievalConfig.from_metadata(metadata.get("retrieval"))
+    except (TypeError, ValueError) as error:
+        raise VersionError(f"version {version}: invalid 'retrieval' in {METADATA_FILE}: {error}", 409) from None
+
+
+def _load_searcher(path: Path, version: int, config: RetrievalConfig, n_items: int, dim: int) -> HnswSearch | None:
+    """The version's HNSW index (None for exact retrieval), checked against its arrays."""
+    if config.index == "exact":
+        return None
+    if not (path / INDEX_FILE).is_file():
+        raise VersionError(f"version {version}: its retrieval is {config.index!r} but it has no {INDEX_FILE}", 409)
+    try:
+        searcher = HnswSearch.load(path / INDEX_FILE, config)
+    except Exception as error:  # faiss raises RuntimeError with its own text for a damaged file
+        reason = scrub_paths(f"{type(error).__name__}: {error}")
+        raise VersionError(f"version {version}: {INDEX_FILE} cannot be read: {reason}", 409) from None
+    if searcher.n_items != n_items or searcher.index.d != dim:
+        raise VersionError(
+            f"version {version}: {INDEX_FILE} holds {searcher.n_items} items of dimension {searcher.index.d}, "
+            f"the arrays {n_items} items of dimension {dim}",
+            409,
+        )
+    return searcher
+
+
 # --------------------------------------------------------------------------------------------- versions
 
 
 class VersionManager:
     """The versions under a base folder: which one is active, loading on demand, switching, rolling back.
 
-    Thread-safe; a version that fails to load is remembered (with its error) and never made active."""
+    Thread-safe; a version that fails to load is remembered (with its error) and never made active.
+    ``candidates``, ``ef_search``: override every version's own retrieval settings (see
+    :meth:`LoadedVersion.tune`)."""
 
-    def __init__(self, base_dir: str | os.PathLike[str]):
+    def __init__(
+        self, base_dir: str | os.PathLike[str], *, candidates: int | None = None, ef_search: int | None = None
+    ):
         self.base = Path(base_dir)
+        self.overrides = {"candidates": candidates, "ef_search": ef_search}
         self._loaded: dict[int, LoadedVersion] = {}
         self._failed: dict[int, str] = {}
         self._history: list[int] = []  # previously active versions, most recent last
@@ -246,7 +356,7 @@ class VersionManager:
             shown = str(version) if len(str(version)) <= 20 else str(version)[:20] + "..."
             raise VersionError(f"version {shown} does not exist (available: {self.available()})", 404)
         try:
-            loaded = LoadedVersion.load(path, version)
+            loaded = LoadedVersion.load(path, version).tune(**self.overrides)
         except VersionError as error:
             with self._lock:
                 self._failed[version] = str(error)

@@ -54,6 +54,8 @@ def serve(
     grace_period: int = DEFAULT_GRACE_PERIOD,
     wait_for_model: bool = False,
     poll_interval: float = DEFAULT_POLL_INTERVAL,
+    candidates: int | None = None,
+    ef_search: int | None = None,
 ) -> None:
     """Load the versions under ``model_dir`` and serve them (blocks until SIGTERM/SIGINT); ``version``:
     the version active at start (default the latest that loads). Admin routes need ``admin_token``.
@@ -62,12 +64,13 @@ def serve(
 
     ``wait_for_model``: serve at once, not ready (``/v2/models/<name>/ready`` 503, ``/v2/health/live`` 200),
     and load in the background the first complete version that appears under ``model_dir`` (a look every
-    ``poll_interval`` seconds, see :mod:`.watch`), instead of exiting when none loads."""
+    ``poll_interval`` seconds, see :mod:`.watch`), instead of exiting when none loads. ``candidates``,
+    ``ef_search``: override the versions' own retrieval settings (:meth:`.model.LoadedVersion.tune`)."""
     from kserve.model_server import app  # KServe's FastAPI app (importing KServe reads sys.argv: see cli.main)
 
     warnings.filterwarnings("ignore", message="ORJSONResponse is deprecated")  # KServe's V1 routes, per request
     _limit_tensorflow_threads()
-    manager = VersionManager(model_dir)
+    manager = VersionManager(model_dir, candidates=candidates, ef_search=ef_search)
     predictor = build_predictor(model_name, manager, version)
     if wait_for_model:
         predictor.wait_for_first_version(poll_interval)
