@@ -9,6 +9,7 @@ was created) run the scripts for real: kind/up twice, gke/up, gke/down with a na
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -27,7 +28,7 @@ from recsys_workshop.kube import manifests as kube_manifests
 REPO = Path(__file__).resolve().parents[1]
 SETUP = REPO / "cluster-setup"
 SCRIPTS = ["kind/up", "kind/down", "gke/up", "gke/down"]
-SHELL_FILES = SCRIPTS + ["lib/common.sh", "lib/gke.sh", "versions.env"]
+SHELL_FILES = SCRIPTS + ["lib/common.sh", "lib/gke.sh", "lib/local.sh", "versions.env"]
 V = kube.versions()
 
 # Read-only calls the prerequisite checks may make, and what the stub answers.
@@ -59,6 +60,8 @@ SYSTEM_TOOLS = [
     "od",
     "sleep",
     "base64",
+    "mkdir",
+    "mv",
 ]
 
 
@@ -411,7 +414,7 @@ def test_kind_up_stops_before_changing_anything_when_a_tool_is_missing(run_scrip
             {"STUB_DOCKER_MEMORY": str(8 * 1024**3)},
             None,
             f"MISSING memory Docker can use: 8.0 GiB; the workshop profile on kind needs >= {V['KIND_MIN_MEMORY_GB']} "
-            "GiB (its requests add up to 9-11 GiB, cluster-setup/README.md \"Resources needed\"). Docker Desktop: "
+            'GiB (its requests add up to 9-11 GiB, cluster-setup/README.md "Resources needed"). Docker Desktop: '
             "Settings > Resources > Memory",
         ),
         (
@@ -423,7 +426,7 @@ def test_kind_up_stops_before_changing_anything_when_a_tool_is_missing(run_scrip
             {},
             (128, 2097152),
             f"MISSING fs.inotify.max_user_instances = 128, Kubeflow needs >= {V['INOTIFY_MAX_USER_INSTANCES']} "
-            "(else pods fail with \"too many open files\"): sudo sysctl fs.inotify.max_user_instances=2280",
+            '(else pods fail with "too many open files"): sudo sysctl fs.inotify.max_user_instances=2280',
         ),
     ],
     ids=["cgroup-v1", "too-little-memory", "too-few-cpus", "low-inotify"],
@@ -611,8 +614,10 @@ def test_kind_up_gives_up_after_a_bounded_number_of_attempts(tmp_path, system_bi
         "ERROR: cluster-setup/kind/up failed (exit status 1): kubectl --context kind-recsys-workshop apply "
         f"--server-side --force-conflicts -f {V['KSERVE_MANIFEST']}\n" in result.stderr
     )
-    assert re.search(r"\n  at \S*common.sh line \d+ \(apply_upstream\)\n  at \S*common.sh line \d+ \(install_profile\)",
-                     result.stderr), result.stderr
+    assert re.search(
+        r"\n  at \S*common.sh line \d+ \(apply_upstream\)\n  at \S*common.sh line \d+ \(install_profile\)",
+        result.stderr,
+    ), result.stderr
     assert not any("pipelines" in c for c in calls), "stops at the failing component"
 
 
@@ -752,7 +757,9 @@ def test_gke_up_dry_run_enables_apis_creates_the_repository_and_builds_the_image
     assert enable < repository < cluster < image < profile
     assert f"image --target gke --project demo-project --region {region} --dry-run" in calls
     assert set(V["GKE_SERVICES"].split()) == {
-        "container.googleapis.com", "compute.googleapis.com", "artifactregistry.googleapis.com",
+        "container.googleapis.com",
+        "compute.googleapis.com",
+        "artifactregistry.googleapis.com",
         "cloudbuild.googleapis.com",
     }
     assert_only_read_only_calls(calls)
@@ -824,7 +831,10 @@ case "$name $*" in
   "gcloud compute disks list "*) echo "unrelated-disk us-east1-b 10 pd-standard 1" ;;
   "gcloud compute addresses list "*|"gcloud compute forwarding-rules list "*) ;;
   "gcloud artifacts repositories list "*|"gcloud storage buckets list "*) ;;
-  "image --target gke "*) touch "$s/image" ;;
+  "image --target gke "*)  # records the image as cluster-setup/image does (lib/local.sh), in the copy under test
+    touch "$s/image"
+    bash -c 'source "$1/lib/common.sh" && source "$1/lib/local.sh" && write_local_gke_overlay "$2"' _ \
+      "$SIM_SETUP" "$SIM_IMAGE_NAME" ;;
   "helm version --template {{.Version}}") echo "v3.19.0" ;;
   "helm upgrade --install "*)
     while (($# > 0)); do [[ "$1" == --values ]] && values="$2"; shift; done
@@ -846,12 +856,25 @@ esac
 """
 
 
+GKE_IMAGE_NAME = f"{V['GKE_REGION']}-docker.pkg.dev/demo-project/{V['GKE_ARTIFACT_REPOSITORY']}/recsys-workshop"
+
+
+def record_gke_image(setup: Path, name: str) -> Path:
+    """What cluster-setup/image --target gke leaves behind: the real lib/local.sh writing the record."""
+    script = 'source "$1/lib/common.sh" && source "$1/lib/local.sh" && write_local_gke_overlay "$2"'
+    subprocess.run(["bash", "-c", script, "_", str(setup), name], check=True, timeout=60)
+    return setup / "local" / "gke" / "kustomization.yaml"
+
+
 @pytest.fixture
 def gke(tmp_path, system_bin):
-    """Run gke/up or gke/down for real against the GKE simulator: run(script, *args, **env)."""
+    """Run gke/up or gke/down for real against the GKE simulator: run(script, *args, **env). The scripts run
+    from a copy of cluster-setup/ (``run.setup``), where the image stub records its image (cluster-setup/local/)."""
     sim, state, log = tmp_path / "gke-bin", tmp_path / "gke-state", tmp_path / "calls.log"
     for folder in (sim, state):
         folder.mkdir()
+    setup = tmp_path / "repo" / "cluster-setup"
+    shutil.copytree(SETUP, setup, ignore=shutil.ignore_patterns("__pycache__", "local"))
     (sim / "simulator").write_text(GKE_SIMULATOR)
     (sim / "simulator").chmod(0o755)
     for tool in ("gcloud", "kubectl", "gke-gcloud-auth-plugin", "image", "helm"):
@@ -865,12 +888,14 @@ def gke(tmp_path, system_bin):
         "WORKSHOP_IMAGE_SCRIPT": str(sim / "image"),
         "APPLY_BACKOFF_SECONDS": "0",
         "TMPDIR": str(tmp_path),
+        "SIM_SETUP": str(setup),
+        "SIM_IMAGE_NAME": GKE_IMAGE_NAME,
     }
 
     def run(script: str, *args: str, **env: str) -> tuple[subprocess.CompletedProcess[str], list[str]]:
         log.write_text("")
         result = subprocess.run(
-            [str(SETUP / script), "--project", "demo-project", *args],
+            [str(setup / script), "--project", "demo-project", *args],
             capture_output=True,
             text=True,
             env={**base, **env},
@@ -882,6 +907,7 @@ def gke(tmp_path, system_bin):
         return result, log.read_text().splitlines()
 
     run.state = state
+    run.setup = setup
     return run
 
 
@@ -916,10 +942,14 @@ def test_gke_up_jupyterhub_serves_https_on_the_static_ip_and_deletes_its_secrets
 
     result, calls = gke("gke/up", "--yes", "--jupyterhub", **GITHUB_APP)
     assert result.returncode == 0, result.stdout + result.stderr
-    rbac = calls.index(f"kubectl --context {GKE_CONTEXT} apply -f {SETUP}/jupyterhub/attendees-rbac.yaml")
+    setup = gke.setup
+    rbac = calls.index(f"kubectl --context {GKE_CONTEXT} apply -f {setup}/jupyterhub/attendees-rbac.yaml")
     helm = position(calls, "helm upgrade --install jupyterhub ")
-    assert rbac < helm and f"hub.extraConfig.recsysAttendees={SETUP}/jupyterhub/attendees.py" in calls[helm]
+    assert rbac < helm and f"hub.extraConfig.recsysAttendees={setup}/jupyterhub/attendees.py" in calls[helm]
     private = yaml.safe_load((gke.state / "hub-values.yaml").read_text())
+    # the single-user image of this project, which the image step recorded; values.yaml keeps its placeholder
+    assert private["singleuser"] == {"image": {"name": GKE_IMAGE_NAME}}
+    assert (setup / "jupyterhub" / "values.yaml").read_text() == (SETUP / "jupyterhub" / "values.yaml").read_text()
     host = "203-0-113-7.sslip.io"
     assert private["proxy"] == {
         "service": {"loadBalancerIP": "203.0.113.7"},
@@ -930,6 +960,49 @@ def test_gke_up_jupyterhub_serves_https_on_the_static_ip_and_deletes_its_secrets
     assert github["client_secret"] == "s3cr3t-value" and "s3cr3t-value" not in result.stdout + "\n".join(calls)
     assert not list(tmp_path.glob("jupyterhub-github.*")), "the private values file is deleted"
     assert f"JupyterHub: https://{host}/" in result.stdout
+
+
+def test_gke_up_skip_image_without_a_recorded_image_stops_before_anything(gke):
+    """Issue 14: --skip-image while the overlay and the hub values name PROJECT_ID: every pod would fail to pull."""
+    result, calls = gke("gke/up", "--yes", "--skip-image")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "MISSING workshop image: --skip-image, but no image of your project is recorded" in result.stdout
+    assert f"{V['GKE_REGION']}-docker.pkg.dev/PROJECT_ID/" in result.stdout, "names the placeholder it would pull"
+    assert (f"cluster-setup/image --target gke --project demo-project --region {V['GKE_REGION']}, or run gke/up "
+            "without --skip-image") in result.stdout  # fmt: skip
+    assert "prerequisite(s) missing" in result.stderr and "COST: " not in result.stdout, "stops before the plan"
+    assert all(READ_ONLY_CALL.match(c) for c in calls), f"changed something: {calls}"
+    # a dry run reports it and goes on
+    dry, _ = gke("gke/up", "--dry-run", "--skip-image")
+    assert dry.returncode == 0 and "MISSING workshop image" in dry.stdout and "COST: " in dry.stdout
+
+
+def test_gke_up_skip_image_refuses_an_image_of_another_project(gke):
+    record_gke_image(gke.setup, GKE_IMAGE_NAME.replace("demo-project", "last-years-project"))
+    result, calls = gke("gke/up", "--yes", "--skip-image")
+    assert result.returncode == 1
+    assert (f"the workshop image recorded is {GKE_IMAGE_NAME.replace('demo-project', 'last-years-project')}, "
+            f"not {GKE_IMAGE_NAME} of this project and region") in result.stdout  # fmt: skip
+    assert not any(c.startswith("gcloud services enable") for c in calls)
+
+
+def test_gke_up_skip_image_with_the_recorded_image_installs_the_hub_with_it(gke):
+    record = record_gke_image(gke.setup, GKE_IMAGE_NAME)
+    result, calls = gke("gke/up", "--yes", "--skip-image", "--jupyterhub", **GITHUB_APP)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"ok      workshop image {GKE_IMAGE_NAME} (--skip-image" in result.stdout
+    assert not any(c.startswith("image ") for c in calls), "--skip-image builds nothing"
+    assert yaml_load(gke.state / "hub-values.yaml")["singleuser"]["image"]["name"] == GKE_IMAGE_NAME
+    assert "apply -k cluster-setup/local/gke" in result.stdout
+    # the record is what kubectl apply -k deploys: every workload on this project's image
+    images = {c["image"] for d in kube.kustomize_build(record.parent) for c, _, _ in kube._containers(d)}
+    assert images - {V["POSTGRES_IMAGE"]} == {f"{GKE_IMAGE_NAME}:{V['WORKSHOP_IMAGE_TAG']}"}
+
+
+def yaml_load(path: Path):
+    import yaml
+
+    return yaml.safe_load(path.read_text())
 
 
 @pytest.mark.parametrize(
@@ -1008,7 +1081,9 @@ def test_gke_down_reaches_the_cluster_when_a_namespace_deletion_times_out(gke):
     assert result.returncode == 0, result.stdout + result.stderr
     namespaces = position(calls, f"kubectl --context {GKE_CONTEXT} delete namespace ")
     assert calls[namespaces].split(" delete namespace ")[1].split(" --")[0].split() == [
-        V["WORKSHOP_NAMESPACE"], V["JUPYTERHUB_NAMESPACE"], "attendee-alice",
+        V["WORKSHOP_NAMESPACE"],
+        V["JUPYTERHUB_NAMESPACE"],
+        "attendee-alice",
     ], "the attendees' namespaces too, never kubeflow"
     assert position(calls, f"kubectl --context {GKE_CONTEXT} -n argocd delete applications.argoproj.io") < namespaces
     assert "Deleting namespaces recsys jhub attendee-alice failed (exit status 1); going on" in result.stderr
@@ -1018,8 +1093,13 @@ def test_gke_down_reaches_the_cluster_when_a_namespace_deletion_times_out(gke):
     assert cluster < position(calls, "gcloud artifacts repositories delete ")
     assert not any((gke.state / thing).exists() for thing in ("cluster", "address", "repository"))
     # the closing inventory: everything billable in the project, and only what down deletes counts
-    for listing in ("compute disks list", "compute addresses list", "compute forwarding-rules list",
-                    "artifacts repositories list", "storage buckets list"):
+    for listing in (
+        "compute disks list",
+        "compute addresses list",
+        "compute forwarding-rules list",
+        "artifacts repositories list",
+        "storage buckets list",
+    ):
         assert any(c.startswith(f"gcloud {listing} --project demo-project") for c in calls), listing
     assert "unrelated-disk us-east1-b 10 pd-standard 1" in result.stdout
     assert "Nothing that gke/up creates is left." in result.stdout
@@ -1226,3 +1306,44 @@ def test_dockerfile_is_pinned_non_root_and_installs_the_lock():
     ignored = (REPO / ".dockerignore").read_text().splitlines()
     for entry in (".venv", "datasets/cache", ".git", "**/__pycache__", ".env"):
         assert entry in ignored
+
+
+@pytest.mark.parametrize("recorded", [True, False], ids=["recorded", "not-recorded"])
+def test_argocd_up_gives_argo_cd_the_recorded_gke_image_without_touching_git(tmp_path, stub_bin, system_bin, recorded):
+    """Issue 14: on GKE the fork's overlay names PROJECT_ID; the recorded image reaches Argo CD as an override on
+    the Application (in the cluster), never as a commit."""
+    setup = tmp_path / "repo" / "cluster-setup"
+    shutil.copytree(SETUP, setup, ignore=shutil.ignore_patterns("__pycache__", "local"))
+    if recorded:
+        record_gke_image(setup, GKE_IMAGE_NAME)
+    log = tmp_path / "calls.log"
+    log.write_text("")
+    environment = {"PATH": f"{stub_bin}:{system_bin}", "STUB_LOG": str(log), "HOME": str(tmp_path), "LC_ALL": "C",
+                   "TMPDIR": str(tmp_path)}  # fmt: skip
+    result = subprocess.run(
+        [str(setup / "argocd" / "up"), "--dry-run", "--repo-url", "https://github.com/alice/recsys-workshop.git",
+         "--overlay", "gke"],
+        capture_output=True, text=True, env=environment, cwd=tmp_path, stdin=subprocess.DEVNULL, timeout=60,
+        check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    placeholder = kube_manifests.overlay_image("gke").rsplit(":", 1)[0]
+    patches = [c for c in dry_run_commands(result.stdout) if " patch application " in c]
+    if recorded:
+        images = {"spec": {"source": {"kustomize": {"images": [f"{placeholder}={GKE_IMAGE_NAME}"]}}}}
+        assert patches == [
+            f"kubectl --context kind-{V['KIND_CLUSTER_NAME']} -n {V['ARGOCD_NAMESPACE']} patch application "
+            f"{V['ARGOCD_APPLICATION']} --type merge -p '{json.dumps(images, separators=(',', ':'))}'"
+        ]
+        commands = dry_run_commands(result.stdout)
+        apply = next(i for i, c in enumerate(commands) if " apply -f '<application.yaml" in c)
+        assert apply < commands.index(patches[0]) < next(i for i, c in enumerate(commands) if "wait application/" in c)
+    else:
+        assert (
+            patches == []
+            and "no node can pull" in result.stderr
+            and "cluster-setup/image --target gke" in result.stderr
+        )
+    assert (setup / "manifests" / "overlays" / "gke" / "kustomization.yaml").read_text() == (
+        SETUP / "manifests" / "overlays" / "gke" / "kustomization.yaml"
+    ).read_text()

