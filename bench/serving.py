@@ -27,7 +27,8 @@ p99 <= 50 ms and zero failures over 60 s.
     python -m bench.serving --seconds 10 --warmup 3 --targets model-server   # a quick look
 
 Writes ``bench/results/serving.json`` and keeps the API run's Locust history as
-``bench/results/serving-api_stats_history.csv`` (the instructor deck's load-test chart).
+``bench/results/serving-api_stats_history.csv`` (the deck's load-test chart is a step-load run instead:
+``bench/serving_steps.py``).
 """
 
 from __future__ import annotations

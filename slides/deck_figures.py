@@ -2,8 +2,8 @@
 
 Every figure is computed here, at build time, from ``recsys_workshop`` (the same functions the labs call)
 or from the results files the benchmarks and labs write; nothing is a pasted screenshot. A figure whose
-input does not exist yet (the load-test curves before lab 11 has been run, the benchmark table before
-``bench/recsys101.py`` has been run) is not drawn: :class:`Pending` says where it will come from, and the
+input does not exist yet (the load-test curves before ``bench/serving_steps.py`` has been run, the benchmark
+table before ``bench/recsys101.py`` has been run) is not drawn: :class:`Pending` says where it will come from, and the
 slide shows that sentence instead of a chart.
 
 Each generator takes the shared :class:`Context` and returns a :class:`Figure` (an SVG file it wrote),
@@ -354,46 +354,11 @@ def model_comparison(ctx: Context) -> Result:
     )
 
 
-def _locust_history() -> Path | None:
-    override = os.environ.get("SLIDES_LOADTEST_CSV")
-    if override:
-        return Path(override)
-    found = sorted(BENCH_RESULTS.glob("*_stats_history.csv"))
-    return found[-1] if found else None
-
-
 def load_test(ctx: Context) -> Result:
-    """Locust's ``--csv`` history (``<prefix>_stats_history.csv``): throughput and latency against users."""
-    path = _locust_history()
-    if path is None or not path.is_file():
-        return Pending(
-            "This chart is drawn from lab 11's Locust run: throughput and latency percentiles as users ramp up. "
-            "It appears here when bench/results/<run>_stats_history.csv exists "
-            "(locust --csv bench/results/<run>), the next time the deck is built."
-        )
-    import pandas as pd
+    """The step-load chart, drawn by ``deck_loadtest.py`` (beside this file) from ``bench/serving_steps.py``'s run."""
+    from deck_loadtest import load_test as draw
 
-    plt = _pyplot()
-    history = pd.read_csv(path)
-    history = history[history["Name"] == "Aggregated"]
-    seconds = history["Timestamp"] - history["Timestamp"].iloc[0]
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(12, 6), sharex=True)
-    top.plot(seconds, history["Requests/s"], color="#1f77b4", label="requests/s")
-    top.plot(seconds, history["Failures/s"], color="#d62728", label="failures/s")
-    users = top.twinx()
-    users.plot(seconds, history["User Count"], color="#777777", ls=":", label="users")
-    users.set_ylabel("users")
-    top.set(ylabel="per second", title=f"Load test ({path.name})")
-    lines = top.get_lines() + users.get_lines()
-    top.legend(lines, [line.get_label() for line in lines], loc="upper left")
-    for column, colour in (("50%", "#2ca02c"), ("95%", "#ff7f0e"), ("99%", "#d62728")):
-        if column in history:
-            bottom.plot(seconds, pd.to_numeric(history[column], errors="coerce"), color=colour, label=f"p{column[:-1]}")
-    bottom.set(xlabel="seconds since start", ylabel="latency (ms)")
-    bottom.legend(loc="upper left")
-    fig.tight_layout()
-    shown = path.relative_to(REPO) if path.is_relative_to(REPO) else path
-    return Figure(_save(fig, ctx, "load_test"), f"Locust statistics history {shown}")
+    return draw(ctx)
 
 
 # --------------------------------------------------------------------------------------------------

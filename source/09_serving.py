@@ -11,15 +11,16 @@
 # %% [markdown]
 # # Lab 09: serving a recommender with KServe
 #
-# **Time:** about 45 minutes.
+# **Time:** about 55 minutes.
 #
 # **You will**
 # - export two trained models as *versions* of one TensorFlow SavedModel, the layout TensorFlow Serving
 #   and KServe read (`<base>/1/`, `<base>/2/`), with a top-k signature, a scoring signature and metadata;
 # - start the workshop's model server (a KServe predictor) on this machine and query it with `requests`
 #   and with `curl`, in TensorFlow Serving's REST protocol (the *V1 protocol*);
-# - pin a version per request, switch the default version and roll back without a restart, and watch
-#   the server refuse a broken version while the old one keeps serving;
+# - pin a version per request, switch the default version and roll back without a restart (the workshop's
+#   own routes), watch the server refuse a broken version, and write the `models.config` (version policy
+#   and labels) with which TensorFlow Serving does the same;
 # - call the same model over gRPC (the Open Inference Protocol) and compare the two wires;
 # - read the cluster side: the InferenceService that runs this server, one that runs TensorFlow Serving
 #   on the same files, and a canary rollout that sends 10% of the traffic to a new version.
@@ -43,6 +44,7 @@ MODEL_DIR = "artifacts/09_serving/models"  # the base folder of the versions (em
 
 # %%
 import contextlib
+import difflib
 import json
 import shutil
 import subprocess
@@ -56,6 +58,7 @@ import yaml
 from IPython.display import display
 
 from recsys_workshop import data, export, kube, metrics, selfcheck, serving
+from recsys_workshop.labchecks import version_policy
 from recsys_workshop.models.mf import MatrixFactorization
 from recsys_workshop.models.triplet import TripletModel
 from recsys_workshop.train import TrainConfig
@@ -246,6 +249,16 @@ for bad in ({"instances": [{"user_id": "196"}]}, {"instances": [{"user_id": USER
 # answers. `POST .../versions/{v}:activate` changes the active version and `POST ...:rollback` goes back to
 # the previous one, both without a restart: the versions stay loaded in memory, so a switch is instant.
 #
+# **These routes are the workshop's own extensions of the model server** (`recsys_workshop/serving/routes.py`),
+# not KServe behaviour. KServe's V1 protocol, taken from TensorFlow Serving, has `GET /v1/models/<name>`
+# and `POST /v1/models/<name>:predict`; its repository extension loads and unloads a whole model
+# (`/v2/repository/models/<name>/load`); no KServe route switches a running server to another version
+# (KServe rolls back whole deployments, the canary of section 5), and no KServe server reads an
+# `X-Model-Version` header. The standard ways to pin a version are in the URL: the Open
+# Inference Protocol's `/v2/models/<name>/versions/<v>/infer` (our server has it) and TensorFlow Serving's
+# `/v1/models/<name>/versions/<v>:predict` (ours does not). Section 3b shows how TensorFlow Serving, which has
+# no `:activate` nor `:rollback`, gets the same effect from its version policy and labels.
+#
 # Switching versions changes what every user sees, so it is an **admin operation**: it needs a
 # credential. The server checks an `Authorization: Bearer <token>` header, comparing the token in constant
 # time (`hmac.compare_digest`, so the time an answer takes says nothing about how much of a guess was
@@ -271,6 +284,18 @@ question = {"instances": [{"user_id": USER_ID, "k": 5}]}
 for version in (1, 2):
     reply = requests.post(server.predict_url, json=question, headers={"X-Model-Version": str(version)}, timeout=10)
     print(f"version {version}:", [titles[i] for i in reply.json()["predictions"][0]["item_ids"]])
+
+# %% [markdown]
+# The same pin in a standard URL: the Open Inference Protocol's works here, TensorFlow Serving's does not.
+
+# %%
+v2_body = {"inputs": [{"name": "user_id", "shape": [1], "datatype": "INT64", "data": [USER_ID]},
+                      {"name": "k", "shape": [1], "datatype": "INT32", "data": [5]}]}
+reply = requests.post(f"{server.url}/v2/models/recsys/versions/1/infer", json=v2_body, timeout=10)
+item_ids = next(o["data"] for o in reply.json()["outputs"] if o["name"] == "item_ids")
+print("/v2/models/recsys/versions/1/infer:", reply.status_code, [titles[i] for i in item_ids])
+reply = requests.post(f"{server.url}/v1/models/recsys/versions/1:predict", json=question, timeout=10)
+print("/v1/models/recsys/versions/1:predict:", reply.status_code)
 
 # %%
 print(requests.post(f"{versions_url}/1:activate", headers=ADMIN, timeout=30).json())
@@ -330,6 +355,145 @@ refused = requests.post(f"{versions_url}/3:activate", headers=ADMIN, timeout=30)
 print(refused.status_code, refused.json()["error"][:100])
 print("still answering:", requests.post(server.predict_url, json=question, timeout=10).json()["predictions"][0]["version"])
 display(pd.DataFrame(requests.get(versions_url, timeout=5).json()["versions"])[["version", "status", "model"]])
+
+# %% [markdown]
+# ### 3b. TensorFlow Serving's way: a version policy and labels
+#
+# TensorFlow Serving (the server of the tutorial this workshop comes from, and KServe's runtime for
+# `modelFormat: tensorflow`) has no `:activate` and no `:rollback`. What it serves is declared in a file,
+# `models.config`: a `ModelServerConfig` protocol buffer in text format, given with `--model_config_file`
+# and read again every `--model_config_file_poll_wait_seconds` (or pushed with the gRPC call
+# `HandleReloadConfigRequest`). For each model it names a base path and a **version policy**,
+# `model_version_policy`:
+#
+# - `latest { num_versions: N }`: the N highest versions on disk. It is the default, with N = 1: a new
+#   version folder is loaded and served as soon as it appears (TF Serving tries a broken one too);
+# - `specific { versions: 1 versions: 2 }`: exactly these, whatever else lands on disk (TF Serving's
+#   documentation points to it for rolling back to a known good version);
+# - `all {}`: every version on disk.
+#
+# A request without a version gets the highest *loaded* version; `/v1/models/recsys/versions/2:predict`
+# pins one. **Version labels** add a level of indirection: with `version_labels { key: "stable" value: 2 }`
+# clients call `/v1/models/recsys/labels/stable:predict` (over gRPC: `version_label` in the `ModelSpec`)
+# and the operator moves the label without telling them. A label may only name a version that is already
+# loaded (TF Serving refuses a config that points one elsewhere; at start-up, when nothing is loaded yet,
+# the flag `--allow_version_labels_for_unavailable_models` lets it through). The workshop's operations in
+# TF Serving's terms:
+#
+# | the workshop's model server | TensorFlow Serving |
+# |---|---|
+# | every version under the base folder is loaded | `specific { versions: ... }` lists those to load |
+# | the *active* version answers unpinned requests | the highest loaded one does; clients call `labels/stable` |
+# | `X-Model-Version: 2` (our header) | `/v1/models/recsys/versions/2:predict` |
+# | `POST .../versions/1:activate` | `version_labels { key: "stable" value: 1 }`, then a reload |
+# | `POST ...:rollback` | the previous `models.config` back (a `git revert` if it lives in Git, lab 12) |
+# | a broken version: 409, the active one serves on | it fails to load, no label can move onto it |
+#
+# What each policy would load from our base folder, where version 3 is the broken one (`version_policy` is
+# the workshop's copy of TF Serving's schema and rules, `recsys_workshop/labchecks/version_policy.py`; the
+# parser is protobuf's own, so a misspelt field fails as it would in the server):
+
+# %%
+# NBVAL_CHECK_OUTPUT
+on_disk = export.list_versions(base_dir)
+for policy in ("", "latest { num_versions: 2 }", "all {}", "specific { versions: 1 versions: 2 }"):
+    text = (f'model_config_list {{ config {{ name: "recsys" base_path: "/mnt/models" model_platform: "tensorflow" '
+            f"model_version_policy {{ {policy} }} }} }}")
+    what = version_policy.served(version_policy.parse(text).model_config_list.config[0], on_disk)
+    print(f"{policy or '(no policy)':38s} loads {list(what.loaded)}, unpinned requests get version {what.default}")
+# Expected output:
+# (no policy)                            loads [3], unpinned requests get version 3
+# latest { num_versions: 2 }             loads [2, 3], unpinned requests get version 3
+# all {}                                 loads [1, 2, 3], unpinned requests get version 3
+# specific { versions: 1 versions: 2 }   loads [1, 2], unpinned requests get version 2
+
+# %% [markdown]
+# With `latest` or `all`, TF Serving tries to load the broken version 3 the moment its folder appears, and
+# would make it the default if it loaded: our server never switches by itself. `specific` plus a label is
+# the closest to what our server does.
+#
+# ### Exercise 9.3: a `models.config` for TensorFlow Serving
+#
+# Write `models_config(name, base_path, versions, labels)` that returns the text of a `models.config` for one
+# TensorFlow model (`model_platform: "tensorflow"`) called `name`, with its versions under `base_path`,
+# that serves exactly `versions` (a list of ints) whatever else is on disk, and carries `labels` (a dict,
+# label -> version). Text format: `field: value` for a number or a string (strings in double quotes),
+# `field { ... }` for a message, a repeated field written once per value, and a map entry as
+# `version_labels { key: "stable" value: 2 }`. The check parses your text as TF Serving would and works out
+# what it would load.
+
+# %%
+def models_config(name, base_path, versions, labels):
+    ### BEGIN SOLUTION
+    policy = " ".join(f"versions: {int(v)}" for v in versions)
+    entries = "".join(f'\n    version_labels {{ key: "{label}" value: {int(v)} }}' for label, v in labels.items())
+    return (
+        "model_config_list {\n  config {\n"
+        f'    name: "{name}"\n    base_path: "{base_path}"\n    model_platform: "tensorflow"\n'
+        f"    model_version_policy {{ specific {{ {policy} }} }}{entries}\n"
+        "  }\n}\n"
+    )
+    ### END SOLUTION
+
+
+# %%
+# Self-check
+selfcheck.check(
+    "9.3",
+    lambda: version_policy.check_models_config(models_config),
+    hint="One model_config_list holding one config block: name, base_path and model_platform as strings; "
+    "model_version_policy with a specific block that lists every version (one versions: line each), so that "
+    "nothing else on disk is loaded; one version_labels block per label.",
+    code_hint="f-strings, one 'versions: N' per version and one version_labels block per label; for "
+    "models_config('recsys', '/mnt/models', [1, 2], {'stable': 2}) the text can be:\n"
+    + version_policy.render("recsys", "/mnt/models", [1, 2], {"stable": 2}),
+)
+
+# %% [markdown]
+# Our server's state as a `models.config`: versions 1 and 2 loaded, and the `stable` label where the active
+# version was. The `:activate 1` and the `:rollback` of this section become two edits of one line, and the
+# rollback is the diff below (a commit, when the file lives in Git):
+
+# %%
+make_config = selfcheck.yours_or("9.3", models_config, version_policy.render)
+activated_1 = make_config("recsys", "/mnt/models", [1, 2], {"stable": 1})
+rolled_back = make_config("recsys", "/mnt/models", [1, 2], {"stable": 2})
+print("".join(difflib.unified_diff(activated_1.splitlines(True), rolled_back.splitlines(True),
+                                   "models.config (after :activate 1)", "models.config (after :rollback)")))
+after = version_policy.served(version_policy.parse(rolled_back).model_config_list.config[0], on_disk)
+active = requests.get(versions_url, timeout=5).json()["active"]
+print(f"labels/stable:predict -> version {after.answers(label='stable')}; our server's active version: {active}")
+
+# %% [markdown]
+# **On a cluster.** KServe's TensorFlow runtime (the `ClusterServingRuntime` `kserve-tensorflow-serving`)
+# starts `tensorflow_model_server --model_name={{.Name}} --port=9000 --rest_api_port=8080
+# --model_base_path=/mnt/models --rest_api_timeout_in_ms=60000`: one model named after the
+# InferenceService, under the default policy (the highest version only). KServe appends the `args` of the
+# InferenceService's `model` to the runtime's, and TF Serving reads `--model_config_file` instead of
+# `--model_name` and `--model_base_path` when it is given. So `recsys-model-tf` (section 5) gets the policy
+# and the labels from a ConfigMap mounted as a file: the config's `name` must be the InferenceService's (the
+# URL is `/v1/models/recsys-model-tf:predict`) and its `base_path` is where KServe mounts the `storageUri`.
+# Kubernetes refreshes a mounted ConfigMap in place (within a minute or so), TF Serving reads it again at
+# its next poll, and moving the label is a commit that Argo CD applies (lab 12). The schema check is the
+# one of section 5, against KServe's CRD:
+
+# %%
+tf_service = next(d for d in yaml.safe_load_all((kube.MANIFESTS_DIR / "base" / "model-server.yaml").read_text())
+                  if d and d["metadata"]["name"] == "recsys-model-tf")
+predictor = tf_service["spec"]["predictor"]
+predictor["model"]["args"] = ["--model_config_file=/etc/tfserving/models.config",
+                              "--model_config_file_poll_wait_seconds=30",
+                              "--allow_version_labels_for_unavailable_models=true"]
+predictor["model"]["volumeMounts"] = [{"name": "tfserving-config", "mountPath": "/etc/tfserving", "readOnly": True}]
+predictor["volumes"] = [{"name": "tfserving-config", "configMap": {"name": "recsys-model-tf-config"}}]
+config_map = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "recsys-model-tf-config"},
+              "data": {"models.config": make_config("recsys-model-tf", "/mnt/models", [1, 2], {"stable": 2})}}
+print("# ConfigMap recsys-model-tf-config, key models.config:")
+print(config_map["data"]["models.config"])
+print("# the additions to recsys-model-tf's spec.predictor:")
+print(yaml.safe_dump({"model": {k: predictor["model"][k] for k in ("args", "volumeMounts")},
+                      "volumes": predictor["volumes"]}, sort_keys=False))
+print("schema findings:", kube.validate_custom([tf_service]))
 
 # %% [markdown]
 # ## 4. gRPC
@@ -403,7 +567,8 @@ display(pd.DataFrame(rows))
 #   the requests to the new one. Watch its metrics; promote by removing the field (100%) or roll back by
 #   setting it to 0. Splitting traffic between revisions needs KServe's Serverless mode (Knative), which
 #   the workshop's clusters do not install: without it, A/B testing happens in the API layer (lab 10),
-#   which pins a version per request with `X-Model-Version`.
+#   which pins a version per request with `X-Model-Version`, the workshop's header (section 3), not KServe's
+#   (with TensorFlow Serving behind it, the API would call `/versions/<v>:predict` or a label instead).
 #
 # What keeps `recsys-model` safe and healthy in the cluster, all in the same manifests:
 #
@@ -455,7 +620,9 @@ print("server exit code:", server.process.poll())
 #   atomic, and versions are never overwritten.
 # - A KServe predictor answers TensorFlow Serving's V1 REST protocol and the Open Inference Protocol over
 #   gRPC; bad requests get a 400 with a reason.
-# - Version pinning, switching and rollback need no restart, and a broken version never replaces a good one.
+# - Version pinning, switching and rollback need no restart, and a broken version never replaces a good one:
+#   the workshop's own routes. TensorFlow Serving does the same with a `models.config`: a `specific` version
+#   policy keeps the versions loaded, a `stable` label says which one clients get, a rollback moves the label.
 # - In a cluster, an InferenceService runs the same server; TensorFlow Serving can serve the same files;
 #   a canary sends a share of the traffic to a new version.
 #

@@ -13,7 +13,7 @@ import pytest
 pytestmark = pytest.mark.unit
 
 REPO = Path(__file__).resolve().parents[1]
-BENCHMARKS = ("deep", "recsys101", "training", "serving", "serving_protocols")
+BENCHMARKS = ("deep", "recsys101", "training", "serving", "serving_protocols", "serving_scale", "serving_steps")
 
 
 def run_python(*args: str) -> subprocess.CompletedProcess:

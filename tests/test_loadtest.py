@@ -213,7 +213,7 @@ def test_same_run_misses_an_impossible_slo(first_run):
 def test_run_files_feed_the_charts_and_the_deck(first_run):
     prefix, _ = first_run
     history = loadtest.read_history(prefix)
-    # the columns slides/deck_figures.py load_test() reads
+    # the columns of Locust's history that plot_run reads
     assert {"Timestamp", "Name", "Requests/s", "Failures/s", "User Count", "50%", "95%", "99%"} <= set(history.columns)
     total = history[history["Name"] == "Aggregated"]
     assert total["User Count"].max() == 4 and total["Total Request Count"].is_monotonic_increasing

@@ -95,6 +95,64 @@ def test_figures_are_generated_not_pasted():
     assert not re.search(r"\]\((?:https?:)?//", text), "no links or images on the network"
 
 
+def _deck_loadtest():
+    """``slides/deck_loadtest.py``, imported as the build imports it (``slides/`` on the path)."""
+    if str(SLIDES) not in sys.path:
+        sys.path.insert(0, str(SLIDES))
+    import deck_loadtest
+
+    return deck_loadtest
+
+
+def _steps_csv(path: Path, rows: list[tuple[int, int, int, float, float]]) -> None:
+    """A step-load result: (users, requests, failures, rps, p95_ms) per step, 15 s each."""
+    lines = ["users,seconds,requests,failures,rps,p50_ms,p95_ms,p99_ms,fallbacks"]
+    lines += [f"{u},15,{n},{f},{rps},{p95 / 3:g},{p95},{p95 * 2},{f}" for u, n, f, rps, p95 in rows]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_load_test_chart_draws_the_step_run_and_waits_for_one(tmp_path, monkeypatch):
+    module = _deck_loadtest()
+    import deck_figures
+
+    monkeypatch.setattr(module, "BENCH_RESULTS", tmp_path)
+    context = deck_figures.Context(tmp_path / "figures", log=lambda _: None)
+    pending = module.load_test(context)
+    assert isinstance(pending, deck_figures.Pending) and "python -m bench.serving_steps" in pending.message
+    rows = [(50, 750, 0, 50.0, 30), (100, 1500, 0, 100.0, 60), (150, 1800, 0, 120.0, 400), (200, 1800, 90, 120.0, 9e3)]
+    _steps_csv(tmp_path / "serving-steps_steps.csv", rows)
+    think = {"think_min_s": 0.5, "think_max_s": 2.0}
+    records = [{"metric": m, "value": v, "date": "2026-01-02T03:04:05Z"} for m, v in think.items()]
+    (tmp_path / "serving-steps.json").write_text(json.dumps(records))
+    steps, knee, meta = module.read_run()
+    assert (knee.users, knee.rps, knee.first_miss_users) == (100, 100.0, 150), "p95 400 ms misses the 100 ms SLO"
+    assert steps["failures_per_s"].tolist() == [0, 0, 0, 6] and meta["date"] == "2026-01-02"
+    assert module._think_time(meta) == "think time 0.5-2 s" and module._think_time({}) == "think time not recorded"
+    figure = module.load_test(context)
+    assert isinstance(figure, deck_figures.Figure) and "(2026-01-02)" in figure.source
+    assert figure.path.name == "load_test.svg" and figure.path.stat().st_size > 20_000
+
+
+def test_load_test_notes_quote_the_run_the_chart_draws():
+    """The speaker notes say what the committed run shows: the knee, the peak and where failures start."""
+    run = _deck_loadtest().read_run()
+    assert run is not None, "bench/results/serving-steps_steps.csv is missing: python -m bench.serving_steps"
+    steps, knee, _ = run
+    slide = next(s for s in source_slides() if "figures/load_test.svg" in s)
+    notes = notes_of(slide)
+    if knee.users is None:
+        assert "no knee" in notes, "the notes must say that even the first step missed the SLO"
+    else:
+        assert f"knee at {knee.users} users" in notes and f"{knee.rps:.0f} requests/s" in notes, notes
+    peak = steps.loc[steps["rps"].idxmax()]
+    assert f"peak of {peak['rps']:.0f} requests/s at {int(peak['users'])} users" in notes, notes
+    failing = steps.loc[steps["failures"] > 0, "users"]
+    if failing.empty:
+        assert "no request failed" in notes, "the notes must not promise failures the run did not have"
+    else:
+        assert f"failures from {int(failing.min())} users" in notes, notes
+
+
 def test_reveal_is_pinned_exactly():
     package = json.loads((SLIDES / "package.json").read_text())
     lock = json.loads((SLIDES / "package-lock.json").read_text())

@@ -3,7 +3,14 @@
 case, what was expected and what came back (``AssertionError`` with that message, which
 :func:`recsys_workshop.selfcheck.check` turns into the verdict).
 
-- :mod:`.basics`: labs 00, 01, 02 and 04 (numpy and pandas; Keras only inside ``mf_model``).
+- :mod:`.basics`: labs 00, 01, 02 and 04 (numpy and pandas; Keras only inside ``mf_model``);
+- :mod:`.training`: lab 06 (a worker's share of the global batch under ``TF_CONFIG``);
+- :mod:`.tuning`: lab 07 (an Optuna objective and the matching Katib search space);
+- :mod:`.pipelines`: lab 08 (a KFP component and its wiring into the pipeline);
+- :mod:`.version_policy`: lab 09 (TF Serving's ``models.config``).
+
+The labs import the modules other than :mod:`.basics` by name (``from recsys_workshop.labchecks import
+training``): each imports what its lab needs, nothing more.
 """
 
 from recsys_workshop.labchecks.basics import *  # noqa: F403
