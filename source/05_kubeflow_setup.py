@@ -136,7 +136,7 @@ profile = pd.DataFrame(
     [
         ("Kubernetes", VERSIONS["KUBERNETES_VERSION"], "kind node image / GKE regular channel"),
         ("cert-manager", VERSIONS["CERT_MANAGER_VERSION"], "webhook certificates for KServe"),
-        ("Training Operator", VERSIONS["TRAINING_OPERATOR_VERSION"], "TFJob"),
+        ("Training Operator", VERSIONS["TRAINING_OPERATOR_VERSION"], "TFJob (v1: the v2 Trainer has no TensorFlow runtime)"),
         ("Katib", VERSIONS["KATIB_VERSION"], "Experiment, Trial, Suggestion"),
         ("KServe", VERSIONS["KSERVE_VERSION"], f"InferenceService, default mode {VERSIONS['KSERVE_DEFAULT_DEPLOYMENT_MODE']}"),
         ("Kubeflow Pipelines", VERSIONS["KFP_VERSION"], "standalone, runs on Argo Workflows"),

@@ -65,6 +65,7 @@ def fit(
     items=None,
     strategy=None,
     checkpoint_dir=None,
+    share=None,
 ) -> pd.DataFrame:
     """Train a Keras-backed recommender (see :class:`recsys_workshop.models.keras_base.KerasRecommender`).
 
@@ -75,6 +76,8 @@ def fit(
 
     ``strategy`` / ``checkpoint_dir``: train with the distributed custom loop instead of Keras ``fit``
     (see the module docstring); checkpoints go to ``checkpoint_dir`` and a rerun resumes from them.
+    ``share``: this process's :class:`~recsys_workshop.train.tfconfig.WorkerShare` (default: read from
+    ``TF_CONFIG``), for the custom loop only.
     """
     import keras
 
@@ -83,7 +86,9 @@ def fit(
     if strategy is not None or checkpoint_dir is not None:
         from recsys_workshop.train.distributed import fit_custom
 
-        return fit_custom(model, fit_part, validation, config, strategy=strategy, checkpoint_dir=checkpoint_dir)
+        return fit_custom(
+            model, fit_part, validation, config, strategy=strategy, checkpoint_dir=checkpoint_dir, share=share
+        )
 
     network = model.build()
     optimizer = getattr(keras.optimizers, OPTIMIZERS[config.optimizer])(learning_rate=config.learning_rate)

@@ -5,11 +5,12 @@ convert a value (PerReplica...)"), so this loop does what ``fit`` would: it call
 each batch, lets the strategy all-reduce the gradients, and keeps every worker's weights identical.
 
 Data parallelism, concretely. The global batch (``TrainConfig.batch_size``) is cut into one contiguous
-slice per worker: with 2 workers and a batch of 256, worker 0 takes rows 0-127 and worker 1 rows
-128-255 of the same shuffled epoch. Each worker computes the gradient of its half; the all-reduce sums
-them; every worker applies the same update. Because the two halves make up exactly the batch a single
-process would see, two workers follow the same trajectory as one (up to float rounding), which the
-tests check.
+slice per process, as :func:`recsys_workshop.train.tfconfig.worker_share` reads it from ``TF_CONFIG``: with
+a chief, one worker and a batch of 256, the chief (shard 0) takes rows 0-127 and worker 0 (shard 1) rows
+128-255 of the same shuffled epoch; the loop checks that TensorFlow numbers its input pipelines the same
+way. Each process computes the gradient of its half; the all-reduce sums them; every process applies the
+same update. Because the two halves make up exactly the batch a single process would see, two workers
+follow the same trajectory as one (up to float rounding), which the tests check.
 
 Fault tolerance. After every epoch the weights, the optimizer state and the epoch number go to
 ``checkpoint_dir`` (a ``tf.train.CheckpointManager``; only the chief writes there, the other workers
@@ -29,6 +30,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from recsys_workshop.train import tfconfig
+from recsys_workshop.train.tfconfig import WorkerShare
+
 STATE = "state.json"
 BEST_WEIGHTS = "best.weights.npz"
 
@@ -43,23 +47,6 @@ def strategy_from_env():
     return tf.distribute.get_strategy()
 
 
-def task_of(strategy) -> tuple[str | None, int]:
-    """``(task_type, task_id)`` of this process in the cluster (``(None, 0)`` without one)."""
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not resolver.task_type:
-        return None, 0
-    return resolver.task_type, int(resolver.task_id or 0)
-
-
-def is_chief(strategy) -> bool:
-    """The chief is the ``chief`` task, or worker 0 when the cluster has no chief (as in a TFJob)."""
-    task_type, task_id = task_of(strategy)
-    if task_type is None or task_type == "chief":
-        return True
-    resolver = strategy.cluster_resolver
-    return task_type == "worker" and task_id == 0 and "chief" not in resolver.cluster_spec().as_dict()
-
-
 def fit_custom(
     model,
     fit_part: pd.DataFrame,
@@ -68,14 +55,17 @@ def fit_custom(
     *,
     strategy=None,
     checkpoint_dir: str | os.PathLike[str] | None = None,
+    share: WorkerShare | None = None,
     log=print,
 ) -> pd.DataFrame:
     """Train ``model`` (already indexed, see :func:`recsys_workshop.train.prepare`) on ``fit_part``.
 
+    ``share``: this process's place in the job and its rows of every global batch (by default
+    :func:`recsys_workshop.train.tfconfig.worker_share` of ``TF_CONFIG``); it must agree with ``strategy``.
     Returns the history (one row per epoch: ``loss``, ``val_loss``, ``val_rmse`` when the model monitors
     it, ``seconds``, ``examples_per_second``) and leaves the model fitted as Keras ``fit`` would.
     """
-    loop = _Loop(model, fit_part, validation, config, strategy)
+    loop = _Loop(model, fit_part, validation, config, strategy, share)
     state: dict = {"history": [], "best": None, "wait": 0, "stopped": False}
     checkpoints = None
     if checkpoint_dir is not None:
@@ -93,18 +83,20 @@ class _Loop:
     """The pieces of one run: the network and its optimizer built under the strategy, the compiled
     training and prediction steps, and each epoch's examples cut into per-worker batches."""
 
-    def __init__(self, model, fit_part: pd.DataFrame, validation: pd.DataFrame | None, config, strategy=None):
+    def __init__(
+        self, model, fit_part: pd.DataFrame, validation: pd.DataFrame | None, config, strategy=None, share=None
+    ):
         import keras
         import tensorflow as tf
 
         from recsys_workshop.train import OPTIMIZERS
 
         self.strategy = strategy = strategy or tf.distribute.get_strategy()
-        self.replicas = strategy.num_replicas_in_sync
-        if config.batch_size % self.replicas:
-            raise ValueError(f"batch_size {config.batch_size} must be a multiple of the {self.replicas} replicas")
+        if share is None:
+            share = tfconfig.worker_share(os.environ.get("TF_CONFIG"), config.batch_size)
+        _check_share(share, strategy, config.batch_size)
+        self.share, self.replicas, self.per_replica = share, share.replicas, share.per_replica_batch
         self.model, self.fit_part, self.config = model, fit_part, config
-        self.per_replica = config.batch_size // self.replicas
         self.in_batch = getattr(model, "in_batch_targets", False)
         resample = getattr(model, "resample_each_epoch", False)
         self.loss_fn = keras.losses.get(model.loss) if isinstance(model.loss, str) else model.loss
@@ -160,7 +152,7 @@ class _Loop:
         number of examples."""
         import tensorflow as tf
 
-        config, per_replica, in_batch = self.config, self.per_replica, self.in_batch
+        config, per_replica, in_batch, share = self.config, self.per_replica, self.in_batch, self.share
         x, y = self.fixed if self.fixed is not None else self.model.examples(self.fit_part, epoch=epoch)
         n = len(next(iter(x.values())))
         steps = n // config.batch_size
@@ -170,9 +162,12 @@ class _Loop:
         batches = order.reshape(steps, config.batch_size)
 
         def for_pipeline(context):
-            # this worker's contiguous slice of every global batch
-            first = context.input_pipeline_id * per_replica
-            rows = batches[:, first : first + per_replica].reshape(-1)
+            if (context.input_pipeline_id, context.num_input_pipelines) != (share.shard, share.replicas):
+                raise ValueError(
+                    f"worker_share says {share.role} {share.index} is shard {share.shard} of {share.replicas}; "
+                    f"TensorFlow feeds it input pipeline {context.input_pipeline_id} of {context.num_input_pipelines}"
+                )
+            rows = batches[:, share.rows.start : share.rows.stop].reshape(-1)  # this process's slice of every batch
             features = {name: values[rows] for name, values in x.items()}
             data = features if in_batch else (features, np.asarray(y)[rows])
             return tf.data.Dataset.from_tensor_slices(data).batch(per_replica, drop_remainder=True)
@@ -217,10 +212,9 @@ class _Checkpoints:
         import tensorflow as tf
 
         self.dir = checkpoint_dir
-        self.chief = is_chief(loop.strategy)
+        self.chief = loop.share.is_chief
         checkpoint = tf.train.Checkpoint(network=loop.network, optimizer=loop.optimizer, epoch=loop.epoch_done)
-        _, task_id = task_of(loop.strategy)
-        self.write_dir = checkpoint_dir if self.chief else checkpoint_dir / f".worker-{task_id}"
+        self.write_dir = checkpoint_dir if self.chief else checkpoint_dir / f".{loop.share.role}-{loop.share.index}"
         self.restored_state: dict | None = None
         latest = tf.train.latest_checkpoint(str(checkpoint_dir))
         if latest:
@@ -246,6 +240,23 @@ class _Checkpoints:
             _atomic_text(self.dir / STATE, json.dumps(state))
         else:
             shutil.rmtree(self.write_dir, ignore_errors=True)
+
+
+def _check_share(share: WorkerShare, strategy, batch_size: int) -> None:
+    """Raise ``ValueError`` unless ``share`` agrees with what TensorFlow made of ``TF_CONFIG``: the same task,
+    as many replicas in sync (one per process), and slices that add up to the global batch."""
+    problems = []
+    if share.replicas != strategy.num_replicas_in_sync:
+        problems.append(f"{share.replicas} replica(s), TensorFlow has {strategy.num_replicas_in_sync} in sync")
+    if share.replicas * share.per_replica_batch != batch_size:
+        problems.append(f"{share.replicas} slices of {share.per_replica_batch} rows, the global batch is {batch_size}")
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is not None and resolver.task_type:
+        task = (resolver.task_type, int(resolver.task_id or 0))
+        if task != (share.role, share.index):
+            problems.append(f"task {share.role} {share.index}, TensorFlow says {task[0]} {task[1]}")
+    if problems:
+        raise ValueError("worker_share disagrees with TensorFlow: " + "; ".join(problems))
 
 
 def _train_epochs(

@@ -12,6 +12,8 @@ pipeline's train step runs. The job:
 3. builds the model ``model.name`` names (:data:`recsys_workshop.models.registry.MODELS`) and trains it
    with :func:`recsys_workshop.train.fit` under the strategy ``TF_CONFIG`` describes
    (``MultiWorkerMirroredStrategy`` on a TFJob or with the local launcher), checkpointing every epoch;
+   :func:`recsys_workshop.train.tfconfig.worker_share` says which rows of every global batch this process
+   trains on and whether it is the chief;
    a classical model (EASE, item-kNN, ...) is fitted by its own ``fit``, in one pass;
 4. on the chief only: evaluates top-k metrics, prints them as ``name=value`` lines (what Katib's StdOut
    metrics collector reads: ``ndcg_at_10=0.4123``), writes them to ``metrics_path``, and exports a
@@ -166,11 +168,12 @@ def run(config: JobConfig, *, log=print, train=None, evaluation=None, model_dir:
     skips the top-k metrics (a pipeline evaluates in its own step).
     """
     from recsys_workshop import data, metrics
-    from recsys_workshop.train import fit
-    from recsys_workshop.train.distributed import is_chief, strategy_from_env
+    from recsys_workshop.train import fit, tfconfig
+    from recsys_workshop.train.distributed import strategy_from_env
 
     strategy = strategy_from_env()  # first: TensorFlow wants the cluster set up before any other op
-    chief = is_chief(strategy)
+    # module-qualified, so that lab 06's self-check can swap in the learner's worker_share
+    share = tfconfig.worker_share(os.environ.get("TF_CONFIG"), config.train.batch_size)
     movielens = None
     if train is None:
         movielens = data.load(config.dataset, progress=False)
@@ -185,7 +188,10 @@ def run(config: JobConfig, *, log=print, train=None, evaluation=None, model_dir:
     )
     started = time.perf_counter()
     if is_trained_by_fit(model):
-        history = fit(model, train, config=config.train, strategy=strategy, checkpoint_dir=config.checkpoint_dir)
+        log(f"this process: {share.describe()}")
+        history = fit(
+            model, train, config=config.train, strategy=strategy, share=share, checkpoint_dir=config.checkpoint_dir
+        )
         train_seconds = time.perf_counter() - started
         log(f"weights_sha256={weights_digest(model.network_)}")  # every worker: data parallelism keeps them equal
         per_epoch = history["examples_per_second"].iloc[1:] if len(history) > 1 else history["examples_per_second"]
@@ -194,7 +200,7 @@ def run(config: JobConfig, *, log=print, train=None, evaluation=None, model_dir:
         model.fit(train)
         train_seconds = time.perf_counter() - started
         epochs, examples_per_second = 1, len(train) / max(train_seconds, 1e-9)
-    if not chief:
+    if not share.is_chief:
         return {}
     k = config.top_k
     results = {

@@ -11,6 +11,9 @@ whole group when one process fails (the ``OnFailure`` restart policy of the mani
     job = LocalJob(config, workers=2, workdir="artifacts/jobs/run-1")
     result = job.run()            # start, wait, restart on failure
     result.metrics["ndcg_at_10"]  # parsed from the chief's "name=value" lines, like Katib does
+
+``entrypoint`` replaces ``-m recsys_workshop.train`` by another program taking the same ``--config``
+(lab 06's self-check runs a script that calls the job's ``main`` with the learner's ``worker_share``).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from recsys_workshop.procs import free_ports, stop_processes, tail
@@ -77,11 +81,13 @@ class LocalJob:
         max_restarts: int = 2,
         python: str = sys.executable,
         env: dict[str, str] | None = None,
+        entrypoint: Sequence[str] = ("-m", "recsys_workshop.train"),
     ):
         if workers < 1:
             raise ValueError("workers must be >= 1")
         self.workdir = Path(workdir)
         self.workers, self.max_restarts, self.python = workers, max_restarts, python
+        self.entrypoint = list(entrypoint)
         if config.checkpoint_dir is None:  # a restart must have something to resume from
             config = dataclasses.replace(config, checkpoint_dir=str(self.workdir / "checkpoints"))
         self.config = config
@@ -118,7 +124,7 @@ class LocalJob:
                 log.write(f"--- attempt {self.restarts + 1}, TF_CONFIG={env['TF_CONFIG']}\n")
                 log.flush()
                 self.processes[name] = subprocess.Popen(
-                    [self.python, "-m", "recsys_workshop.train", "--config", str(config_path)],
+                    [self.python, *self.entrypoint, "--config", str(config_path)],
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     env=env,
