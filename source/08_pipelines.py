@@ -11,7 +11,7 @@
 # %% [markdown]
 # # Lab 08: Pipelines, continuous training with Kubeflow Pipelines
 #
-# **Time:** about 45 minutes.
+# **Time:** about 55 minutes.
 #
 # **You will**
 # - see why a model in production is retrained by a *pipeline*, not by hand: the same checked steps,
@@ -19,6 +19,8 @@
 # - validate data before training on it (schema, ranges, duplicates) and check a split for leakage;
 # - read the workshop's KFP v2 pipeline: ingest -> validate -> split -> train -> evaluate -> compare
 #   with the deployed model -> push only if better; compile it to the YAML a cluster runs;
+# - write a KFP component of your own (the push gate) and a pipeline that wires it after the workshop's
+#   steps; the workshop compiles both, checks the spec, and runs your pipeline;
 # - run it locally with KFP's local runner, inspect its typed artifacts, and watch it push a first
 #   model, refuse a weaker one, and stop on bad data with a readable report;
 # - close the loop: the API's stored feedback becomes new interactions, the pipeline retrains on it,
@@ -32,7 +34,7 @@ WORKSHOP_SCALE = os.environ.get("WORKSHOP_SCALE", "full")  # "full" or "ci" (the
 EPOCHS = 10 if WORKSHOP_SCALE == "full" else 2
 BEST_PARAMS = "artifacts/lab07/best_params.json"  # lab 07's tuning result, used when it exists
 RUN_DIR = "artifacts/lab08"  # the pipeline root (one folder per run) and the "deployed" model folder
-N_VISITS = 200 if WORKSHOP_SCALE == "full" else 40  # simulated visits to the API in section 7
+N_VISITS = 200 if WORKSHOP_SCALE == "full" else 40  # simulated visits to the API in section 8
 SEED = 42
 
 # %%
@@ -46,9 +48,13 @@ import pandas as pd
 import requests
 import yaml
 from IPython.display import Markdown, display
+from kfp import dsl
+from kfp.dsl import Input, Metrics
 
 from recsys_workshop import data, kube, pipelines, selfcheck
 from recsys_workshop.export import list_versions, load_metadata
+from recsys_workshop.labchecks import pipelines as pipeline_checks
+from recsys_workshop.pipelines.components import PLACEHOLDER_IMAGE
 from recsys_workshop.train.job import merge_config
 
 shutil.rmtree(RUN_DIR, ignore_errors=True)
@@ -125,13 +131,31 @@ selfcheck.check("8.1", _check_leakage, hint="merge the distinct (user_id, item_i
 print(inspect.getsource(pipelines.train_model.python_func))
 
 # %% [markdown]
-# The pipeline wires the components by their artifacts. Compiled, it is a YAML file (the *pipeline
-# spec*) that Kubeflow Pipelines runs on a cluster, each task in the workshop image. A second YAML
-# document holds what is Kubernetes-specific (the `kfp-kubernetes` extension): the ingest task gets the
-# API's database URL from the Secret `recsys-postgres` as an environment variable, so the password is
-# never a pipeline parameter (section 7 uses it); the compare and push steps get the model server's admin
-# token from the Secret `recsys-admin` the same way, because on a cluster they talk to the model server's
-# admin API (section 6 explains why). No task mounts a volume.
+# Three things in these few lines matter on a cluster:
+#
+# - **the image**: `base_image=PLACEHOLDER_IMAGE` (`"recsys-workshop"`) runs the step in the workshop's image,
+#   which has this package and the pinned kfp (`install_kfp_package=False`: no `pip install kfp` at start);
+#   `compile_pipeline` writes the cluster's image reference in place of the placeholder;
+# - **typed inputs and outputs**: parameters (`str`, `int`, `float`, `bool`) and artifacts (`Input[Dataset]`,
+#   `Output[Model]`, `Metrics`...), which KFP checks when it wires the steps; a return value is an output too;
+# - **a hermetic body**: KFP ships the function's *source* and runs it alone, in a fresh process (a container);
+#   the notebook's imports and variables are not there, so the body imports what it uses.
+#
+# The pipeline is a function decorated with `@dsl.pipeline` that calls the components: a component's
+# output (`task.outputs["name"]`, or `task.output` for a return value) passed as another's input is a data
+# dependency, and KFP runs the consumer after the producer. Where nothing flows between two steps,
+# `.after()` says the order. Here is the workshop's:
+
+# %%
+print(inspect.getsource(pipelines.training_pipeline.pipeline_func))
+
+# %% [markdown]
+# Compiled, it is a YAML file (the *pipeline spec*) that Kubeflow Pipelines runs on a cluster, each task in
+# the workshop image. A second YAML document holds what is Kubernetes-specific (the `kfp-kubernetes`
+# extension): the ingest task gets the API's database URL from the Secret `recsys-postgres` as an environment
+# variable, so the password is never a pipeline parameter (section 8 uses it); the compare and push steps get
+# the model server's admin token from the Secret `recsys-admin` the same way, because on a cluster they talk to
+# the model server's admin API (section 7 explains why). No task mounts a volume.
 
 # %%
 spec, platform = yaml.safe_load_all(pipelines.compile_pipeline(Path(RUN_DIR) / "pipeline.yaml").read_text())
@@ -148,39 +172,125 @@ print("volumes:", [name for name, e in executors.items() if "pvcMount" in e] or 
 # (A `dsl.If` around the push would read better, but KFP 2.16's local runner evaluates such conditions
 # wrongly, and one pipeline must behave the same here and on a cluster.)
 #
-# ### Exercise 8.2: the push gate
+# ## 4. Your own gate, in your own pipeline
 #
-# `should_push(candidate, deployed, min_improvement)`: push when nothing is deployed yet
-# (`deployed is None`), or when the candidate's NDCG@10 beats the deployed model's by *more than*
-# `min_improvement` (a tie does not earn a rollout). Raise `ValueError` for a negative
-# `min_improvement`.
+# `compare_with_deployed` does two things in one step: it scores the deployed model on this run's test split,
+# and it decides. The package also has the first half alone, `pipelines.evaluate_deployed`: a `Metrics`
+# artifact with the deployed model's scores (the same keys as `evaluate_model`'s: `ndcg@10`, `precision@10`,
+# ...), and *no key at all* when nothing is deployed yet. The decision is yours to write.
+#
+# ### Exercise 8.2: the push gate, as a component
+#
+# Write the component `push_gate`:
+#
+# - decorated like the workshop's components (the same image, no `pip install kfp`);
+# - inputs `candidate` and `deployed`, both `Input[Metrics]`, and `min_improvement: float`; it returns a `bool`;
+# - the numbers of a `Metrics` artifact are in its dict `.metadata`, e.g. `candidate.metadata["ndcg@10"]`;
+# - it returns `True` when nothing is deployed yet, or when the candidate's NDCG@10 beats the deployed one by
+#   *more than* `min_improvement` (a tie does not earn a rollout), and raises `ValueError` for a negative
+#   `min_improvement` (the step fails, and the run stops);
+# - it is hermetic: nothing from outside the function body.
+#
+# The check compiles your component and compares its inputs, outputs and types with the ones above, looks for
+# names the body takes from the notebook, tries it on named cases (nothing deployed, a tie, a margin), then
+# runs it in KFP's local runner, in a process of its own, as a cluster would.
 
 # %%
-def should_push(candidate: float, deployed: float | None, min_improvement: float = 0.0) -> bool:
-    ### BEGIN SOLUTION
+push_gate = None  # your component, written below, replaces this
+### BEGIN SOLUTION
+@dsl.component(base_image=PLACEHOLDER_IMAGE, install_kfp_package=False)
+def push_gate(candidate: Input[Metrics], deployed: Input[Metrics], min_improvement: float) -> bool:
     if min_improvement < 0:
         raise ValueError("min_improvement must be >= 0")
-    return deployed is None or candidate > deployed + min_improvement
+    if "ndcg@10" not in deployed.metadata:
+        return True  # nothing deployed yet: the first model is pushed
+    return candidate.metadata["ndcg@10"] > deployed.metadata["ndcg@10"] + min_improvement
+### END SOLUTION
+
+
+# %%
+# Self-check
+selfcheck.check(
+    "8.2", lambda: pipeline_checks.push_gate(push_gate),
+    hint="A component is typed: the evaluate steps hand over Metrics artifacts, whose numbers sit in their "
+         ".metadata dict (empty when nothing is deployed). KFP ships only the function's source: import inside it "
+         "whatever it uses.",
+    code_hint="@dsl.component(base_image=PLACEHOLDER_IMAGE, install_kfp_package=False)\n"
+              "def push_gate(candidate: Input[Metrics], deployed: Input[Metrics], min_improvement: float) -> bool:\n"
+              "    if min_improvement < 0: raise ValueError(...)\n"
+              "    if 'ndcg@10' not in deployed.metadata: return True\n"
+              "    return candidate.metadata['ndcg@10'] > deployed.metadata['ndcg@10'] + min_improvement",
+)
+
+# %% [markdown]
+# ### Exercise 8.3: your pipeline
+#
+# Write `gated_pipeline(gate)`: it defines and returns a `@dsl.pipeline` with the parameters
+# `(deployed_dir: str, job_config: str = "{}", min_improvement: float = 0.0)` that runs, as the workshop's
+# pipeline above does: `ingest` (MovieLens `ml-100k`, no CSV, no feedback), `validate_data`, `split_data`
+# (*after* the validation), `train_model` (with the `job_config` parameter) and `evaluate_model` (k = 10); then
+# `evaluate_deployed` on the same split, the `gate` on the two `Metrics`, and `push_model` with the gate's
+# decision. Call `gate(...)`, the argument, not `push_gate` directly: KFP builds a pipeline's graph when the
+# function is decorated, so a function that returns the pipeline lets the workshop choose the gate (yours, or
+# the package's while Exercise 8.2 is not done). The steps' inputs and outputs:
+
+# %%
+def _types(specs) -> str:  # "system.Dataset@0.0.1" -> "Dataset"
+    return ", ".join(f"{name}: {spec.type.removeprefix('system.').split('@')[0]}" for name, spec in (specs or {}).items())
+
+
+steps_table = [pipelines.ingest, pipelines.validate_data, pipelines.split_data, pipelines.train_model,
+               pipelines.evaluate_model, pipelines.evaluate_deployed, pipelines.push_model]
+display(pd.DataFrame([{"component": f"pipelines.{c.name.replace('-', '_')}", "inputs": _types(c.component_spec.inputs),
+                       "outputs": _types(c.component_spec.outputs)} for c in steps_table]))
+
+# %% [markdown]
+# Leave out the Secrets (`kubernetes.use_secret_as_env`): this pipeline runs on the local runner only. On a
+# cluster, `evaluate_deployed` and `push_model` would need the admin token as the workshop's pipeline gives it.
+# The check compiles your pipeline and reads the spec: which tasks it runs, where each input comes from (a
+# task's output, a parameter, a constant) and which task waits for which.
+
+# %%
+def gated_pipeline(gate):
+    ### BEGIN SOLUTION
+    @dsl.pipeline(name="recsys-gated-training", description="The workshop's steps, with a push gate of my own.")
+    def pipeline(deployed_dir: str, job_config: str = "{}", min_improvement: float = 0.0):
+        ingested = pipelines.ingest(dataset="ml-100k", ratings_csv="", feedback_db="")
+        checked = pipelines.validate_data(ratings=ingested.outputs["ratings"], rating_min=0.5, rating_max=5.0)
+        splits = pipelines.split_data(ratings=ingested.outputs["ratings"], method="stratified", ratio=0.75, seed=SEED)
+        splits.after(checked)  # nothing flows from the validation to the split: say that it waits
+        train, test = splits.outputs["train"], splits.outputs["test"]
+        trained = pipelines.train_model(train=train, job_config=job_config)
+        candidate = pipelines.evaluate_model(model=trained.outputs["model"], train=train, test=test, k=10)
+        deployed = pipelines.evaluate_deployed(train=train, test=test, deployed_dir=deployed_dir, k=10)
+        decision = gate(candidate=candidate.outputs["metrics"], deployed=deployed.outputs["metrics"],
+                        min_improvement=min_improvement)
+        pipelines.push_model(model=trained.outputs["model"], metrics=candidate.outputs["metrics"],
+                             deployed_dir=deployed_dir, better=decision.output)
+
+    return pipeline
     ### END SOLUTION
 
 
 # %%
 # Self-check
-def _check_gate():
-    cases = [(0.30, None, 0.0), (0.30, 0.29, 0.0), (0.30, 0.30, 0.0), (0.30, 0.29, 0.02), (0.35, 0.30, 0.02)]
-    for case in cases:
-        selfcheck.equal(should_push(*case), pipelines.is_better(*case), f"should_push{case}")
-    try:
-        should_push(0.3, 0.2, -0.1)
-    except ValueError:
-        return
-    raise AssertionError("a negative min_improvement should raise ValueError")
-
-
-selfcheck.check("8.2", _check_gate, hint="deployed is None or candidate > deployed + min_improvement")
+selfcheck.check(
+    "8.3", lambda: pipeline_checks.gated_pipeline(gated_pipeline, push_gate or pipelines.push_gate),
+    hint="Wire it like training_pipeline above: each input is another task's output (task.outputs['name'], or "
+         ".output for a return value) or a pipeline parameter. The split needs .after() on the validation, because "
+         "no data flows between them.",
+    code_hint="@dsl.pipeline(name='my-gated-training')\n"
+              "def pipeline(deployed_dir: str, job_config: str = '{}', min_improvement: float = 0.0):\n"
+              "    ... ingest, validate_data, split_data(...).after(checked), train_model, evaluate_model ...\n"
+              "    deployed = pipelines.evaluate_deployed(train=..., test=..., deployed_dir=deployed_dir, k=10)\n"
+              "    decision = gate(candidate=candidate.outputs['metrics'], deployed=deployed.outputs['metrics'], "
+              "min_improvement=min_improvement)\n"
+              "    pipelines.push_model(..., better=decision.output)\n"
+              "return pipeline",
+)
 
 # %% [markdown]
-# ## 4. Run it locally
+# ## 5. Run it locally
 #
 # `pipelines.run_local` runs the pipeline with `kfp.local.SubprocessRunner(use_venv=False)`: each task
 # is a process of this Python, its artifacts are files under the pipeline root. The tasks' full output
@@ -203,20 +313,32 @@ print({k: round(v, 4) for k, v in metadata["metrics"].items() if "@" in k})
 # model server's own code (lab 09) and asked it for each test user's top 10, excluding what the user
 # has already rated.
 #
-# ## 5. A weaker candidate is refused
+# ## 6. A weaker candidate is refused, by your gate
 #
-# Run again with a deliberately poor configuration (tiny embeddings, one epoch, a learning rate too
-# small). The compare step evaluates both models on this run's test split; the push step keeps the
-# deployed version.
+# Run again with a deliberately poor configuration (tiny embeddings, one epoch, a learning rate too small),
+# this time through *your* pipeline with *your* gate swapped in: `run_local(..., pipeline=...)` runs it with the
+# same local runner. `evaluate_deployed` scores version 1 on this run's test split, `evaluate_model` the
+# candidate, your gate decides, and `push_model` keeps the deployed version. (Until Exercises 8.2 and 8.3
+# pass, the package's gate and the workshop's pipeline stand in for yours.)
 
 # %%
+gate = push_gate if push_gate is not None else pipelines.push_gate
+if push_gate is None:
+    print("(Exercise 8.2 is not done yet: the package's gate stands in for yours.)")
+build = selfcheck.yours_or("8.3", gated_pipeline, lambda gate: pipelines.training_pipeline)
 weaker = merge_config(JOB, ["model.n_factors=2", "train.epochs=1", "train.learning_rate=0.00001"])
-second = pipelines.run_local(ROOT, DEPLOYED, job_config=weaker, log_path=Path(RUN_DIR) / "run-2.log")
+second = pipelines.run_local(ROOT, DEPLOYED, pipeline=build(gate), job_config=weaker,
+                             log_path=Path(RUN_DIR) / "run-2.log")
+print("tasks:", ", ".join(sorted(p.name for p in second.iterdir() if p.is_dir())))
+print("candidate ndcg@10:", round(pipelines.task_outputs(second, "evaluate-model")["metrics"]["ndcg@10"], 4))
+said = [line.strip() for line in (Path(RUN_DIR) / "run-2.log").read_text().splitlines()
+        if "deployed v" in line or "push gate" in line or "nothing pushed" in line]
+print("\n".join(said))
+print("pushed:", pipelines.task_outputs(second, "push-model")["Output"] or "nothing")
 print("deployed versions:", list_versions(DEPLOYED))
-print([line.strip() for line in (Path(RUN_DIR) / "run-2.log").read_text().splitlines() if "deployed v" in line][-1])
 
 # %% [markdown]
-# ## 6. Bad data stops the run
+# ## 7. Bad data stops the run
 #
 # Feed the pipeline a ratings file of your own (`ratings_csv`) with the problems of section 2. The
 # validation step fails, the run stops before training, and the error carries the report.
@@ -276,7 +398,7 @@ else:
     print("No KFP_HOST or no reachable cluster: the pipeline ran locally above; nothing was submitted.")
 
 # %% [markdown]
-# ## 7. Closing the loop: feedback -> retrain -> gate -> push
+# ## 8. Closing the loop: feedback -> retrain -> gate -> push
 #
 # The API of lab 10 stores every click, like and dislike in its database. The pipeline's ingest step
 # can read them (`feedback_db`, a database URL) and add them to the ratings as new interactions, so the
@@ -325,7 +447,7 @@ display(feedback.head().assign(time=pd.to_datetime(feedback["time"].head(), unit
 print(f"{len(feedback)} events from {feedback['user_id'].nunique()} users:", feedback["action"].value_counts().to_dict())
 
 # %% [markdown]
-# ### Exercise 8.3: feedback as ratings
+# ### Exercise 8.4: feedback as ratings
 #
 # The training data are ratings (user_id, item_id, rating, timestamp), so each event becomes one: a
 # like counts as 5 (an explicit "yes"), a click as 4 (the user chose to open it: interest, not yet a
@@ -363,17 +485,17 @@ def _check_feedback_to_ratings():
         )
 
 
-selfcheck.check("8.3", _check_feedback_to_ratings,
+selfcheck.check("8.4", _check_feedback_to_ratings,
                 hint="map the action column with a dict; sort by time (kind='stable') and keep the last row of each pair.")
 
 # %% [markdown]
 # The pipeline's ingest step uses the package's version (`pipelines.steps.feedback_to_ratings`), then adds
 # the rows to the ratings: a pair the ratings lack is *added*; a pair they have keeps its latest row (a
-# newer event *changes* the rating). Your preview of what it will add (the package's version until 8.3
+# newer event *changes* the rating). Your preview of what it will add (the package's version until 8.4
 # passes):
 
 # %%
-your_feedback_to_ratings = selfcheck.yours_or("8.3", feedback_to_ratings, pipelines.steps.feedback_to_ratings)
+your_feedback_to_ratings = selfcheck.yours_or("8.4", feedback_to_ratings, pipelines.steps.feedback_to_ratings)
 preview = your_feedback_to_ratings(feedback)
 print(f"{len(feedback)} events -> {len(preview)} rows;", preview["rating"].value_counts().sort_index().to_dict())
 
@@ -437,6 +559,8 @@ resources.close()
 #   stop the run with a readable report.
 # - A KFP v2 pipeline whose components are thin wrappers around tested functions, with typed artifacts,
 #   compiled to one YAML file for a cluster.
+# - Your own component and pipeline: a hermetic `@dsl.component` with typed inputs and output (the push gate),
+#   wired by data dependencies and an `.after()`, compiled, checked and run by the same local runner.
 # - Continuous training: the candidate is evaluated as it will be served, compared with the deployed
 #   model on the same test split, and pushed as a new version only if it is better.
 # - The loop closed: the API's stored feedback became new interactions (like 5, click 4, dislike 1, the

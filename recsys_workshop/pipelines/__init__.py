@@ -13,7 +13,8 @@ The modules, by responsibility:
 - :mod:`.steps`: the logic of each step (``step_*``), ordinary tested Python without KFP;
 - :mod:`.components`: each step as a lightweight KFP component (in the workshop image: :data:`IMAGE`,
   ``kube.workshop_image()`` unless compiled with another) whose body calls one ``steps.step_*`` function;
-  artifacts are typed (``Dataset``, ``Model``, ``Metrics``, ``Markdown``);
+  artifacts are typed (``Dataset``, ``Model``, ``Metrics``, ``Markdown``); ``evaluate_deployed`` and
+  ``push_gate`` split the compare step in two, for a pipeline of your own (lab 08, Exercises 8.2-8.3);
 - :mod:`.pipeline`: :func:`training_pipeline` wiring the components, and :func:`compile_pipeline`, which
   writes the pipeline YAML to upload to Kubeflow Pipelines. On a cluster the components run in the
   workshop image, and ``deployed_dir`` is the model server's URL: the compare and push steps download and
@@ -48,8 +49,10 @@ if TYPE_CHECKING:
     from recsys_workshop.pipelines.components import (
         IMAGE,
         compare_with_deployed,
+        evaluate_deployed,
         evaluate_model,
         ingest,
+        push_gate,
         push_model,
         split_data,
         train_model,
@@ -66,10 +69,20 @@ if TYPE_CHECKING:
 # name -> the submodule that defines it, imported on first access (PEP 562)
 _LAZY = {
     **dict.fromkeys(
-        ["IMAGE", "ingest", "validate_data", "split_data", "train_model", "evaluate_model",
-         "compare_with_deployed", "push_model"],
+        [
+            "IMAGE",
+            "ingest",
+            "validate_data",
+            "split_data",
+            "train_model",
+            "evaluate_model",
+            "compare_with_deployed",
+            "push_model",
+            "evaluate_deployed",
+            "push_gate",
+        ],
         "components",
-    ),  # fmt: skip
+    ),
     "training_pipeline": "pipeline",
     "compile_pipeline": "pipeline",
     "ADMIN_SECRET": "pipeline",
@@ -95,11 +108,13 @@ __all__ = [
     "cluster_arguments",
     "compare_with_deployed",
     "compile_pipeline",
+    "evaluate_deployed",
     "evaluate_model",
     "ingest",
     "is_better",
     "job_config_with_best",
     "main",
+    "push_gate",
     "push_model",
     "run_local",
     "split_data",

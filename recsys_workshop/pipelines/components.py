@@ -120,3 +120,27 @@ def push_model(model: Input[Model], metrics: Input[Metrics], deployed_dir: str, 
     path = steps.step_push(os.path.join(model.path, "1"), deployed_dir, dict(metrics.metadata))
     print(f"pushed {path}")
     return path
+
+
+@dsl.component(base_image=PLACEHOLDER_IMAGE, install_kfp_package=False)
+def evaluate_deployed(train: Input[Dataset], test: Input[Dataset], deployed_dir: str, k: int, metrics: Output[Metrics]):
+    """Top-k metrics of the latest deployed version on this run's test split; no metric at all (empty
+    metadata) when nothing is deployed yet. With :func:`push_gate`, the two halves of ``compare_with_deployed``."""
+    from recsys_workshop.pipelines import steps
+
+    version, scores = steps.step_evaluate_deployed(train.path, test.path, deployed_dir, k)
+    print(f"deployed v{version}: ndcg@{k} {scores[f'ndcg@{k}']:.4f}" if version else "nothing deployed yet")
+    for name, value in scores.items():
+        metrics.log_metric(name, value)
+
+
+@dsl.component(base_image=PLACEHOLDER_IMAGE, install_kfp_package=False)
+def push_gate(candidate: Input[Metrics], deployed: Input[Metrics], min_improvement: float) -> bool:
+    """Push when nothing is deployed (``deployed`` has no NDCG@10) or the candidate's NDCG@10 beats the
+    deployed one by more than ``min_improvement`` (:func:`~recsys_workshop.pipelines.steps.is_better`).
+    Lab 08's Exercise 8.2 writes this component; its check compares the learner's with it."""
+    from recsys_workshop.pipelines import steps
+
+    better = steps.is_better(candidate.metadata[steps.METRIC], deployed.metadata.get(steps.METRIC), min_improvement)
+    print(f"push gate: {'push' if better else 'keep the deployed version'}")
+    return better

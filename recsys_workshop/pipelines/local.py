@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,7 @@ def run_local(
     deployed_dir: str | os.PathLike[str],
     *,
     log_path: str | os.PathLike[str] | None = None,
+    pipeline: Callable[..., Any] | None = None,
     **arguments,
 ) -> Path:
     """Run the pipeline (:func:`recsys_workshop.pipelines.pipeline.training_pipeline`) with the KFP local
@@ -47,7 +48,8 @@ def run_local(
     use its admin API with ``$RECSYS_ADMIN_TOKEN``, as on a cluster). A dict ``job_config`` is serialised for
     you. ``log_path``: send the tasks' (long) output
     there instead of stdout. ``feedback_db="sqlite:////abs/path/api.db"`` adds the local API's stored
-    feedback to the ratings (see :func:`recsys_workshop.pipelines.steps.step_ingest`). Raises
+    feedback to the ratings (see :func:`recsys_workshop.pipelines.steps.step_ingest`). ``pipeline``: another
+    ``@dsl.pipeline`` to run the same way (one that takes ``deployed_dir``, e.g. yours from lab 08). Raises
     :class:`PipelineFailed` when a task fails, with the validation report if that was the cause."""
     import contextlib
     import warnings
@@ -69,7 +71,7 @@ def run_local(
             log = stack.enter_context(open(log_path, "a", encoding="utf-8"))  # noqa: SIM115 - closed by the stack
             stack.enter_context(contextlib.redirect_stdout(log))
         try:
-            training_pipeline(deployed_dir=_deployed(deployed_dir), **arguments)
+            (pipeline or training_pipeline)(deployed_dir=_deployed(deployed_dir), **arguments)
             failure = None
         except RuntimeError as error:
             failure = error

@@ -285,6 +285,22 @@ def _compare(candidate_dir: str, train_path: str, test_path: str, deployed_versi
     return {"better": better, "candidate": candidate, "deployed": deployed, "reason": reason}
 
 
+def step_evaluate_deployed(train_path: str, test_path: str, deployed_dir: str, k: int) -> tuple[str | None, dict]:
+    """The champion's half of :func:`step_compare` as a step of its own: ``(version, metrics)`` of the latest
+    deployed version evaluated on this run's test split, or ``(None, {})`` when nothing is deployed yet.
+    ``deployed_dir``: a folder, or the model server's URL (the version is downloaded as for the compare)."""
+    import tempfile
+
+    from recsys_workshop.pipelines import model_store
+
+    with tempfile.TemporaryDirectory(prefix="deployed-") as folder:
+        url = model_store.is_url(deployed_dir)
+        version = model_store.download_latest(deployed_dir, folder) if url else latest_version_dir(deployed_dir)
+        if version is None:
+            return None, {}
+        return version.name, evaluate_version(version, read_ratings(train_path), read_ratings(test_path), k)
+
+
 def step_push(candidate_dir: str, deployed_dir: str, metrics: Mapping[str, float]) -> str:
     """Copy the candidate into ``deployed_dir`` as the next version (atomically: a temp folder renamed
     into place), with its metrics in ``metadata.json``. A model server watching the folder serves it.
