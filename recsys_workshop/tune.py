@@ -8,8 +8,9 @@
   trial is a TFJob running ``python -m recsys_workshop.train`` on the shared config with the trial's
   values merged in, and Katib reads the ``ndcg_at_10=...`` line the job prints.
 - :func:`tune_local` drives the very same entrypoint with Optuna (random, grid, or TPE for the
-  Bayesian search): each trial is a fresh ``python -m recsys_workshop.train`` process (as a trial pod
-  would be) with the same overrides, and its metric is read from its output the way Katib reads it.
+  Bayesian search): the objective (:func:`make_objective`, or a lab's own) draws each value and calls
+  :func:`run_trial`, which runs a fresh ``python -m recsys_workshop.train`` process (as a trial pod
+  would be) with the same overrides and reads its metrics from its output the way Katib reads them.
 
 Trials optimise NDCG@10 on a validation split carved from the training part
 (``objective=validation``), never on the test split: the test split is for the final, tuned model only.
@@ -95,6 +96,16 @@ def katib_parameters(space: Sequence[Parameter] = SEARCH_SPACE, algorithm: str =
     return rendered
 
 
+def katib_objective(goal: float | None = None) -> dict:
+    """The Experiment's ``spec.objective``: maximise :data:`OBJECTIVE`, the name of the line the trial prints
+    (``ndcg_at_10=0.41``) that Katib's StdOut collector reads; with a ``goal``, Katib stops the Experiment
+    once a trial reaches it."""
+    objective: dict[str, Any] = {"type": "maximize", "objectiveMetricName": OBJECTIVE}
+    if goal is not None:
+        objective["goal"] = float(goal)
+    return objective
+
+
 def trial_assignments(space: Sequence[Parameter] = SEARCH_SPACE) -> list[str]:
     """The ``key=value`` overrides of a trial, with Katib's placeholders for the values."""
     fixed = ["objective=validation", "model_dir=null", "checkpoint_dir=/work/checkpoints"]
@@ -110,10 +121,11 @@ def katib_experiment(
     max_failed: int = 3,
     trial_spec: Mapping[str, Any],
     name: str = "recsys-tune",
+    goal: float | None = None,
 ) -> dict:
     """A Katib v1beta1 Experiment over ``space``. ``trial_spec`` is the TFJob each trial runs (the one in
     ``cluster-setup/manifests/base/tune-experiment.yaml``); its init container receives
-    :func:`trial_assignments`."""
+    :func:`trial_assignments`. ``goal``: see :func:`katib_objective`."""
     if algorithm not in ALGORITHMS:
         raise ValueError(f"algorithm must be one of {sorted(ALGORITHMS)}, got {algorithm!r}")
     if not 1 <= parallel_trials <= max_trials:
@@ -123,7 +135,7 @@ def katib_experiment(
         "kind": "Experiment",
         "metadata": {"name": name},
         "spec": {
-            "objective": {"type": "maximize", "objectiveMetricName": OBJECTIVE},
+            "objective": katib_objective(goal),
             "algorithm": {"algorithmName": ALGORITHMS[algorithm]},
             "parallelTrialCount": parallel_trials,
             "maxTrialCount": max_trials,
@@ -144,6 +156,8 @@ def katib_experiment(
 
 
 def _suggest(trial, p: Parameter):
+    """``trial``'s value for ``p``: ``suggest_categorical`` over its choices, or ``suggest_float`` (uniform,
+    as Katib's ``double``) over ``[low, high]``; named by its job-config key."""
     if p.choices:
         return trial.suggest_categorical(p.key, list(p.choices))
     return trial.suggest_float(p.key, p.low, p.high)
@@ -163,6 +177,51 @@ def sampler(algorithm: str, space: Sequence[Parameter] = SEARCH_SPACE, seed: int
     raise ValueError(f"algorithm must be one of {sorted(ALGORITHMS)}, got {algorithm!r}")
 
 
+def run_trial(
+    trial, values: Mapping[str, Any], base, *, workdir: str | os.PathLike[str], timeout: float = 1800, log=print
+) -> dict[str, float]:
+    """Train ``base`` (a :class:`~recsys_workshop.train.job.JobConfig`) with ``values`` (``{config key: value}``)
+    merged in, as its own process (like a trial pod), scored on the validation split; returns the metrics it
+    printed (``ndcg_at_10``, ``precision_at_10``, ...). Its files go to ``workdir/trial-<number>``. A run
+    that fails prunes the trial (``optuna.TrialPruned``) instead of stopping the study."""
+    import optuna
+
+    from recsys_workshop.train.job import JobConfig, merge_config
+    from recsys_workshop.train.launcher import JobFailed, LocalJob
+
+    assignments = [f"{key}={json.dumps(value)}" for key, value in values.items()]
+    trial_dir = Path(workdir) / f"trial-{trial.number:03d}"
+    fixed = ["objective=validation", "model_dir=null", "metrics_path=null", f"checkpoint_dir={trial_dir / 'ckpt'}"]
+    config = JobConfig.from_dict(merge_config(base.to_dict(), [*assignments, *fixed]))
+    try:
+        result = LocalJob(config, 1, workdir=trial_dir, max_restarts=0).run(timeout=timeout)
+    except JobFailed as error:
+        log(f"trial {trial.number} failed: {str(error).splitlines()[0]}")
+        raise optuna.TrialPruned() from None
+    trial.set_user_attr("seconds", result.seconds)
+    shown = " ".join(f"{k}={v}" for k, v in values.items())
+    log(f"trial {trial.number}: {OBJECTIVE}={result.metrics.get(OBJECTIVE, float('nan')):.4f} {shown}")
+    return dict(result.metrics)
+
+
+def make_objective(
+    base,
+    *,
+    workdir: str | os.PathLike[str],
+    space: Sequence[Parameter] = SEARCH_SPACE,
+    timeout: float = 1800,
+    log=print,
+):
+    """The package's Optuna objective: each parameter of ``space`` from :func:`_suggest`, then
+    :func:`run_trial`; returns :data:`OBJECTIVE` (maximised)."""
+
+    def objective(trial) -> float:
+        values = {p.key: _suggest(trial, p) for p in space}
+        return run_trial(trial, values, base, workdir=workdir, timeout=timeout, log=log)[OBJECTIVE]
+
+    return objective
+
+
 def tune_local(
     base,
     *,
@@ -173,17 +232,17 @@ def tune_local(
     seed: int = 42,
     trial_timeout: float = 1800,
     baseline: bool = True,
+    objective=None,
     log=print,
 ):
     """Run ``n_trials`` trials of the training job ``base`` (a :class:`~recsys_workshop.train.job.JobConfig`)
     with Optuna; returns the study. Each trial runs in its own process via
     :class:`~recsys_workshop.train.launcher.LocalJob`; the best parameters go to
     ``workdir/best_params.json`` (see :func:`save_best`). ``baseline``: trial 0 is ``base``'s own values
-    (when they lie in the space), so the study reports how much tuning gained over the default."""
+    (when they lie in the space), so the study reports how much tuning gained over the default.
+    ``objective``: an Optuna objective to use instead of :func:`make_objective`'s (a lab's own, which must
+    name its parameters by their keys in ``space``)."""
     import optuna
-
-    from recsys_workshop.train.job import JobConfig, merge_config
-    from recsys_workshop.train.launcher import JobFailed, LocalJob
 
     workdir = Path(workdir)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -192,23 +251,8 @@ def tune_local(
         current = _lookup(base.to_dict(), space)
         if current is not None:
             study.enqueue_trial(current)
-
-    def objective(trial):
-        values = {p.key: _suggest(trial, p) for p in space}
-        assignments = [f"{key}={json.dumps(value)}" for key, value in values.items()]
-        trial_dir = workdir / f"trial-{trial.number:03d}"
-        fixed = ["objective=validation", "model_dir=null", "metrics_path=null", f"checkpoint_dir={trial_dir / 'ckpt'}"]
-        config = JobConfig.from_dict(merge_config(base.to_dict(), [*assignments, *fixed]))
-        try:
-            result = LocalJob(config, 1, workdir=trial_dir, max_restarts=0).run(timeout=trial_timeout)
-        except JobFailed as error:
-            log(f"trial {trial.number} failed: {str(error).splitlines()[0]}")
-            raise optuna.TrialPruned() from None
-        value = result.metrics[OBJECTIVE]
-        trial.set_user_attr("seconds", result.seconds)
-        log(f"trial {trial.number}: {OBJECTIVE}={value:.4f} " + " ".join(f"{k}={v}" for k, v in values.items()))
-        return value
-
+    if objective is None:
+        objective = make_objective(base, workdir=workdir, space=space, timeout=trial_timeout, log=log)
     study.optimize(objective, n_trials=n_trials)
     save_best(study, workdir / "best_params.json", algorithm=algorithm)
     return study
