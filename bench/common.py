@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import re
 import subprocess
 import threading
 import time
@@ -22,6 +23,24 @@ import numpy as np
 from recsys_workshop.paths import REPO_ROOT
 
 RESULTS = REPO_ROOT / "bench" / "results"
+_SIZE = re.compile(r"^([0-9]+(?:\.[0-9]+)?)([km]?)$")
+
+
+def parse_size(text: str) -> int:
+    """A size label as a number: ``"1.7k"`` -> 1,700, ``"1m"`` -> 1,000,000, ``"500"`` -> 500."""
+    match = _SIZE.match(text.strip().lower())
+    value = float(match.group(1)) * {"": 1, "k": 1_000, "m": 1_000_000}[match.group(2)] if match else 0
+    if value < 1 or value != int(value):
+        raise ValueError(f"size {text!r}: expected a positive whole number with an optional k or m, e.g. 1.7k or 1m")
+    return int(value)
+
+
+def size_label(n: int) -> str:
+    """The inverse of :func:`parse_size`: 1,700 -> ``"1.7k"``, 1,000,000 -> ``"1m"``, 500 -> ``"500"``."""
+    for unit, suffix in ((1_000_000, "m"), (1_000, "k")):
+        if n >= unit and n % (unit // 10) == 0:
+            return f"{n / unit:g}{suffix}"
+    return str(n)
 
 
 def git_commit() -> str:

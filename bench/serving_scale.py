@@ -54,7 +54,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import re
 import sys
 import tempfile
 import time
@@ -65,7 +64,7 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from bench import common  # noqa: E402
-from bench.common import Measurement, Results  # noqa: E402
+from bench.common import Measurement, Results, parse_size, size_label  # noqa: E402
 from bench.serving_protocols import run as timed_requests  # noqa: E402
 
 BENCHMARK = PROTOCOL = "serving-scale"
@@ -83,26 +82,6 @@ TARGETS = {  # (model, metric) -> (bound, "min" or "max"): issue #16, at 1M item
     ("api-ann", "p99_ms"): (50.0, "max"),
     ("api-ann", "failures"): (0.0, "max"),
 }
-_SIZE = re.compile(r"^(\d+(?:\.\d+)?)([km]?)$")
-
-
-def parse_size(text: str) -> int:
-    """Items of a size label: ``"1.7k"`` -> 1,700, ``"1m"`` -> 1,000,000, ``"500"`` -> 500."""
-    match = _SIZE.match(text.strip().lower())
-    if not match:
-        raise ValueError(f"catalogue size {text!r}: expected a number with an optional k or m, e.g. 1.7k or 1m")
-    value = float(match.group(1)) * {"": 1, "k": 1_000, "m": 1_000_000}[match.group(2)]
-    if value < 1 or value != int(value):
-        raise ValueError(f"catalogue size {text!r} is not a positive whole number of items")
-    return int(value)
-
-
-def size_label(n_items: int) -> str:
-    """The inverse of :func:`parse_size`: 1,700 -> ``"1.7k"``, 1,000,000 -> ``"1m"``, 500 -> ``"500"``."""
-    for unit, suffix in ((1_000_000, "m"), (1_000, "k")):
-        if n_items >= unit and n_items % (unit // 10) == 0:
-            return f"{n_items / unit:g}{suffix}"
-    return str(n_items)
 
 
 # ------------------------------------------------------------------------------- in process (a child process)

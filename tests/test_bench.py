@@ -13,7 +13,9 @@ import pytest
 pytestmark = pytest.mark.unit
 
 REPO = Path(__file__).resolve().parents[1]
-BENCHMARKS = ("deep", "recsys101", "training", "serving", "serving_protocols", "serving_scale", "serving_steps")
+BENCHMARKS = (
+    "deep", "recsys101", "training", "serving", "serving_protocols", "serving_scale", "serving_steps", "training_scale",
+)
 
 
 def run_python(*args: str) -> subprocess.CompletedProcess:

@@ -29,15 +29,15 @@ def record(dataset: str, model: str, metric: str, value: float) -> dict:
                          ("2.5m", 2_500_000), ("1234", 1_234)],
 )  # fmt: skip
 def test_size_labels_round_trip(label, items):
-    assert serving_scale.parse_size(label) == items
-    assert serving_scale.size_label(items) == label
+    assert common.parse_size(label) == items
+    assert common.size_label(items) == label
 
 
 @pytest.mark.unit
 @pytest.mark.parametrize("label", ["", "k", "0", "1.5", "1.2345k", "10 k", "1g", "-5"])
 def test_a_size_that_is_not_a_whole_number_of_items_is_refused(label):
-    with pytest.raises(ValueError, match="catalogue size"):
-        serving_scale.parse_size(label)
+    with pytest.raises(ValueError, match="positive whole number"):
+        common.parse_size(label)
 
 
 @pytest.mark.unit
@@ -45,7 +45,7 @@ def test_an_unknown_size_is_a_usage_error(capsys):
     with pytest.raises(SystemExit) as exit_info:
         serving_scale.main(["--sizes", "10x", "--no-write"])
     assert exit_info.value.code == 2
-    assert "catalogue size '10x'" in capsys.readouterr().err
+    assert "size '10x'" in capsys.readouterr().err
 
 
 @pytest.mark.unit

@@ -10,6 +10,9 @@ row per known user, one column per catalogue item). The base class turns that in
 
 A user unknown at training time (cold start) is scored by ``_score_cold``: by default the items'
 training popularity, so every user gets recommendations. An unknown item scores ``NaN``.
+
+Nothing is sized users x items: users are scored in blocks of at most ``BLOCK_CELLS`` scores (fewer users
+per block as the catalogue grows), and the top ``k`` of a block is selected by partition, not a full sort.
 """
 
 from __future__ import annotations
@@ -21,6 +24,23 @@ import pandas as pd
 import scipy.sparse as sp
 
 from recsys_workshop.data import validate_interactions
+
+BLOCK_CELLS = 1 << 22  # scores of one block of users: 4M cells (32 MB of float64), whatever the catalogue
+
+
+def top_k_columns(scores: np.ndarray, k: int) -> np.ndarray:
+    """Columns of the ``k`` highest scores of each row, best first, ties to the smaller column: the first ``k``
+    columns of a stable argsort of ``-scores``, found with a partition (linear in the row length) and a sort
+    of the few candidates. ``scores`` must hold no NaN (use ``-inf``); ``1 <= k <= scores.shape[1]``."""
+    n_rows, n_cols = scores.shape
+    if 4 * k >= n_cols:
+        return np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    kth = np.partition(scores, n_cols - k, axis=1)[:, n_cols - k]  # the k-th highest score of each row
+    rows, cols = np.nonzero(scores >= kth[:, None])  # at least k a row (all the ties of the k-th included)
+    order = np.lexsort((cols, -scores[rows, cols], rows))  # by row, then best score, then smaller column
+    rows, cols = rows[order], cols[order]
+    position = np.arange(len(rows)) - np.searchsorted(rows, np.arange(n_rows))[rows]
+    return cols[position < k].reshape(n_rows, k)
 
 
 def _as_ids(ids: Iterable[int]) -> np.ndarray:
@@ -104,6 +124,10 @@ class Recommender:
         self._check_fitted()
         return self._item_index.get_indexer(_as_ids(item_ids))
 
+    def _rows_per_block(self, batch_size: int) -> int:
+        """Users scored at once: ``batch_size``, fewer when a block would exceed ``BLOCK_CELLS`` scores."""
+        return max(1, min(batch_size, BLOCK_CELLS // max(len(self.item_ids_), 1)))
+
     def _block(self, rows: np.ndarray, users: np.ndarray) -> np.ndarray:
         """Scores for a block of users, known or not (rows == -1 are cold)."""
         scores = np.empty((len(rows), len(self.item_ids_)), dtype=np.float64)
@@ -132,9 +156,10 @@ class Recommender:
             return out
         unique_users, inverse = np.unique(users, return_inverse=True)
         rows = self.user_rows(unique_users)
-        for start in range(0, len(unique_users), 1024):
-            block = self._block(rows[start : start + 1024], unique_users[start : start + 1024])
-            pick = (inverse >= start) & (inverse < start + 1024) & (cols >= 0)
+        step = self._rows_per_block(1024)
+        for start in range(0, len(unique_users), step):
+            block = self._block(rows[start : start + step], unique_users[start : start + step])
+            pick = (inverse >= start) & (inverse < start + step) & (cols >= 0)
             out[pick] = block[inverse[pick] - start, cols[pick]]
         return out
 
@@ -145,7 +170,8 @@ class Recommender:
 
         Users are returned in the order given (duplicates removed). With ``exclude_seen`` no item the
         user interacted with in training is returned; a user may get fewer than ``k`` items only when
-        fewer unseen items exist.
+        fewer unseen items exist. At most ``batch_size`` users are scored at once (fewer on a large
+        catalogue, see ``BLOCK_CELLS``).
         """
         self._check_fitted()
         if not isinstance(k, int | np.integer) or k < 1:
@@ -154,16 +180,16 @@ class Recommender:
         rows = self.user_rows(users)
         k = min(k, len(self.item_ids_))
         frames = []
-        for start in range(0, len(users), batch_size):
-            block_rows = rows[start : start + batch_size]
-            scores = self._block(block_rows, users[start : start + batch_size])
+        step = self._rows_per_block(batch_size)
+        for start in range(0, len(users), step):
+            block_rows = rows[start : start + step]
+            scores = self._block(block_rows, users[start : start + step])
             if exclude_seen:
                 known = np.flatnonzero(block_rows >= 0)
                 seen = self.seen_[block_rows[known]].tocoo()
                 scores[known[seen.row], seen.col] = -np.inf
             scores[np.isnan(scores)] = -np.inf
-            # stable sort on -score: ties go to the smaller item id (the catalogue is sorted)
-            top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+            top = top_k_columns(scores, k)  # ties go to the smaller item id (the catalogue is sorted)
             top_scores = np.take_along_axis(scores, top, axis=1)
             valid = np.isfinite(top_scores)
             n_users = len(block_rows)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from recsys_workshop.models.base import top_k_columns
 from recsys_workshop.models.implicit import ImplicitRecommender
 
 
@@ -112,6 +113,7 @@ class TwoTower(ImplicitRecommender):
 
     def _index(self, train, items) -> None:
         super()._index(train, items)
+        self._training_examples = None
         if self.items is not None:
             from recsys_workshop.data import genre_matrix
 
@@ -136,11 +138,21 @@ class TwoTower(ImplicitRecommender):
         return inputs
 
     def examples(self, interactions, epoch: int = 0):
+        """The examples do not change between epochs (the other items of a batch are the negatives): those of
+        the training set (``epoch >= 0``) are built once per fit and handed out again, so that an epoch only
+        reshuffles them instead of rebuilding a copy of the interactions."""
+        cached = getattr(self, "_training_examples", None)
+        if epoch >= 0 and cached is not None and cached[0] is interactions:
+            return cached[1]
         rows, cols = self._rows_cols(interactions)
         x = {"user": rows, **self._item_inputs(cols), "probability": self.item_probability_[cols]}
-        return x, np.zeros(len(rows), dtype="float32")  # targets are built per batch (identity)
+        result = x, np.zeros(len(rows), dtype="float32")  # targets are built per batch (identity)
+        if epoch >= 0:
+            self._training_examples = (interactions, result)
+        return result
 
     def _after_fit(self, network) -> None:
+        self._training_examples = None
         all_users = np.arange(len(self.user_ids_), dtype="int32")
         all_items = np.arange(len(self.item_ids_), dtype="int32")
         self.user_vectors_ = np.asarray(self.user_tower_.predict(all_users, batch_size=4096, verbose=0))
@@ -172,15 +184,17 @@ class TwoTower(ImplicitRecommender):
         rows = self.user_rows(user_ids)
         if (rows < 0).any():
             raise KeyError("retrieve() needs users known at training time")
-        queries = np.ascontiguousarray(self.user_vectors_[rows], dtype="float32")
         if approximate:
+            queries = np.ascontiguousarray(self.user_vectors_[rows], dtype="float32")
             _, cols = self.faiss_index(ef_search=ef_search).search(queries, k)
-        else:
-            scores = queries @ self.item_vectors_.T
-            k = min(k, scores.shape[1])
-            best = np.argpartition(-scores, k - 1, axis=1)[:, :k]  # the k best, unordered: O(n) per user
-            order = np.argsort(-np.take_along_axis(scores, best, axis=1), axis=1, kind="stable")
-            cols = np.take_along_axis(best, order, axis=1)
+        else:  # brute force, in blocks of users (never users x items at once); ties to the smaller item id
+            k = min(k, len(self.item_ids_))
+            step = self._rows_per_block(1024)
+            blocks = [
+                top_k_columns(self.user_vectors_[rows[start : start + step]] @ self.item_vectors_.T, k)
+                for start in range(0, len(rows), step)
+            ]
+            cols = np.concatenate(blocks) if blocks else np.empty((0, k), dtype=np.int64)
         return self.item_ids_[cols]
 
     def approximate_recall(self, user_ids=None, k: int = 10, ef_search: int = 64) -> float:
