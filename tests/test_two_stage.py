@@ -233,3 +233,19 @@ def test_the_server_can_override_the_retrieval_settings(versions):
     assert (options.candidates, options.ef_search) == (500, 64)
     with pytest.raises(SystemExit):
         cli.build_parser().parse_args(["--model-dir", "m", "--candidates", "0"])
+
+
+def test_the_index_is_asked_for_more_only_when_the_seen_filter_leaves_too_few(versions, planted, monkeypatch):
+    loaded = serving.LoadedVersion.load(versions / "2")
+    asked = []
+    search = loaded.searcher.search
+    monkeypatch.setattr(loaded.searcher, "search", lambda queries, n: asked.append(n) or search(queries, n))
+    users = planted["user_ids"][:2]
+    light = [list(exact_top(planted, users[:1], 5)[0]), []]
+    loaded.top_k(users, 10, exclude=light)
+    assert asked == [HNSW.candidates], "a few seen items: one search of `candidates`"
+    heavy = [list(exact_top(planted, users[:1], 250)[0]), []]
+    asked.clear()
+    items, _, _ = loaded.top_k(users, 10, exclude=heavy)
+    assert asked == [HNSW.candidates, HNSW.candidates + 250], "then again, wider, for the user who saw them all"
+    assert [len(i) for i in items] == [10, 10]

@@ -84,7 +84,7 @@ from __future__ import annotations
 from recsys_workshop.procs import free_port, log_file, stop_process, wait_ready  # noqa: F401
 from recsys_workshop.serving.cli import build_parser, main
 from recsys_workshop.serving.local import GrpcClient, LocalServer, local_server
-from recsys_workshop.serving.model import LoadedVersion, RequestError, VersionError, VersionManager, _top_k_rows  # noqa: F401
+from recsys_workshop.serving.model import LoadedVersion, RequestError, VersionError, _top_k_rows  # noqa: F401
 from recsys_workshop.serving.parsing import (  # noqa: F401
     DEFAULT_K,
     MAX_INSTANCES,
@@ -96,6 +96,7 @@ from recsys_workshop.serving.parsing import (  # noqa: F401
 )
 from recsys_workshop.serving.predictor import build_predictor, predict_instances  # noqa: F401
 from recsys_workshop.serving.server import serve  # noqa: F401
+from recsys_workshop.serving.versions import VersionManager
 
 __all__ = [
     "GrpcClient",

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from recsys_workshop.serving.model import LoadedVersion, RequestError, VersionError, VersionManager
+from recsys_workshop.serving.model import LoadedVersion, RequestError, VersionError
 from recsys_workshop.serving.parsing import (
     DEFAULT_K,
     MAX_INSTANCES,
@@ -20,6 +20,7 @@ from recsys_workshop.serving.parsing import (
     tensor_ints,
     v2_inputs,
 )
+from recsys_workshop.serving.versions import VersionManager
 
 __all__ = ["build_predictor", "predict_instances"]
 

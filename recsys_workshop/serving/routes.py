@@ -16,8 +16,9 @@ import tempfile
 from typing import Any
 
 from recsys_workshop.serving.archive import ARCHIVE_MEDIA_TYPES, ArchiveError, pack_version, publish_archive
-from recsys_workshop.serving.model import RequestError, VersionError, VersionManager, scrub_paths
+from recsys_workshop.serving.model import RequestError, VersionError, scrub_paths
 from recsys_workshop.serving.parsing import VERSION_HEADER, clip, header_version, parse_v2_body, parse_version
+from recsys_workshop.serving.versions import VersionManager
 
 __all__ = [
     "VersionQueryToHeader",

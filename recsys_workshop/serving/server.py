@@ -15,7 +15,7 @@ import warnings
 
 from recsys_workshop.asgi_limits import DEFAULT_MAX_BYTES, DEFAULT_READ_TIMEOUT, BodyLimits
 from recsys_workshop.security import AdminGuard, grpc_admin_interceptor
-from recsys_workshop.serving.model import RequestError, VersionError, VersionManager
+from recsys_workshop.serving.model import RequestError, VersionError
 from recsys_workshop.serving.predictor import build_predictor
 from recsys_workshop.serving.routes import (
     UPLOAD_FACTOR,
@@ -28,6 +28,7 @@ from recsys_workshop.serving.routes import (
     short_reason,
     single_model_repository,
 )
+from recsys_workshop.serving.versions import VersionManager
 from recsys_workshop.serving.watch import DEFAULT_POLL_INTERVAL
 
 __all__ = ["DEFAULT_GRACE_PERIOD", "DEFAULT_MAX_UPLOAD_BYTES", "serve"]

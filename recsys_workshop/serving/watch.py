@@ -19,7 +19,8 @@ import threading
 from pathlib import Path
 
 from recsys_workshop.export import METADATA_FILE, list_versions
-from recsys_workshop.serving.model import VersionError, VersionManager
+from recsys_workshop.serving.model import VersionError
+from recsys_workshop.serving.versions import VersionManager
 
 __all__ = ["DEFAULT_POLL_INTERVAL", "FirstVersionWatcher", "complete_versions", "is_complete"]
 
