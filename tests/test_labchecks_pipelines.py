@@ -6,6 +6,7 @@ import math
 import warnings
 
 import pytest
+from check_helpers import fails as _fails
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Metrics, Output
 
@@ -17,14 +18,6 @@ pytestmark = pytest.mark.unit
 
 IMAGE = PLACEHOLDER_IMAGE
 KEY = "ndcg@10"
-
-
-def _fails(check, *args, match: str) -> str:
-    with pytest.raises(AssertionError) as info:
-        check(*args)
-    message = str(info.value)
-    assert match in message, message
-    return message
 
 
 # ---------------------------------------------------------------------------------------- the gates

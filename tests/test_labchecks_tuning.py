@@ -10,6 +10,7 @@ from unittest import mock
 
 import optuna
 import pytest
+from check_helpers import fails as _fails
 
 from recsys_workshop import kube, selfcheck, tune
 from recsys_workshop.labchecks import tuning
@@ -19,14 +20,6 @@ pytestmark = [pytest.mark.unit, pytest.mark.cluster]
 
 BASE = JobConfig.from_dict({"model": {"name": "ncf", "kind": "neumf", "n_factors": 32}, "train": {"epochs": 2}})
 GOAL = 0.16
-
-
-def _fails(check, *args, match: str, **kwargs) -> str:
-    with pytest.raises(AssertionError) as info:
-        check(*args, **kwargs)
-    message = str(info.value)
-    assert match in message, message
-    return message
 
 
 # ------------------------------------------------------------------------------------------------ 7.1
