@@ -361,6 +361,13 @@ def load_test(ctx: Context) -> Result:
     return draw(ctx)
 
 
+def serving_scale(ctx: Context) -> Result:
+    """The cost curve of serving at catalogue scale, drawn by ``deck_scale.py`` from ``bench/serving_scale.py``."""
+    from deck_scale import serving_scale as draw
+
+    return draw(ctx)
+
+
 # --------------------------------------------------------------------------------------------------
 # Tables
 # --------------------------------------------------------------------------------------------------
@@ -452,6 +459,7 @@ FIGURES: dict[str, Callable[[Context], Result]] = {
     "item_factors": item_factors,
     "model_comparison": model_comparison,
     "load_test": load_test,
+    "serving_scale": serving_scale,
 }
 
 TABLES: dict[str, Callable[[Context], Result]] = {

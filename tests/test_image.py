@@ -619,6 +619,11 @@ def test_dockerfile_builds_on_both_platforms_and_ships_what_the_labs_read():
     ignored = (REPO / ".dockerignore").read_text().splitlines()
     assert {"cluster-setup/*", "!cluster-setup/versions.env", "!cluster-setup/manifests"} <= set(ignored)
     assert ignored.index("cluster-setup/*") < ignored.index("!cluster-setup/manifests")
+    # lab 09 shows the catalogue-scale benchmark's curve: those two files, and nothing else of bench/
+    shipped = ("bench/results/serving-scale.json", "bench/results/serving-scale.png")
+    assert f"COPY {' '.join(shipped)} bench/results/" in text
+    assert all(f"!{name}" in ignored and (REPO / name).is_file() for name in shipped)
+    assert ignored.index("bench/*") < ignored.index("!bench/results") < ignored.index("bench/results/*")
 
 
 # --- the lock, for linux/amd64 and linux/arm64 -----------------------------------------------------------------

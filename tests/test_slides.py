@@ -153,6 +153,30 @@ def test_load_test_notes_quote_the_run_the_chart_draws():
         assert f"failures from {int(failing.min())} users" in notes, notes
 
 
+def test_serving_scale_chart_draws_the_benchmark_and_its_notes_quote_it(tmp_path, monkeypatch):
+    _deck_loadtest()  # puts slides/ on the path
+    import deck_figures
+    import deck_scale
+
+    slide = next(s for s in source_slides() if "figures/serving_scale.svg" in s)
+    curve = deck_scale.read_curve()
+    assert curve is not None, "bench/results/serving-scale.json is missing: python -m bench.serving_scale"
+    largest, served = curve[("ann", "served_recall@10")][-1]
+    assert largest == 1_000_000 and f"about {served:.0%} of the exact top-10" in notes_of(slide)
+    monkeypatch.setattr(deck_scale, "BENCH_RESULTS", tmp_path)
+    context = deck_figures.Context(tmp_path / "figures", log=lambda _: None)
+    pending = deck_scale.serving_scale(context)
+    assert isinstance(pending, deck_figures.Pending) and "python -m bench.serving_scale" in pending.message
+    records = [{"dataset": d, "model": m, "metric": "p99_ms", "value": v, "date": "2026-01-02T03:04:05Z"}
+               for d, m, v in (("synthetic-1.7k", "exact", 1.0), ("synthetic-1m", "exact", 90.0),
+                               ("synthetic-1.7k", "ann", 2.0), ("synthetic-1m", "ann", 3.0))]  # fmt: skip
+    (tmp_path / "serving-scale.json").write_text(json.dumps(records))
+    assert deck_scale.read_curve()[("exact", "p99_ms")] == [(1_700, 1.0), (1_000_000, 90.0)]
+    figure = deck_scale.serving_scale(context)
+    assert isinstance(figure, deck_figures.Figure) and "(2026-01-02)" in figure.source
+    assert figure.path.name == "serving_scale.svg" and figure.path.stat().st_size > 10_000
+
+
 def test_reveal_is_pinned_exactly():
     package = json.loads((SLIDES / "package.json").read_text())
     lock = json.loads((SLIDES / "package-lock.json").read_text())
