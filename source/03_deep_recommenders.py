@@ -214,14 +214,21 @@ def _check_fusion() -> None:
             yours.get_layer(layer.name).set_weights(layer.get_weights())
     rng = np.random.default_rng(0)
     x = {"user": rng.integers(0, 20, 64).astype("int32"), "item": rng.integers(0, 30, 64).astype("int32")}
-    selfcheck.close(np.asarray(yours(x)), np.asarray(package(x)), rtol=1e-5, atol=1e-6, what="NeuMF logits")
+    got, expected = np.asarray(yours(x)), np.asarray(package(x))
+    if got.shape == expected.shape and np.allclose(got, 1 / (1 + np.exp(-expected)), atol=1e-5):
+        raise AssertionError("NeuMF logits: your outputs are the sigmoid of the expected logits: leave out the "
+                             "activation, the loss applies the sigmoid")
+    selfcheck.close(got, expected, rtol=1e-5, atol=1e-6, what="NeuMF logits (same weights in both networks)")
 
 
 selfcheck.check(
     "3.1",
     _check_fusion,
-    hint="Concatenate the two vectors, GMF first, with a layers.Concatenate named 'fusion'; then one "
-    "layers.Dense unit named 'prediction', with no activation (a logit, not a probability).",
+    hint="NeuMF fuses its two branches by stacking their vectors side by side (GMF first) and mapping the "
+    "result to one number. That number is a logit: the loss applies the sigmoid, so a sigmoid here would be "
+    "applied twice. The check finds the two layers by their names.",
+    code_hint="fused = layers.Concatenate(name='fusion')([gmf_vector, mlp_vector])\n"
+    "return layers.Dense(1, name='prediction')(fused)",
 )
 
 # %% [markdown]
@@ -333,8 +340,10 @@ def _check_margin_loss() -> None:
 selfcheck.check(
     "3.2",
     _check_margin_loss,
-    hint="The margin minus the positive similarity plus the negative one, floored at 0 with ops.maximum; "
-    "NumPy functions fail on the symbolic tensors of a Keras model.",
+    hint="A triplet costs nothing once the positive beats the negative by at least the margin, and the "
+    "shortfall otherwise; it is never negative. Use keras.ops, not NumPy: np.maximum fails on the symbolic "
+    "tensors inside a Keras model.",
+    code_hint="return ops.maximum(margin - positive_similarity + negative_similarity, 0.0)",
 )
 
 # %% [markdown]
@@ -463,8 +472,15 @@ def _check_metadata_tower() -> None:
 selfcheck.check(
     "3.3",
     _check_metadata_tower,
-    hint="The five layers with the exact names; the ID table has n_items + 1 rows (row 0 = unknown); "
-    "concatenate [embedded_id, genre_vector, numeric] in that order before the last Dense.",
+    hint="Each input gets its own layer (the ID an embedding, the genres a small dense layer, year and "
+    "popularity are joined as they are), then all three are concatenated and mapped to the item vector. The "
+    "ID table needs a row for 'unknown' (ID 0), the layers the names given, and the order of the "
+    "concatenation matters: the check copies the package's weights into yours.",
+    code_hint="embedded_id = layers.Embedding(n_items + 1, n_factors, name='item_id_embedding')(item_id)\n"
+    "genre_vector = layers.Dense(8, activation='relu', name='genre_dense')(genres)\n"
+    "numeric = layers.Concatenate(name='item_numeric')([year, popularity])\n"
+    "features = layers.Concatenate(name='item_features')([embedded_id, genre_vector, numeric])\n"
+    "return layers.Dense(n_factors, activation='relu', name='item_tower')(features)",
 )
 
 # %% [markdown]

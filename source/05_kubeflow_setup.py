@@ -656,9 +656,23 @@ def _check_model_server():
 selfcheck.check(
     "5.1",
     _check_model_server,
-    hint="Start from the recsys-api Deployment printed in section 5: change the names and labels, the "
-    "command, the port (8080) and the probes' path, and use the image and replicas you are given. "
-    "Each finding names the field to fix; kube.policy_violations([...]) on your dict shows them all.",
+    hint="A Deployment is a selector, a pod template whose labels match it, and the containers; the "
+    "workshop's policy adds probes, requests and limits, a non-root securityContext and a read-only root "
+    "filesystem. The recsys-api Deployment printed in section 5 has all of it: start from it and change the "
+    "names, labels, command, port and probe path. Each finding names the field to fix: run "
+    "kube.policy_violations([model_server_deployment(image, 1)]) to see them all at once.",
+    code_hint="spec: {'replicas': replicas, 'selector': {'matchLabels': dict(MODEL_SERVER_LABELS)}, "
+    "'template': {'metadata': {'labels': dict(MODEL_SERVER_LABELS)}, 'spec': {...}}}\n"
+    "container: {'name': 'model-server', 'image': image, 'command': ['python', '-m', 'recsys_workshop.serving'], "
+    "'args': ['--model-dir', '/models/recsys'], 'ports': [{'name': 'http', 'containerPort': 8080}], "
+    "'readinessProbe': {'httpGet': {'path': '/v1/models/recsys', 'port': 'http'}}, 'livenessProbe': (the same), "
+    "'resources': {'requests': {'cpu': '250m', 'memory': '512Mi'}, 'limits': {'cpu': '1', 'memory': '1Gi'}}, "
+    "'securityContext': {'allowPrivilegeEscalation': False, 'readOnlyRootFilesystem': True, "
+    "'capabilities': {'drop': ['ALL']}}, 'volumeMounts': [{'name': 'models', 'mountPath': '/models', "
+    "'readOnly': True}, {'name': 'tmp', 'mountPath': '/tmp'}]}\n"
+    "pod spec: 'securityContext': {'runAsNonRoot': True, 'runAsUser': 1000, 'seccompProfile': "
+    "{'type': 'RuntimeDefault'}}, 'volumes': [{'name': 'models', 'persistentVolumeClaim': {'claimName': "
+    "'recsys-models', 'readOnly': True}}, {'name': 'tmp', 'emptyDir': {}}]",
 )
 print(yaml.safe_dump(model_server_deployment("localhost/recsys-workshop:0.1.0", 1), sort_keys=False))
 
@@ -780,9 +794,20 @@ def _check_canary():
 selfcheck.check(
     "5.2",
     _check_canary,
-    hint="Seven findings and one label: containerPort is an integer; the probe is readinessProbe (capital P); "
-    "replace the 'latest' tag; add resources.limits; run as runAsUser 1000 with runAsNonRoot true; and make "
-    "the template's labels carry the selector's app.kubernetes.io/name.",
+    hint="Read the findings one by one: the schema says which field has the wrong type or the wrong name "
+    "(names are case-sensitive), the policy says what a pod must declare (a pinned tag, limits as well as "
+    "requests, a non-root user). Fix one, run the checks again: the schema stops at its first error. Then "
+    "the one thing no offline check here sees: which labels does the selector look for, and which labels do "
+    "the pods carry?",
+    code_hint="fixed = copy.deepcopy(manifest); template = fixed['spec']['template']\n"
+    "template['metadata']['labels'] = dict(fixed['spec']['selector']['matchLabels'])\n"
+    "template['spec']['securityContext'].update({'runAsNonRoot': True, 'runAsUser': 1000})\n"
+    "container = template['spec']['containers'][0]\n"
+    "container['ports'][0]['containerPort'] = 8000  # an integer, not '8000'\n"
+    "container['readinessProbe'] = container.pop('readinessprobe')\n"
+    "container['image'] = container['image'].rsplit(':', 1)[0] + ':' + VERSIONS['WORKSHOP_IMAGE_TAG']\n"
+    "container['resources']['limits'] = {'cpu': '500m', 'memory': '512Mi'}\n"
+    "return fixed",
 )
 
 # %% [markdown]

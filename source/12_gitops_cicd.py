@@ -216,9 +216,18 @@ def _check_bump():
 selfcheck.check(
     "12.1",
     _check_bump,
-    hint="Deep-copy first; find the entry in bumped.setdefault('images', []) whose 'name' is "
-    "VERSIONS['WORKSHOP_IMAGE'] and set its 'newTag' (for ... else: append a new entry if the loop found none). "
-    "Check the tag with re.fullmatch before anything else.",
+    hint="A release is a one-line diff: change the newTag of the one images entry for the workshop's image "
+    "(matched by its name), add that entry only when the overlay has none, and leave every other key alone. "
+    "Work on a deep copy: a shallow copy shares the images list with the caller. Validate the tag first, "
+    "against the whole string (a match at the start only lets '0.2.0 beta' through), and refuse 'latest'.",
+    code_hint="if not re.fullmatch(r'[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}', version) or version == 'latest':\n"
+    "    raise ValueError(...)\n"
+    "bumped = copy.deepcopy(kustomization); images = bumped.setdefault('images', [])\n"
+    "for image in images:\n"
+    "    if image.get('name') == VERSIONS['WORKSHOP_IMAGE']: image['newTag'] = version; break\n"
+    "else:\n"
+    "    images.append({'name': VERSIONS['WORKSHOP_IMAGE'], 'newTag': version})\n"
+    "return bumped",
 )
 
 # %% [markdown]
@@ -422,8 +431,12 @@ def _check_sync_policy():
 selfcheck.check(
     "12.2",
     _check_sync_policy,
-    hint="Three keys: 'automated' (a dict with prune and selfHeal set to True), 'syncOptions' (a list of one "
-    "string) and 'retry' (limit, and a 'backoff' dict). Compare with the syncPolicy printed in section 4.",
+    hint="The sync policy says when Argo CD syncs (automated), what it may do on its own (prune what left git, "
+    "heal what drifted from it), how (sync options are 'Name=value' strings) and how it retries a failed sync "
+    "(a limit and an exponential backoff whose durations are strings like '10s'). Field names are camelCase, "
+    "exactly as Argo CD documents them; the syncPolicy printed in section 4 is a model.",
+    code_hint="return {'automated': {'prune': True, 'selfHeal': True}, 'syncOptions': ['PruneLast=true'], "
+    "'retry': {'limit': 5, 'backoff': {'duration': '10s', 'factor': 2, 'maxDuration': '3m'}}}",
 )
 
 # %% [markdown]

@@ -8,7 +8,8 @@ case, what was expected and what came back (``AssertionError`` with that message
 - :mod:`.tuning`: lab 07 (an Optuna objective and the matching Katib search space);
 - :mod:`.pipelines`: lab 08 (a KFP component and its wiring into the pipeline);
 - :mod:`.version_policy`: lab 09 (TF Serving's ``models.config``);
-- :mod:`.retrieval`: lab 09 (the index settings sweep and the choice against a recall floor).
+- :mod:`.retrieval`: lab 09 (the index settings sweep and the choice against a recall floor);
+- :mod:`.operations`: labs 08, 10 and 11 (feedback as ratings, Thompson sampling's arm, the SLO check).
 
 The labs import the modules other than :mod:`.basics` by name (``from recsys_workshop.labchecks import
 training``): each imports what its lab needs, nothing more.
