@@ -1,18 +1,19 @@
 """Training and evaluation at scale: the two-tower model on 1M, 5M and 20M synthetic ratings (issue #16).
 
-Protocol ``training-scale``, model ``two-tower``, datasets ``synthetic-1m``, ``synthetic-5m`` and
-``synthetic-20m`` (``--sizes``: the number of rows). For each size a child process (so that its peak memory
-is that size's alone):
+Protocol ``training-scale``, datasets ``synthetic-1m``, ``synthetic-5m`` and ``synthetic-20m`` (``--sizes``: the
+number of rows), model ``two-tower-<optimizer>``: ``two-tower-lazy-adam`` at every size, ``two-tower-adam``
+(Keras' own Adam) at ``--compare-sizes`` (1m and 5m: its dense step makes 20M rows cost about 40 minutes an
+epoch). For each size and optimizer a child process (so that its peak memory is that run's alone):
 
 1. generates the ratings with :func:`recsys_workshop.synthetic.interactions` (the MovieLens schema, seed 0,
    a long-tail film popularity and user activity, a user per 160 rows and an item per 365 rows as in
    ml-32m: 20M rows are 125,000 users x 54,795 films; no download);
 2. trains ``TwoTower(64)`` with :meth:`~recsys_workshop.models.two_tower.TwoTower.fit`, the same call the
-   labs and the training job make (in-batch softmax, ``--batch-size`` 1,024, Adam at 2e-3: ``--optimizer``,
-   ``--learning-rate``), on every row, no validation split, no early stopping, for ``--warmup-epochs`` (1)
-   then ``--epochs`` (1) epochs: only the latter are measured. The warm-up epoch holds TensorFlow's one-off
-   costs (tracing and optimising the training step, and the first touches of memory: 3 to 6 s measured on
-   2 shared cores, a fifth of a 1M-row epoch); ``--warmup-epochs 0`` halves the run and counts them in;
+   labs and the training job make (in-batch softmax, ``--batch-size`` 1,024, learning rate 2e-3), on every
+   row, no validation split, no early stopping, for ``--warmup-epochs`` (1) then ``--epochs`` (1) epochs:
+   only the latter are measured. The warm-up epoch holds TensorFlow's one-off costs (tracing and optimising
+   the training step, and the first touches of memory: 3 to 6 s measured on 2 shared cores, a fifth of a
+   1M-row epoch); ``--warmup-epochs 0`` halves the run and counts them in;
 3. evaluates: top-10 of ``--eval-users`` (10,000) users drawn with a fixed seed, seen films excluded
    (``recommend``, which scores users in blocks: never users x items at once).
 
@@ -27,16 +28,21 @@ The goal: time linear in the rows (the same work per row at every size), and mem
 the model and one batch pipeline: the examples are built once per fit and only reshuffled each epoch, and
 nothing is sized users x items. The chart ``bench/results/training-scale.png`` draws both against the rows
 with a straight line through the origin and the smallest size: points above the line grow faster than
-linearly. One known cost grows with the model, not the rows: Keras' Adam updates every row of the embedding
-tables at every step (dense moments), so a step costs more as users and films grow (``--optimizer sgd``
-updates only the rows of the batch: compare).
+linearly. Keras' Adam is such a point: it updates every row of the embedding tables and of both moments at
+every step (dense moments), so a step costs more as users and films grow and an epoch grows as rows x
+catalogue. The lazy Adam (:mod:`recsys_workshop.train.optimizers`) updates only the rows of the batch.
 
-    python -m bench.training_scale                          # 1m, 5m, 20m: about 45 minutes on 2 quiet cores
-    python -m bench.training_scale --sizes 1m --epochs 2    # one size: about a minute and a half
+What the lazy rule costs in quality is measured on real data, not on the synthetic ratings (which have no
+taste to learn beyond popularity): protocol ``msr-stratified-75`` (ml-100k, the split of ``bench/deep.py``,
+its two-tower settings: early stopping, 40 epochs at most), each optimizer, ``--quality-seeds`` (0 1 2):
+``ndcg@10``, ``precision@10``, ``recall@10`` and ``map`` (``--quality-seeds`` with no value skips it).
+
+    python -m bench.training_scale                          # everything: about 45 minutes on 2 quiet cores
+    python -m bench.training_scale --sizes 1m --optimizers lazy_adam --quality-seeds   # one run: about a minute
     python -m bench.training_scale --sizes 1m 5m --threads 2 --out /tmp/scale
 
-Writes ``bench/results/training-scale.json`` (records of other sizes already there are kept) and the chart,
-after each size.
+Writes ``bench/results/training-scale.json`` (records of other sizes and models already there are kept) and
+the chart, after each run.
 """
 
 from __future__ import annotations
@@ -52,9 +58,17 @@ from pathlib import Path
 
 from bench.common import RESULTS, Measurement, Results, parse_size, size_label
 
-PROTOCOL, MODEL, BENCHMARK = "training-scale", "two-tower", "training-scale"
-SIZES = ("1m", "5m", "20m")
+PROTOCOL, BENCHMARK = "training-scale", "training-scale"
+QUALITY_PROTOCOL, QUALITY_DATASET = "msr-stratified-75", "ml-100k"
+SIZES, COMPARE_SIZES = ("1m", "5m", "20m"), ("1m", "5m")
+OPTIMIZERS = ("lazy_adam", "adam")
 METRICS = ("epoch_seconds", "rows_per_second", "peak_mb", "data_mb", "eval_users_per_second")
+QUALITY_METRICS = ("map", "ndcg@10", "precision@10", "recall@10")
+
+
+def model_name(optimizer: str) -> str:
+    """The record's model: ``two-tower-lazy-adam``, ``two-tower-adam``, ..."""
+    return "two-tower-" + optimizer.replace("_", "-")
 
 
 # ------------------------------------------------------------------------------------ one size (child)
@@ -73,7 +87,8 @@ def _limit_threads(threads: int | None) -> None:
 
 
 def measure_size(n_rows: int, args: argparse.Namespace) -> dict:
-    """Generate, warm up, train and evaluate one size in this process; the values and the settings."""
+    """Generate, warm up, train and evaluate one size with ``args.optimizer`` in this process; the values and
+    the settings."""
     _limit_threads(args.threads)
     import numpy as np
     import psutil
@@ -135,30 +150,74 @@ def measure_size(n_rows: int, args: argparse.Namespace) -> dict:
     }
 
 
+# ------------------------------------------------------------------------------------ quality (real data)
+
+
+def measure_quality(optimizer: str, seeds: list[int], results: Results) -> None:
+    """Two-tower on ml-100k's ``msr-stratified-75`` split with ``optimizer``, one fit per seed, into
+    ``results`` (the settings of ``bench/deep.py``: the same model, split and training configuration)."""
+    import dataclasses
+
+    from bench import deep
+    from bench.common import measure
+    from recsys_workshop import data, metrics
+
+    ml = data.load(QUALITY_DATASET)
+    train, test = data.stratified_split(ml.ratings, 0.75, filter_by="item", seed=42)
+    for seed in seeds:
+        make, train_config = deep.implicit_models(ml, seed)["two-tower"]
+        with measure() as measurement:
+            model = deep.fit(make, dataclasses.replace(train_config, optimizer=optimizer), train)
+        row = metrics.evaluate(model, train, test, k=10, name=model_name(optimizer)).iloc[0]
+        values = {metric: row[metric] for metric in QUALITY_METRICS}
+        results.add(
+            QUALITY_PROTOCOL,
+            QUALITY_DATASET,
+            model_name(optimizer),
+            values,
+            seed=seed,
+            n=test.user_id.nunique(),
+            measurement=measurement,
+        )
+        print(f"  {model_name(optimizer)} seed {seed}: NDCG@10 {values['ndcg@10']:.4f}", flush=True)
+
+
 # ------------------------------------------------------------------------------------ records and chart
 
 
 def merge_records(path: Path, fresh: list[dict]) -> list[dict]:
-    """The records of ``path`` for other datasets, then ``fresh``, sorted by rows then metric."""
-    datasets = {r["dataset"] for r in fresh}
-    kept = [r for r in json.loads(path.read_text()) if r["dataset"] not in datasets] if path.exists() else []
-    return sorted(kept + fresh, key=lambda r: (parse_size(r["dataset"].removeprefix("synthetic-")), r["metric"]))
+    """The records of ``path`` for other (protocol, dataset, model), then ``fresh``; the scale records first,
+    by model, rows and metric."""
+    replaced = {(r["protocol"], r["dataset"], r["model"]) for r in fresh}
+    kept = []
+    if path.exists():
+        kept = [r for r in json.loads(path.read_text()) if (r["protocol"], r["dataset"], r["model"]) not in replaced]
+
+    def order(record: dict) -> tuple:
+        if record["protocol"] != PROTOCOL:
+            return (1, record["model"], 0, record["metric"])
+        return (0, record["model"], parse_size(record["dataset"].removeprefix("synthetic-")), record["metric"])
+
+    return sorted(kept + fresh, key=order)
 
 
-def _curve(records: list[dict], metric: str) -> tuple[list[int], list[float]]:
+def _curve(records: list[dict], model: str, metric: str) -> tuple[list[int], list[float]]:
     points = sorted(
         (parse_size(r["dataset"].removeprefix("synthetic-")), r["value"])
         for r in records
-        if r["protocol"] == PROTOCOL and r["model"] == MODEL and r["metric"] == metric
+        if r["protocol"] == PROTOCOL and r["model"] == model and r["metric"] == metric
     )
     return [n for n, _ in points], [v for _, v in points]
 
 
 def chart(records: list[dict], path: Path) -> Path:
-    """Seconds per epoch and peak memory against the rows, each with the straight line through the origin
-    and the smallest size (what linear growth would give)."""
+    """Seconds per epoch and peak memory against the rows, one line per optimizer, with the straight line
+    through the origin and the lazy Adam's smallest size (what linear growth would give)."""
     from matplotlib.figure import Figure
 
+    models = sorted(
+        {r["model"] for r in records if r["protocol"] == PROTOCOL}, key=lambda m: m != model_name(OPTIMIZERS[0])
+    )
     figure = Figure(figsize=(10, 4), layout="constrained")
     for axes, metric, label in zip(
         figure.subplots(1, 2),
@@ -166,18 +225,24 @@ def chart(records: list[dict], path: Path) -> Path:
         ("seconds per epoch", "peak resident memory (MB)"),
         strict=True,
     ):
-        x, y = _curve(records, metric)
-        if x:
-            axes.plot(x, y, "o-", label="two-tower, measured")
-            axes.plot([0, x[-1]], [0, y[0] * x[-1] / x[0]], "--", color="grey", label=f"linear from {size_label(x[0])}")
+        ticks: set[int] = set()
+        for number, model in enumerate(models):
+            x, y = _curve(records, model, metric)
+            if not x:
+                continue
+            ticks.update(x)
+            axes.plot(x, y, "o-", label=model)
+            if number == 0:
+                reference = f"linear from {size_label(x[0])}"
+                axes.plot([0, x[-1]], [0, y[0] * x[-1] / x[0]], "--", color="grey", label=reference)
             for n, v in zip(x, y, strict=True):
                 text = f"{v:,.0f}" if v >= 100 else f"{v:.3g}"
                 axes.annotate(text, (n, v), textcoords="offset points", xytext=(4, -12), fontsize="small")
-            axes.set_xticks(x, [size_label(n) for n in x])
-        if metric == "peak_mb":
-            data_x, data_y = _curve(records, "data_mb")
-            if data_x:
+            if metric == "peak_mb" and number == 0:
+                data_x, data_y = _curve(records, model, "data_mb")
                 axes.plot(data_x, data_y, "s:", label="before training (data + TensorFlow)")
+        if ticks:
+            axes.set_xticks(sorted(ticks), [size_label(n) for n in sorted(ticks)])
         axes.set(xlim=(0, None), ylim=(0, None), xlabel="rows of ratings", ylabel=label)
         axes.grid(True, alpha=0.3)
         axes.legend(fontsize="small")
@@ -187,30 +252,21 @@ def chart(records: list[dict], path: Path) -> Path:
     return path
 
 
-def record_size(label: str, outcome: dict, args: argparse.Namespace) -> list[dict]:
-    """The records of one size (through :class:`bench.common.Results`), each with the run's settings."""
+def record_size(label: str, optimizer: str, outcome: dict, args: argparse.Namespace) -> list[dict]:
+    """The records of one run (through :class:`bench.common.Results`), each with the run's settings."""
     results = Results(BENCHMARK)
     measurement = Measurement()
     measurement.seconds, measurement.peak_mb = outcome["seconds"], outcome["peak_mb"]
-    results.add(
-        PROTOCOL, f"synthetic-{label}", MODEL, outcome["values"], seed=args.seed, n=args.epochs, measurement=measurement
-    )
+    dataset, model = f"synthetic-{label}", model_name(optimizer)
+    results.add(PROTOCOL, dataset, model, outcome["values"], seed=args.seed, n=args.epochs, measurement=measurement)
     return [record | {"setup": outcome["setup"]} for record in results.records()]
 
 
-def run_child(label: str, args: argparse.Namespace, work: Path) -> dict:
-    """``measure_size`` in a fresh Python process: the values of one size."""
-    out = work / f"{label}.json"
-    command = [
-        sys.executable,
-        "-m",
-        "bench.training_scale",
-        "--child",
-        label,
-        "--child-out",
-        str(out),
-        *_shared_options(args),
-    ]
+def run_child(label: str, optimizer: str, args: argparse.Namespace, work: Path) -> dict:
+    """``measure_size`` in a fresh Python process: the values of one size with one optimizer."""
+    out = work / f"{label}-{optimizer}.json"
+    command = [sys.executable, "-m", "bench.training_scale", "--child", label, "--child-out", str(out)]
+    command += ["--optimizer", optimizer, *_shared_options(args)]
     subprocess.run(command, check=True, env=os.environ | {"TF_CPP_MIN_LOG_LEVEL": "3"})
     return json.loads(out.read_text())
 
@@ -223,8 +279,6 @@ def _shared_options(args: argparse.Namespace) -> list[str]:
         args.batch_size,
         "--learning-rate",
         args.learning_rate,
-        "--optimizer",
-        args.optimizer,
         "--factors",
         args.factors,
         "--eval-users",
@@ -239,14 +293,22 @@ def _shared_options(args: argparse.Namespace) -> list[str]:
     return [str(option) for option in options]
 
 
-def main(argv: list[str] | None = None) -> None:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    from recsys_workshop.train.optimizers import NAMES
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", nargs="+", default=list(SIZES), help="rows of each run, e.g. 1m 5m 20m")
+    parser.add_argument(
+        "--optimizers", nargs="+", choices=NAMES, default=list(OPTIMIZERS), help="the first runs every size"
+    )
+    parser.add_argument(
+        "--compare-sizes", nargs="*", default=list(COMPARE_SIZES), help="the sizes the other optimizers run at"
+    )
+    parser.add_argument("--quality-seeds", nargs="*", type=int, default=[0, 1, 2], help="none: no quality runs")
     parser.add_argument("--epochs", type=int, default=1, help="measured epochs (after the warm-up)")
     parser.add_argument("--threads", type=int, default=None, help="TensorFlow and BLAS threads (default: all)")
     parser.add_argument("--batch-size", type=int, default=1024)
     parser.add_argument("--learning-rate", type=float, default=2e-3)
-    parser.add_argument("--optimizer", choices=("adam", "adagrad", "sgd"), default="adam")
     parser.add_argument("--factors", type=int, default=64)
     parser.add_argument("--eval-users", type=int, default=10_000, help="users whose top-10 is computed")
     parser.add_argument("--warmup-epochs", type=int, default=1, help="unmeasured epochs first (tracing)")
@@ -254,25 +316,51 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=RESULTS, help="folder of the records and the chart")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--child-out", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--optimizer", choices=NAMES, help=argparse.SUPPRESS)  # a child's one optimizer
     args = parser.parse_args(argv)
     try:
-        sizes = sorted({parse_size(s) for s in args.sizes})
+        args.sizes = sorted({parse_size(s) for s in args.sizes})
+        args.compare_sizes = {parse_size(s) for s in args.compare_sizes}
     except ValueError as error:
         parser.error(str(error))
+    return args
+
+
+def runs(args: argparse.Namespace) -> list[tuple[int, str]]:
+    """(rows, optimizer) in the order they run: each size with the first optimizer, then the others at the
+    sizes of ``--compare-sizes``."""
+    first, *others = args.optimizers
+    chosen = [(n, first) for n in args.sizes]
+    return chosen + [(n, o) for o in others for n in args.sizes if n in args.compare_sizes]
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     if args.child:
         args.child_out.write_text(json.dumps(measure_size(parse_size(args.child), args)))
         return
     path = args.out / f"{BENCHMARK}.json"
+
+    def save(fresh: list[dict]) -> None:
+        records = merge_records(path, fresh)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(records, indent=1) + "\n")
+        chart(records, args.out / f"{BENCHMARK}.png")
+
     with tempfile.TemporaryDirectory(prefix="bench-training-scale-") as work:
-        for n_rows in sizes:
+        for n_rows, optimizer in runs(args):
             label = size_label(n_rows)
-            print(f"{PROTOCOL}: {n_rows:,} rows ({label}) ...", flush=True)
-            outcome = run_child(label, args, Path(work))
-            records = merge_records(path, record_size(label, outcome, args))
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(records, indent=1) + "\n")
-            chart(records, args.out / f"{BENCHMARK}.png")
+            print(f"{PROTOCOL}: {n_rows:,} rows ({label}), {optimizer} ...", flush=True)
+            outcome = run_child(label, optimizer, args, Path(work))
+            save(record_size(label, optimizer, outcome, args))
             print("  " + ", ".join(f"{k} {v:,.1f}" for k, v in outcome["values"].items()), flush=True)
+    if args.quality_seeds:
+        _limit_threads(args.threads)
+        results = Results(BENCHMARK)
+        for optimizer in args.optimizers:
+            print(f"{QUALITY_PROTOCOL} on {QUALITY_DATASET}: {optimizer}, seeds {args.quality_seeds} ...", flush=True)
+            measure_quality(optimizer, args.quality_seeds, results)
+        save(results.records())
     print("wrote", path, "and", args.out / f"{BENCHMARK}.png")
 
 

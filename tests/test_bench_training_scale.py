@@ -126,18 +126,45 @@ def test_training_builds_the_examples_once_per_fit_not_once_per_epoch(monkeypatc
 @pytest.mark.unit
 def test_a_run_of_one_size_keeps_the_records_of_the_others(tmp_path):
     path = tmp_path / "training-scale.json"
+    scale, lazy, adam = "training-scale", "two-tower-lazy-adam", "two-tower-adam"
     old = [
-        {"dataset": d, "metric": "epoch_seconds", "value": v}
-        for d, v in (("synthetic-20m", 9.0), ("synthetic-1m", 1.0))
+        {"protocol": scale, "dataset": d, "model": m, "metric": "epoch_seconds", "value": v}
+        for d, m, v in (("synthetic-20m", lazy, 9.0), ("synthetic-1m", lazy, 1.0), ("synthetic-1m", adam, 3.0))
     ]
+    quality = {"protocol": "msr-stratified-75", "dataset": "ml-100k", "model": adam, "metric": "ndcg@10"}
+    old.append(quality | {"value": 0.4})
     path.write_text(json.dumps(old))
-    fresh = [{"dataset": "synthetic-1m", "metric": m, "value": 2.0} for m in ("peak_mb", "epoch_seconds")]
-    merged = training_scale.merge_records(path, fresh)
-    assert [(r["dataset"], r["metric"], r["value"]) for r in merged] == [
-        ("synthetic-1m", "epoch_seconds", 2.0),  # the old 1m record is replaced, the 20m one kept
-        ("synthetic-1m", "peak_mb", 2.0),
-        ("synthetic-20m", "epoch_seconds", 9.0),
+    fresh = [
+        {"protocol": scale, "dataset": "synthetic-1m", "model": lazy, "metric": m, "value": 2.0}
+        for m in ("peak_mb", "epoch_seconds")
     ]
+    merged = training_scale.merge_records(path, fresh)
+    assert [(r["dataset"], r["model"], r["metric"], r["value"]) for r in merged] == [
+        ("synthetic-1m", adam, "epoch_seconds", 3.0),  # another optimizer's record at that size is kept
+        ("synthetic-1m", lazy, "epoch_seconds", 2.0),  # the old lazy 1m record is replaced, the 20m one kept
+        ("synthetic-1m", lazy, "peak_mb", 2.0),
+        ("synthetic-20m", lazy, "epoch_seconds", 9.0),
+        ("ml-100k", adam, "ndcg@10", 0.4),  # the quality records come last
+    ]
+
+
+@pytest.mark.unit
+def test_the_first_optimizer_runs_every_size_and_the_others_the_compare_sizes():
+    args = training_scale.parse_args(["--sizes", "20m", "1m", "5m", "--optimizers", "lazy_adam", "adam", "sgd"])
+    assert training_scale.runs(args) == [
+        (1_000_000, "lazy_adam"),
+        (5_000_000, "lazy_adam"),
+        (20_000_000, "lazy_adam"),
+        (1_000_000, "adam"),
+        (5_000_000, "adam"),
+        (1_000_000, "sgd"),
+        (5_000_000, "sgd"),
+    ]
+    args = training_scale.parse_args(["--sizes", "1m", "--optimizers", "adam", "--compare-sizes"])
+    assert training_scale.runs(args) == [(1_000_000, "adam")]
+    assert training_scale.model_name("lazy_adam") == "two-tower-lazy-adam"
+    with pytest.raises(SystemExit):
+        training_scale.parse_args(["--optimizers", "lazyadam"])
 
 
 @pytest.mark.unit
@@ -164,6 +191,12 @@ def test_the_benchmark_at_20k_rows_writes_its_records_and_chart(tmp_path):
         "100",
         "--threads",
         "2",
+        "--optimizers",
+        "lazy_adam",
+        "adam",
+        "--compare-sizes",
+        "20k",
+        "--quality-seeds",
         "--out",
         str(tmp_path),
     ]
@@ -171,15 +204,18 @@ def test_the_benchmark_at_20k_rows_writes_its_records_and_chart(tmp_path):
     result = subprocess.run(command, capture_output=True, text=True, cwd=REPO, env=env, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
 
-    records = json.loads((tmp_path / "training-scale.json").read_text())
+    every = json.loads((tmp_path / "training-scale.json").read_text())
+    assert {r["model"] for r in every} == {"two-tower-lazy-adam", "two-tower-adam"}
+    assert {r["setup"]["optimizer"] for r in every if r["model"] == "two-tower-adam"} == {"adam"}
+    records = [r for r in every if r["model"] == "two-tower-lazy-adam"]
     values = {r["metric"]: r["value"] for r in records}
     assert set(values) == set(training_scale.METRICS)
     for record in records:
-        assert (record["benchmark"], record["protocol"], record["dataset"], record["model"]) == (
+        assert (record["benchmark"], record["protocol"], record["dataset"], record["setup"]["optimizer"]) == (
             "training-scale",
             "training-scale",
             "synthetic-20k",
-            "two-tower",
+            "lazy_adam",
         )
         assert record["n"] == 1 and record["seeds"] == [0]
         assert record["peak_mb"] == pytest.approx(values["peak_mb"], abs=0.1)

@@ -28,8 +28,7 @@ import time
 import pandas as pd
 
 from recsys_workshop.data import random_split, validate_interactions
-
-OPTIMIZERS = {"adam": "Adam", "adagrad": "Adagrad", "sgd": "SGD"}
+from recsys_workshop.train import optimizers
 
 
 @dataclasses.dataclass
@@ -39,7 +38,7 @@ class TrainConfig:
     epochs: int = 20
     batch_size: int = 256
     learning_rate: float = 1e-3
-    optimizer: str = "adam"  # "adam", "adagrad" or "sgd"
+    optimizer: str = "adam"  # "adam", "lazy_adam" (sparse rows only: train.optimizers), "adagrad" or "sgd"
     seed: int = 42
     patience: int = 3  # epochs without validation improvement before stopping; 0 disables early stopping
     validation_fraction: float = 0.1  # carved from the training data when no validation set is given
@@ -50,8 +49,8 @@ class TrainConfig:
             raise ValueError("epochs and batch_size must be >= 1")
         if self.learning_rate <= 0:
             raise ValueError("learning_rate must be > 0")
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {self.optimizer!r}")
+        if self.optimizer not in optimizers.NAMES:
+            raise ValueError(f"optimizer must be one of {list(optimizers.NAMES)}, got {self.optimizer!r}")
         if not 0 <= self.validation_fraction < 1:
             raise ValueError("validation_fraction must be in [0, 1)")
 
@@ -91,7 +90,7 @@ def fit(
         )
 
     network = model.build()
-    optimizer = getattr(keras.optimizers, OPTIMIZERS[config.optimizer])(learning_rate=config.learning_rate)
+    optimizer = optimizers.make(config.optimizer, config.learning_rate)
     network.compile(optimizer=optimizer, loss=model.loss, metrics=model.metrics())
     batched = getattr(model, "resample_each_epoch", False) or getattr(model, "in_batch_targets", False)
     if batched:  # examples drawn anew each epoch (negatives) and/or targets that depend on the batch

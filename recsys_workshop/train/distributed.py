@@ -89,7 +89,7 @@ class _Loop:
         import keras
         import tensorflow as tf
 
-        from recsys_workshop.train import OPTIMIZERS
+        from recsys_workshop.train import optimizers
 
         self.strategy = strategy = strategy or tf.distribute.get_strategy()
         if share is None:
@@ -103,7 +103,7 @@ class _Loop:
 
         with strategy.scope():
             self.network = model.build()
-            self.optimizer = getattr(keras.optimizers, OPTIMIZERS[config.optimizer])(learning_rate=config.learning_rate)
+            self.optimizer = optimizers.make(config.optimizer, config.learning_rate)
             self.optimizer.build(self.network.trainable_variables)
         self.epoch_done = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
         self.train_epoch, self.predict = self._compile_steps()
