@@ -10,9 +10,9 @@ cluster, checked offline.
 - against a fake cluster (stand-in ``kubectl``, ``curl`` and Python wrappers answering as the real ones do) the
   smoke test runs its six steps in order and passes, and each kind of failure stops it with a clear message,
   the diagnostics and no port-forward left behind. Its generated overlay is built with the real
-  ``kubectl kustomize`` and validated against the Kubeflow CRDs. The pipeline step follows the run's gate: the
-  decision lines the fake run's pods log are the ones the pipeline's own compare step writes
-  (``pipelines.steps.step_compare``), and a refused candidate with an unchanged model server passes.
+  ``kubectl kustomize`` and validated against the Kubeflow CRDs. The pipeline step submits with ``force_push``
+  and reports the run's gate: the decision lines the fake run's pods log are the ones the pipeline's own compare
+  step writes (``pipelines.steps.step_compare``), and a refused candidate must still reach the model server.
 """
 
 from __future__ import annotations
@@ -428,6 +428,9 @@ def test_the_pipeline_submission_calls_what_exists():
     assert "= sys.argv[1:8]" in code and '"${OUT}/pipeline-run-id" <<<"${KFP_SUBMIT}"' in step.read_text()
     assert "'" not in code, "KFP_SUBMIT is a single-quoted bash string"
     assert {"job_config", "namespace", "core_api"} <= set(inspect.signature(pipelines.cluster_arguments).parameters)
+    # the extra parameter it passes is one the compiled pipeline takes
+    assert "force_push=True" in code
+    assert "force_push" in inspect.signature(pipelines.training_pipeline.pipeline_func).parameters
     assert issubclass(pipelines.ClusterNotReady, Exception)
     create = inspect.signature(kfp.Client.create_run_from_pipeline_package).parameters
     assert {"pipeline_file", "arguments", "run_name", "experiment_name", "enable_caching"} <= set(create)
@@ -510,6 +513,7 @@ case "$1 $2" in
   "- "*)  # the KFP submission: read from standard input, as the real one is; writes the run id to its 8th argument
     script="$(cat)"
     [[ "$script" == *"pipelines.cluster_arguments("* && "$script" == *"kfp.Client(host=host)"* ]] || exit 3
+    [[ "$script" == *"force_push=True"* ]] || { echo "submitted without force_push" >&2; exit 4; }
     echo fake-run-1 > "$8"
     echo "run fake-run-1: SUCCEEDED"
     [[ "${FAKE_PUSH:-1}" == 1 ]] && touch "$FAKE_DIR/pushed"
@@ -665,13 +669,13 @@ def test_against_a_fake_cluster_every_step_passes_on_valid_manifests(fake_cluste
         ({"items": "3"}, [], "3/6 api", "expected 10 recommendations", "deployment/recsys-api"),
         ({"load_status": "1"}, [], "4/6 load", "missed the SLO", "deployment/recsys-api"),
         ({"trials": "1"}, [], "5/6 tuning", "1 successful trials, expected 2", "experiment/recsys-tune"),
-        ({"push": "0"}, [], "6/6 pipeline", "let the candidate through (candidate ndcg@10 0.3000 vs deployed "
-         "v3 0.2000: better), but the model server in recsys holds no new active version",
+        ({"push": "0"}, [], "6/6 pipeline", "(the gate decided: candidate ndcg@10 0.3000 vs deployed v3 0.2000: "
+         "better), but the model server in recsys holds no new active version", "inferenceservice/recsys-model"),
+        ({"push": "0", "gate": "nothing deployed"}, [], "6/6 pipeline", "nothing deployed yet), but the model server",
          "inferenceservice/recsys-model"),
-        ({"push": "0", "gate": "nothing deployed"}, [], "6/6 pipeline", "(nothing deployed yet), but the model server",
-         "inferenceservice/recsys-model"),
-        ({"gate": "not better"}, [], "6/6 pipeline", "the gate refused the candidate (candidate ndcg@10 0.2000 vs "
-         "deployed v3 0.3000: not better), yet the model server holds a new version", "inferenceservice/recsys-model"),
+        ({"push": "0", "gate": "not better"}, [], "6/6 pipeline", "submitted with force_push (the gate decided: "
+         "candidate ndcg@10 0.2000 vs deployed v3 0.3000: not better), but the model server in recsys holds no new "
+         "active version", "inferenceservice/recsys-model"),
         ({"gate": None}, [], "6/6 pipeline", "but the gate's decision", None),
         ({"pipeline_image": "ghcr.io/recsys-workshop/recsys-workshop:0.1.0"}, [], "6/6 pipeline",
          "the pipeline's steps run ghcr.io/recsys-workshop/recsys-workshop:0.1.0, not the workshop image", None),
@@ -696,17 +700,17 @@ def test_each_failure_stops_with_a_message_and_the_diagnostics(fake_cluster, fak
 
 @pytest.mark.slow
 @pytest.mark.parametrize("gate", ["not better", "a tie"])
-def test_a_candidate_the_gate_refuses_passes_when_the_model_server_is_unchanged(fake_cluster, gate):
-    """Issue 14: a run whose gate keeps the deployed model is a correct run, not a failed smoke test."""
-    result, calls, out = fake_cluster("--image", KIND_IMAGE, gate=gate, push="0")
+def test_a_candidate_the_gate_refuses_is_pushed_by_force_push_and_checked(fake_cluster, gate):
+    """Issue 14: the smoke test must see a push on every run, so it submits with force_push; the gate's refusal is
+    reported as overridden, and the pushed version must serve."""
+    result, calls, out = fake_cluster("--image", KIND_IMAGE, gate=gate)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     decision = compare_line(*GATES[gate])
     assert decision.endswith(": not better")
-    assert f"The gate decided: {decision} -> keep the deployed model" in result.stdout
-    assert "nothing pushed, as it should be" in result.stdout and "Smoke test passed" in result.stdout
+    assert f"The gate decided: {decision} -> keep the deployed model, overridden by force_push" in result.stdout
+    assert "The run pushed version 2" in result.stdout and "Smoke test passed" in result.stdout
     submit = next(i for i, c in enumerate(calls) if c.startswith("python - "))
-    assert sum(c.endswith("/v1/models/recsys/versions") for c in calls[submit:]) == 1, "the versions, after the run"
-    assert not any(c.endswith(":predict") for c in calls[submit:]), "no new version to ask"
+    assert any("x-model-version: 2" in c and c.endswith(":predict") for c in calls[submit:])
     assert not port_forwards_left(out)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from types import SimpleNamespace
 
 import pandas as pd
@@ -80,6 +81,14 @@ def test_the_pipeline_compiles_to_kfp_v2_yaml(tmp_path):
     assert outputs["model"]["artifactType"]["schemaTitle"] == "system.Model"
     images = {e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values()}
     assert images == {pipelines.IMAGE}
+    # force_push: off unless a run asks for it, and it reaches the push step (and only the push step)
+    assert spec["root"]["inputDefinitions"]["parameters"]["force_push"] == {
+        "defaultValue": False,
+        "isOptional": True,
+        "parameterType": "BOOLEAN",
+    }
+    assert tasks["push-model"]["inputs"]["parameters"]["force"] == {"componentInputParameter": "force_push"}
+    assert [t for t, body in tasks.items() if "force_push" in json.dumps(body)] == ["push-model"]
 
 
 def test_the_compiled_pipeline_takes_the_feedback_database_as_a_parameter(tmp_path):
@@ -385,6 +394,18 @@ def test_a_model_that_is_not_better_is_refused(deployed, tmp_path):
     assert (run / "push-model").is_dir() or "push-model" in (tmp_path / "log").read_text()
     out = (tmp_path / "log").read_text()
     assert "not better" in out and "nothing pushed" in out
+
+
+def test_force_push_pushes_a_model_the_gate_refuses_and_says_so(deployed, tmp_path):
+    models = tmp_path / "deployed"
+    shutil.copytree(deployed / "deployed", models)  # version 1, as the module's first run left it
+    pipelines.run_local(
+        tmp_path / "runs", models, job_config=WORSE_JOB, force_push=True, log_path=tmp_path / "log"
+    )
+    out = (tmp_path / "log").read_text()
+    assert "not better" in out and "force_push is set: pushing it anyway" in out
+    assert list_versions(models) == [1, 2], "force_push overrides the gate"
+    assert load_metadata(models / "2")["metrics"]["ndcg@10"] < load_metadata(models / "1")["metrics"]["ndcg@10"]
 
 
 def test_bad_data_stops_the_run_with_a_readable_report(deployed, tmp_path):

@@ -1,16 +1,16 @@
 # shellcheck shell=bash
-# Step 6 of cluster-setup/smoke (sourced by it): a Kubeflow Pipelines run completes, and the model server ends as
-# the run's gate decided.
+# Step 6 of cluster-setup/smoke (sourced by it): a Kubeflow Pipelines run completes and pushes a new version that
+# the model server serves.
 #
 # Kubeflow Pipelines standalone runs the pipeline in namespace kubeflow, where the model volume of the workshop's
 # namespace cannot be mounted: its compare and push steps use the model server's admin API instead (download the
 # deployed version, upload the candidate, activate it; cluster-setup/README.md, "Storage").
 #
 # The gate (pipelines.steps.is_better) pushes only a candidate that beats the deployed model on this run's test
-# split, and a run whose candidate is not better is a correct run: so the step does not require a push. It reads
-# the gate's decision from the log of the run's compare step and checks that the model server agrees with it: a
-# candidate let through is a new version, active, that answers; a candidate refused leaves the versions as they
-# were. The pipeline has no parameter that forces a push (see cluster-setup/README.md, "The smoke test").
+# split, and the run's candidate may or may not beat the model of step 1: so the step submits the run with the
+# pipeline's force_push=true (the push step overrides a refusal and says so in its log), and every run must push.
+# It reads the gate's decision from the log of the run's compare step and reports it, then checks the push: a new
+# version, active, that answers.
 set -Eeuo pipefail
 
 # Submit the compiled pipeline the way lab 08 does (pipelines.cluster_arguments: deployed_dir is the model
@@ -28,7 +28,9 @@ from recsys_workshop import pipelines
 host, package, job_config, context, namespace, timeout, run_id_file = sys.argv[1:8]
 core = k8s.CoreV1Api(k8s_config.new_client_from_config(context=context))
 try:
-    arguments = pipelines.cluster_arguments(open(job_config, encoding="utf-8").read(), namespace=namespace, core_api=core)
+    arguments = pipelines.cluster_arguments(
+        open(job_config, encoding="utf-8").read(), namespace=namespace, core_api=core, force_push=True
+    )
 except pipelines.ClusterNotReady as reason:
     sys.exit(f"not submitted: {reason}")
 print("arguments:", {key: value for key, value in arguments.items() if key != "job_config"}, flush=True)
@@ -53,7 +55,7 @@ GATE_LINE='^(nothing deployed yet|candidate ndcg@[0-9]+ [0-9.]+ vs deployed v[^ 
 # The label Kubeflow Pipelines puts on every pod of a run.
 KFP_RUN_LABEL="pipeline/runid"
 RUN_ID=""
-GATE=""        # push (the candidate is better, or nothing was deployed) or keep (not better)
+GATE=""        # push (the candidate is better, or nothing was deployed) or keep (not better: force_push pushes it)
 GATE_REASON="" # the compare step's line
 
 # The pipeline compiled with every step on the workshop image the cluster has.
@@ -113,12 +115,13 @@ read_gate_decision() {
 '... : not better' or 'nothing deployed yet') is in no log of its pods: ${OUT#"${REPO_ROOT}/"}/pipeline-run.log."
   fi
   [[ "${GATE_REASON}" != *": not better" ]] || GATE=keep
-  note "The gate decided: ${GATE_REASON} -> $([[ "${GATE}" == push ]] && echo push || echo "keep the deployed model")."
+  note "The gate decided: ${GATE_REASON} -> $([[ "${GATE}" == push ]] && echo push || echo "keep the deployed model, \
+overridden by force_push")."
 }
 
 step_pipeline() {
   local before latest active url
-  step "6/6 pipeline" "a Kubeflow Pipelines run completes; the model server in ${NAMESPACE} ends as its gate decided"
+  step "6/6 pipeline" "a Kubeflow Pipelines run completes and pushes a version the model server in ${NAMESPACE} serves"
   dump_kfp_on_failure 1
   compile_for_smoke
   admin_token
@@ -131,20 +134,11 @@ step_pipeline() {
   model_versions "${url}" "the model server's versions after the run"
   latest="${VERSIONS_SEEN%% *}"
   active="${VERSIONS_SEEN##* }"
-  if [[ "${DRY_RUN}" == 0 && "${GATE}" == keep ]]; then
-    stop_port_forwards
-    ((latest == before)) || fail_step "the gate refused the candidate (${GATE_REASON}), yet the model server \
-holds a new version (latest ${before} before the run, now ${latest}): the push step ignored the gate." \
-      "inferenceservice/${ISVC}"
-    dump_kfp_on_failure 0
-    note "The gate kept the deployed model (latest version still ${latest}): nothing pushed, as it should be."
-    note "This run did not exercise the push: the candidate was not better (cluster-setup/README.md, \"The smoke test\")."
-    return 0
-  fi
   if [[ "${DRY_RUN}" == 0 ]] && ! ((latest > before && active == latest)); then
-    fail_step "the gate let the candidate through (${GATE_REASON}), but the model server in ${NAMESPACE} holds no \
-new active version (latest ${before} before the run, now latest ${latest}, active ${active}): the push did not reach \
-it (see the push-model pod's log in ${OUT#"${REPO_ROOT}/"}/pipeline-run.log)." "inferenceservice/${ISVC}"
+    fail_step "the run was submitted with force_push (the gate decided: ${GATE_REASON}), but the model server in \
+${NAMESPACE} holds no new active version (latest ${before} before the run, now latest ${latest}, active ${active}): \
+the push did not reach it (see the push-model pod's log in ${OUT#"${REPO_ROOT}/"}/pipeline-run.log)." \
+      "inferenceservice/${ISVC}"
   fi
   http POST "${url}:predict" -H 'content-type: application/json' -H "x-model-version: ${active}" \
     --data "{\"instances\": [{\"user_id\": ${SMOKE_USER_ID}, \"k\": 10}]}"

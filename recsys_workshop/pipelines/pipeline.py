@@ -1,7 +1,7 @@
 """The continuous-training pipeline: the components of :mod:`.components` wired by their artifacts.
 
     ingest -> validate -> split (+ leakage check) -> train -> evaluate -> compare with the deployed
-    model -> push a new version (only if it is better)
+    model -> push a new version (only if it is better, or when ``force_push`` overrides the gate)
 
 :func:`compile_pipeline` writes it as KFP v2 YAML for Kubeflow Pipelines; :func:`recsys_workshop.
 pipelines.local.run_local` runs it on this machine.
@@ -15,6 +15,10 @@ never from a pipeline parameter (parameters are stored and shown in the Kubeflow
 compiled YAML asks for it with the ``kfp-kubernetes`` extension (``kubernetes.use_secret_as_env``, marked
 optional: a cluster without the Secret still runs the pipeline without feedback); the local runner
 ignores that platform setting.
+
+``force_push`` (default false) pushes the candidate even when the gate refuses it, and the push step's log
+says so: an operator's override, used by ``cluster-setup/smoke``, which must see a push reach the model
+server on every run, not only when the candidate happens to beat the model the training job deployed.
 
 The model store on a cluster. The compare step reads the deployed version from ``deployed_dir`` and the push
 step adds the next one there. Locally ``deployed_dir`` is a folder of this machine. On a cluster it is the
@@ -70,6 +74,7 @@ def training_pipeline(
     k: int = 10,
     min_improvement: float = 0.0,
     feedback_db: str = "",
+    force_push: bool = False,
 ):
     ingested = ingest(dataset=dataset, ratings_csv=ratings_csv, feedback_db=feedback_db)
     kubernetes.use_secret_as_env(  # on a cluster, feedback_db="env" reads the database URL from the Secret
@@ -98,6 +103,7 @@ def training_pipeline(
         metrics=evaluated.outputs["metrics"],
         deployed_dir=deployed_dir,
         better=compared.output,
+        force=force_push,  # push even a candidate the gate refused (the cluster smoke test does)
     )
     for task in (compared, pushed):  # on a cluster: the model server's admin token, for its archive routes
         kubernetes.use_secret_as_env(
