@@ -335,7 +335,9 @@ print(kube.APPLICATION_FILE.read_text())
 # - the finalizer: deleting the Application deletes what it deployed (`cluster-setup/argocd/down`).
 #
 # `kube.render_application` fills in your fork, the revision and the overlay; it refuses the
-# placeholder. The Argo CD CRD is not among the schemas this repository validates against offline, so
+# placeholder. On GKE your fork's overlay names the `PROJECT_ID` placeholder (Git never carries your
+# project id), so the Application also gets the image `cluster-setup/image --target gke` recorded, as a
+# kustomize override (`spec.source.kustomize.images`, name only: a tag bumped in Git still applies). The Argo CD CRD is not among the schemas this repository validates against offline, so
 # `kube.validate_application` checks what the workshop relies on, explicitly: required fields, no
 # unknown fields, automated sync with prune and self-heal, and a source path that exists in this repository
 # and builds with kustomize. What a typo does is decided by the API server, not by Argo CD (as lab 05 showed

@@ -22,6 +22,7 @@ import yaml
 from tool_stub import STUB
 
 from recsys_workshop import kube
+from recsys_workshop.kube import manifests as kube_manifests
 
 REPO = Path(__file__).resolve().parents[1]
 SETUP = REPO / "cluster-setup"
@@ -204,7 +205,9 @@ def printed_application(stdout: str) -> dict:
 
 
 @pytest.mark.parametrize("overlay, revision", [("kind", "main"), ("gke", "v0.2.0")])
-def test_up_applies_the_application_the_library_renders(tmp_path, overlay, revision):
+def test_up_applies_the_application_the_library_renders(tmp_path, monkeypatch, overlay, revision):
+    # (with nothing recorded: a recorded GKE image is patched in after the apply, see test_cluster_setup.py)
+    monkeypatch.setattr(kube_manifests, "LOCAL_GKE_OVERLAY", tmp_path / "nothing-recorded")
     result, _ = run_script(tmp_path, "argocd/up", "--dry-run", "--repo-url", FORK, "--overlay", overlay,
                            "--revision", revision)
     assert result.returncode == 0, result.stderr
@@ -332,7 +335,8 @@ def test_the_application_is_the_one_on_the_slide():
     assert slide["spec"]["syncPolicy"]["automated"] == app["spec"]["syncPolicy"]["automated"]
 
 
-def test_render_application_points_at_the_fork_and_leaves_the_file_alone():
+def test_render_application_points_at_the_fork_and_leaves_the_file_alone(monkeypatch, tmp_path):
+    monkeypatch.setattr(kube_manifests, "LOCAL_GKE_OVERLAY", tmp_path / "nothing-recorded")
     text = kube.APPLICATION_FILE.read_text()
     app = kube.render_application(FORK, revision="release-1", overlay="gke")
     assert app["spec"]["source"] == {"repoURL": FORK, "targetRevision": "release-1",
@@ -341,6 +345,20 @@ def test_render_application_points_at_the_fork_and_leaves_the_file_alone():
     assert kube.APPLICATION_FILE.read_text() == text
     for url in ("git@github.com:alice/recsys-workshop.git", "ssh://git@gitlab.com/alice/recsys.git"):
         assert kube.repo_url_problem(url) is None and kube.render_application(url)
+
+
+def test_render_application_gives_gke_the_recorded_image_as_argocd_up_does(monkeypatch, tmp_path):
+    """Issue 14: lab 12 creating the Application on GKE must not deploy the PROJECT_ID placeholder."""
+    monkeypatch.setattr(kube_manifests, "LOCAL_GKE_OVERLAY", tmp_path)
+    name = "europe-west1-docker.pkg.dev/class-42/recsys-workshop/recsys-workshop"
+    (tmp_path / "kustomization.yaml").write_text(
+        f"resources: [../../manifests/overlays/gke]\nimages:\n- name: x\n  newName: {name}\n"
+    )
+    placeholder = kube.overlay_image("gke").rsplit(":", 1)[0]
+    app = kube.render_application(FORK, overlay="gke")
+    assert app["spec"]["source"]["kustomize"] == {"images": [f"{placeholder}={name}"]}
+    assert kube.validate_application(app) == []
+    assert "kustomize" not in kube.render_application(FORK, overlay="kind")["spec"]["source"], "kind: no override"
 
 
 @pytest.mark.parametrize(

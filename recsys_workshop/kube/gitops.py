@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from recsys_workshop.kube import manifests
 from recsys_workshop.kube.manifests import (
     OVERLAYS,
     Finding,
@@ -21,7 +22,9 @@ from recsys_workshop.kube.manifests import (
     KustomizeError,
     Manifest,
     kustomize_build,
+    overlay_image,
     resource_id,
+    split_image,
 )
 from recsys_workshop.paths import CLUSTER_SETUP_DIR, MANIFESTS_DIR, REPO_ROOT
 
@@ -93,6 +96,11 @@ def render_application(
 ) -> Manifest:
     """The Application pointed at a fork: ``repo_url`` at ``revision``, syncing ``overlays/<overlay>``.
 
+    On GKE the fork's overlay names the ``PROJECT_ID`` placeholder (Git never carries your project id): when
+    ``cluster-setup/image --target gke`` has recorded your project's image on this machine, the Application
+    gets it as a kustomize image override (``spec.source.kustomize.images``, the name only, so a tag bump in
+    Git still applies), as ``cluster-setup/argocd/up`` patches it in.
+
     Raises ``ValueError`` for the placeholder, a URL Argo CD cannot clone, a malformed revision or an
     unknown overlay. ``cluster-setup/argocd/up`` renders the same document (a test checks they agree)."""
     problem = repo_url_problem(repo_url)
@@ -107,6 +115,10 @@ def render_application(
     source["repoURL"] = repo_url
     source["targetRevision"] = revision
     source["path"] = (MANIFESTS_DIR / "overlays" / overlay).relative_to(REPO_ROOT).as_posix()
+    recorded = manifests.recorded_gke_image() if overlay == "gke" else None
+    if recorded:
+        committed = split_image(overlay_image("gke"))[0]
+        source["kustomize"] = {"images": [f"{committed}={split_image(recorded)[0]}"]}
     return app
 
 
