@@ -9,6 +9,7 @@
 #   make install     create .venv from the pinned lock files (every other target does this first)
 #   make labs        rebuild labs/ and solutions/ from source/
 #   make check-labs  fail if labs/ or solutions/ drifted from source/
+#   make html        the solutions executed at CI size, one HTML page each: artifacts/html/index.html
 #   make slides      build the instructor deck, slides/build/deck.html (SLIDES_ARGS=--pdf: also deck.pdf)
 #   make lint        ruff on the package, tests, benchmarks and tools
 #   make lock        re-resolve requirements/direct.txt into requirements/lock.txt
@@ -38,7 +39,7 @@ LAB_ARGS ?=
 # JupyterLab refuses to start as root (common in containers) unless told to.
 ROOT_FLAG := $(shell [ "$$(id -u)" = 0 ] && echo --allow-root)
 
-.PHONY: help install workshop test test-fast check-labs labs lab slides lint lock clean
+.PHONY: help install workshop test test-fast check-labs labs lab html slides lint lock clean
 
 help:
 	@sed -n '2,/^SHELL/{/^SHELL/d;s/^# \{0,1\}//p}' $(MAKEFILE_LIST)
@@ -72,6 +73,9 @@ check-labs: $(STAMP)
 
 labs: $(STAMP)
 	$(BIN)/python -m tools.labbuild
+
+html: $(STAMP)
+	$(BIN)/python -m recsys_workshop html --scale ci
 
 slides: $(STAMP)
 	$(BIN)/python slides/build.py $(SLIDES_ARGS)

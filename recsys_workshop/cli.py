@@ -5,6 +5,8 @@ reference models, runs the continuous-training pipeline with the KFP local runne
 ``artifacts/models/recsys``), starts the serving stack on it (model server + API on loopback),
 queries it and stops it, then executes every solution notebook in order (at the scale chosen by
 ``--scale``) and prints a summary.
+``python -m recsys_workshop html`` executes the solution notebooks (CI size by default) and renders each
+as an HTML page, with an index, to read a lab's results ahead (``make html``).
 ``python -m recsys_workshop data`` only fetches and verifies the data sets and the Kubeflow CRDs.
 """
 
@@ -191,6 +193,26 @@ def _run(args: argparse.Namespace) -> int:
     return _summary(results, started, args)
 
 
+def _html(args: argparse.Namespace) -> int:
+    """Execute the solutions (CI size by default) and write one HTML page per lab and an index."""
+    from recsys_workshop import notebook_runner
+
+    out = Path(args.output)
+    print(f"== Solutions, executed at WORKSHOP_SCALE={args.scale} and rendered as HTML in {out}/ ==")
+    notebooks = _lab_notebooks(REPO / "solutions", args.only)
+    results = notebook_runner.run_notebooks(
+        notebooks, out / "notebooks", scale=args.scale, timeout=args.timeout, say=_announce
+    )
+    for result in results:  # a failed lab is rendered too: executed up to its error, which the page shows
+        notebook_runner.render_html(out / "notebooks" / result.notebook, out / f"{Path(result.notebook).stem}.html")
+    index = notebook_runner.write_index(results, out, scale=args.scale)
+    failed = [r.notebook for r in results if r.status != "ok"]
+    print(f"  open {index}")
+    if failed:
+        print(f"  FAILED: {', '.join(failed)} (see {out / 'notebooks' / 'logs'}/)")
+    return 1 if failed else 0
+
+
 def _crds() -> Path:
     """The Kubeflow CRDs labs 05-12 validate against ($KUBEFLOW_CRDS_DIR, or downloaded and verified)."""
     from recsys_workshop.kube import crds
@@ -225,6 +247,12 @@ def main(argv: list[str] | None = None) -> int:
         "--artifacts", default=str(paths.ARTIFACTS_DIR), help="pipeline runs and the deployed models/recsys go here"
     )
     run.set_defaults(func=_run)
+    render = sub.add_parser("html", help="the solutions executed and rendered as HTML, to read ahead (make html)")
+    render.add_argument("--scale", choices=("full", "ci"), default="ci")
+    render.add_argument("--only", nargs="*", help="lab number prefixes to render, e.g. 00 02")
+    render.add_argument("--output", default=str(paths.ARTIFACTS_DIR / "html"))
+    render.add_argument("--timeout", type=int, default=1800, help="seconds per cell")
+    render.set_defaults(func=_html)
     fetch = sub.add_parser("data", help="download (or find) and verify the data sets and the Kubeflow CRDs")
     fetch.add_argument("names", nargs="*", default=list(DEFAULT_DATASETS))
     fetch.set_defaults(func=_data)

@@ -1,6 +1,7 @@
 """Execute lab notebooks one by one, quietly, and say in one line why one failed and what to do.
 
-Used by the main job (``python -m recsys_workshop run``). Each notebook runs in a fresh kernel whose own
+Used by the main job (``python -m recsys_workshop run``) and by ``python -m recsys_workshop html`` (the
+solutions executed and rendered as HTML, for reading ahead). Each notebook runs in a fresh kernel whose own
 output (TensorFlow's start-up chatter, the kernel's transport warning) goes to a log file beside the
 executed notebook instead of the terminal; a failure is reduced to its exception and one line of advice,
 and its full traceback (without colour codes) is written to ``<notebook>.error.txt``.
@@ -9,13 +10,15 @@ and its full traceback (without colour codes) is written to ``<notebook>.error.t
 from __future__ import annotations
 
 import dataclasses
+import html
 import os
 import re
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-__all__ = ["LabResult", "describe_failure", "run_notebooks", "strip_ansi"]
+__all__ = ["LabResult", "describe_failure", "render_html", "run_notebooks", "strip_ansi", "write_index"]
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
@@ -111,3 +114,48 @@ def run_notebooks(
             say(f"        reason: {result.reason}\n        fix:    {result.fix}")
         results.append(result)
     return results
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file in the same folder: never a half file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def render_html(notebook: Path, html_path: Path) -> Path:
+    """An executed notebook as one HTML page (nbconvert's JupyterLab template, outputs and all)."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    body, _ = HTMLExporter(template_name="lab").from_notebook_node(nbformat.read(notebook, as_version=4))
+    _write_atomically(html_path, body)
+    return html_path
+
+
+def write_index(results: Sequence[LabResult], out_dir: Path, *, scale: str) -> Path:
+    """``index.html`` of the renderings: each lab, whether it ran to the end, and how long it took."""
+    rows = "\n".join(
+        f'<tr><td><a href="{html.escape(Path(r.notebook).stem)}.html">{html.escape(Path(r.notebook).stem)}</a></td>'
+        f"<td>{html.escape(r.status)}</td><td>{r.seconds:.0f} s</td>"
+        f"<td>{html.escape(r.reason) if r.status != 'ok' else ''}</td></tr>"
+        for r in results
+    )
+    page = (
+        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
+        "<title>Deep-Learning Recommenders in Production: the solutions, executed</title></head><body>\n"
+        f"<h1>The solutions, executed at WORKSHOP_SCALE={html.escape(scale)}</h1>\n"
+        "<p>Each page is a solution notebook run top to bottom by <code>python -m recsys_workshop html</code>: "
+        "read a lab's results before you run it. The times are this machine's.</p>\n"
+        "<table><thead><tr><th>lab</th><th>status</th><th>run time</th><th>why it stopped</th></tr></thead>"
+        f"<tbody>\n{rows}\n</tbody></table>\n</body></html>\n"
+    )
+    path = out_dir / "index.html"
+    _write_atomically(path, page)
+    return path

@@ -54,3 +54,30 @@ def test_a_failure_without_advice_points_at_the_full_error(tmp_path):
     reason, fix = notebook_runner.describe_failure(Boom("\x1b[31mred\x1b[0m and long " + "x" * 400), tmp_path / "e.txt")
     assert reason.startswith("Boom: red and long") and len(reason) <= 300 and "\x1b" not in reason
     assert fix == f"see the full error in {tmp_path / 'e.txt'}"
+
+
+def test_html_renders_every_solution_run_and_indexes_it(tmp_path, monkeypatch):
+    """`python -m recsys_workshop html`: executed pages to read ahead, a failed lab rendered up to its error."""
+    from recsys_workshop import cli
+
+    solutions = tmp_path / "solutions"
+    solutions.mkdir()
+    _notebook(solutions / "00_fine.ipynb", "print('the answer is', 6 * 7)")
+    _notebook(solutions / "01_broken.ipynb", "print('before')", "1 / 0", "print('after')")
+    _notebook(solutions / "02_skipped.ipynb", "print('not asked for')")
+    monkeypatch.setattr(cli, "REPO", tmp_path)
+    out = tmp_path / "html"
+    status = cli.main(["html", "--only", "00", "01", "--output", str(out), "--timeout", "120"])
+    assert status == 1, "a failed lab fails the command"
+    fine = (out / "00_fine.html").read_text()
+    assert "the answer is 42" in fine and fine.lstrip().lower().startswith("<!doctype html>")
+    broken = (out / "01_broken.html").read_text()
+    assert "before" in broken and "ZeroDivisionError" in broken
+    executed = nbformat.read(out / "notebooks" / "01_broken.ipynb", as_version=4)
+    assert executed.cells[0].outputs and not executed.cells[2].outputs, "rendered as far as it ran, no further"
+    assert not (out / "02_skipped.html").exists()
+    index = (out / "index.html").read_text()
+    assert '<a href="00_fine.html">00_fine</a></td><td>ok</td>' in index
+    assert '<a href="01_broken.html">01_broken</a></td><td>failed</td>' in index and "ZeroDivisionError" in index
+    assert "WORKSHOP_SCALE=ci" in index
+    assert not list(out.glob(".*.tmp")), "no half-written page is left behind"
