@@ -231,16 +231,17 @@ def chart(records: list[dict], path: Path) -> Path:
             if not x:
                 continue
             ticks.update(x)
-            axes.plot(x, y, "o-", label=model)
+            axes.plot(x, y, "o-", color=f"C{number}", label=model)
             if number == 0:
                 reference = f"linear from {size_label(x[0])}"
                 axes.plot([0, x[-1]], [0, y[0] * x[-1] / x[0]], "--", color="grey", label=reference)
-            for n, v in zip(x, y, strict=True):
+            for n, v in zip(x, y, strict=True):  # the first model's values below its points, the others' above
                 text = f"{v:,.0f}" if v >= 100 else f"{v:.3g}"
-                axes.annotate(text, (n, v), textcoords="offset points", xytext=(4, -12), fontsize="small")
+                axes.annotate(text, (n, v), textcoords="offset points", xytext=(6, -14 if number == 0 else 6),
+                              fontsize="small", color=f"C{number}")  # fmt: skip
             if metric == "peak_mb" and number == 0:
                 data_x, data_y = _curve(records, model, "data_mb")
-                axes.plot(data_x, data_y, "s:", label="before training (data + TensorFlow)")
+                axes.plot(data_x, data_y, "s:", color="dimgrey", label=f"before training (data + TensorFlow, {model})")
         if ticks:
             axes.set_xticks(sorted(ticks), [size_label(n) for n in sorted(ticks)])
         axes.set(xlim=(0, None), ylim=(0, None), xlabel="rows of ratings", ylabel=label)
