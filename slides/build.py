@@ -260,7 +260,7 @@ def expand_manifest(spec: str, keys: str, where: str) -> str:
     missing = [".".join(p) for p in paths if not _yaml_path_exists(docs[0], p)]
     if missing:
         raise BuildError(f"{where}: {path_text} has no {', '.join(missing)} (the manifest changed: update the slide)")
-    excerpt = yaml.safe_dump(prune(docs[0], paths), sort_keys=False, default_flow_style=None, width=110)
+    excerpt = yaml.safe_dump(prune(docs[0], paths), sort_keys=False, default_flow_style=None, width=72)
     return (
         f"```yaml\n{excerpt.rstrip()}\n```\n\n"
         f'<p class="source">excerpt of <code>{html.escape(path_text)}</code>, read when the deck was built</p>'

@@ -374,7 +374,8 @@ def serving_scale(ctx: Context) -> Result:
 
 
 def _html_table(header: list[str], rows: list[list[str]], numeric_from: int = 1) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    """An HTML table; a header cell may hold a line break ("NDCG@10\nMSR 75/25": metric over protocol)."""
+    head = "".join(f"<th>{'<br>'.join(html.escape(part) for part in h.split(chr(10)))}</th>" for h in header)
     body = "".join(
         "<tr>"
         + "".join(
@@ -397,36 +398,51 @@ def comparison_table(ctx: Context) -> Result:
     )
 
 
+# How the benchmark tables name metrics and protocols, and how many decimals a metric gets (value and std alike).
+METRIC_LABELS = {"ndcg@10": "NDCG@10", "precision@10": "P@10", "recall@10": "R@10", "map": "MAP", "hr@10": "HR@10",
+                 "auc": "AUC", "rmse": "RMSE", "requests_per_s": "requests/s", "p50_ms": "p50 (ms)",
+                 "p95_ms": "p95 (ms)", "p99_ms": "p99 (ms)", "failures": "failures"}  # fmt: skip
+PROTOCOL_LABELS = {"msr-stratified-75": "MSR 75/25", "ncf-loo-99": "NCF leave-one-out", "ml100k-ua-auc": "ua split",
+                   "strata2018-explicit": "Strata 2018"}  # fmt: skip
+METRIC_DIGITS = {"requests_per_s": 0, "failures": 0, "p50_ms": 1, "p95_ms": 1, "p99_ms": 1}  # the rest: 3
+
+
+def format_value(metric: str, value: float, std: float | None = None) -> str:
+    """``value`` (and ``± std``) with the metric's decimals: 0.483 ± 0.002, 412 ± 9, 3.1 ms."""
+    digits = METRIC_DIGITS.get(metric, 3)
+    return f"{value:.{digits}f}" + (f" ± {std:.{digits}f}" if std else "")
+
+
+def _short_commit(commit: str) -> str:
+    """7 hex digits, keeping the ``-dirty`` mark of a run from a tree with uncommitted changes."""
+    base = commit.removesuffix("-dirty")
+    return base[:7] + commit[len(base):]
+
+
 def _bench_table(name: str, module: str, wanted: list[tuple[str, str]], minutes: str) -> Result:
-    """A table of ``bench/results/<name>.json``: one row per model, one column per (protocol, metric).
-    ``module``: the benchmark's module, e.g. ``bench.deep`` (run as ``python -m bench.deep``)."""
+    """A table of ``bench/results/<name>.json``: one row per model that has any of the ``wanted`` (protocol,
+    metric) pairs, one column per pair. ``module``: the benchmark's module, e.g. ``bench.deep``."""
     path = BENCH_RESULTS / f"{name}.json"
     if not path.is_file():
         return Pending(
             f"This table is read from bench/results/{name}.json, written by `python -m {module}` ({minutes}). "
             "It appears here the next time the deck is built after that run."
         )
-    records = json.loads(path.read_text())
-    models: list[str] = []
-    values: dict[tuple[str, str, str], str] = {}
-    for record in records:
-        key = (record["protocol"], record["metric"])
-        if key not in wanted:
-            continue
-        if record["model"] not in models:
-            models.append(record["model"])
-        std = record.get("std")
-        digits = 4 if abs(record["value"]) < 10 else 0
-        text = f"{record['value']:.{digits}f}" + (f" ± {std:.{digits}f}" if std else "")
-        values[(record["model"], *key)] = text
-    header = ["model"] + [f"{metric} ({protocol})" for protocol, metric in wanted]
+    records = [r for r in json.loads(path.read_text()) if (r["protocol"], r["metric"]) in wanted]
+    models = list(dict.fromkeys(r["model"] for r in records))
+    values = {(r["model"], r["protocol"], r["metric"]): format_value(r["metric"], r["value"], r.get("std"))
+              for r in records}  # fmt: skip
+    protocols = {protocol for protocol, _ in wanted}
+    header = ["model"] + [METRIC_LABELS.get(metric, metric) + ("\n" + PROTOCOL_LABELS.get(protocol, protocol)
+                                                               if len(protocols) > 1 else "")
+                          for protocol, metric in wanted]  # fmt: skip
     rows = [[m] + [values.get((m, p, metric), "–") for p, metric in wanted] for m in models]
-    commit = records[0].get("commit", "?") if records else "?"
+    commits = sorted({_short_commit(r.get("commit", "?")) for r in records})
     seeds = max((len(r.get("seeds", [])) for r in records), default=0)
     return Table(
         _html_table(header, rows),
-        f"bench/results/{name}.json (commit {commit}, up to {seeds} seed(s)); "
-        f"{module.replace('.', '/')}.py describes the protocols",
+        f"bench/results/{name}.json · commit {', '.join(commits)} · up to {seeds} seed(s) · "
+        f"protocols: {module.replace('.', '/')}.py",
     )
 
 

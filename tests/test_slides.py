@@ -29,6 +29,22 @@ DECK = SLIDES / "deck.md"
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 BROWSER_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 WIDTH, HEIGHT = 1280, 720
+# Nothing on a slide smaller than this, in CSS px of the 1280x720 slide (what reaches the back row of a room):
+# body text is 30 px, so tables, code and captions may shrink to two thirds of it, not further.
+MIN_FONT_PX = 20
+# The smallest rendered text of the current slide (speaker notes aside): its size and the first few words.
+SMALLEST_TEXT = """() => {
+    const slide = Reveal.getCurrentSlide();
+    const walker = document.createTreeWalker(slide, NodeFilter.SHOW_TEXT);
+    let size = Infinity, text = '';
+    while (walker.nextNode()) {
+        const node = walker.currentNode, element = node.parentElement;
+        if (!node.textContent.trim() || element.closest('aside.notes') || !element.getClientRects().length) continue;
+        const px = parseFloat(getComputedStyle(element).fontSize);
+        if (px < size) { size = px; text = node.textContent.trim().slice(0, 40); }
+    }
+    return {size, text};
+}"""
 LABS = [f"{n:02d}" for n in range(13)]
 
 
@@ -175,6 +191,34 @@ def test_serving_scale_chart_draws_the_benchmark_and_its_notes_quote_it(tmp_path
     figure = deck_scale.serving_scale(context)
     assert isinstance(figure, deck_figures.Figure) and "(2026-01-02)" in figure.source
     assert figure.path.name == "serving_scale.svg" and figure.path.stat().st_size > 10_000
+
+
+def test_benchmark_tables_give_each_metric_one_format_and_name_columns_for_people(tmp_path, monkeypatch):
+    _deck_loadtest()  # puts slides/ on the path
+    import deck_figures
+
+    monkeypatch.setattr(deck_figures, "BENCH_RESULTS", tmp_path)
+    common = {"protocol": "serving-60s", "seeds": [0, 1], "commit": "0123456789ab"}
+    records = [{**common, "model": "api", "metric": "requests_per_s", "value": 412.3, "std": 8.96},
+               {**common, "model": "api", "metric": "p99_ms", "value": 8.5, "std": 0.7071},
+               {**common, "model": "baseline", "metric": "p99_ms", "value": 12.0, "std": 1.0},
+               {**common, "model": "api", "metric": "failures", "value": 0.0},
+               {**common, "model": "other", "metric": "rss_mb", "value": 1.0}]  # fmt: skip
+    (tmp_path / "serving.json").write_text(json.dumps(records))
+    table = deck_figures.bench_serving(None)
+    cells = re.findall(r"<td[^>]*>([^<]*)</td>", table.html)
+    assert cells[:6] == ["api", "412 ± 9", "–", "–", "8.5 ± 0.7", "0"], cells
+    assert cells[6:] == ["baseline", "–", "–", "–", "12.0 ± 1.0", "–"], "one format per metric, whatever the size"
+    headers = re.findall(r"<th>(.*?)</th>", table.html)
+    assert headers == ["model", "requests/s", "p50 (ms)", "p95 (ms)", "p99 (ms)", "failures"], headers
+    assert "other" not in cells, "a model with none of the table's metrics has no row"
+    assert table.source.startswith("bench/results/serving.json · commit 0123456 · up to 2 seed(s)")
+    deep = deck_figures.bench_deep(None)
+    assert isinstance(deep, deck_figures.Pending), "no deep.json in this folder: a box that says how to make it"
+    (tmp_path / "deep.json").write_text(json.dumps([{**common, "protocol": "ncf-loo-99", "model": "gmf",
+                                                    "metric": "hr@10", "value": 0.7, "commit": "abc-dirty"}]))
+    deep = deck_figures.bench_deep(None)
+    assert "<th>HR@10<br>NCF leave-one-out</th>" in deep.html and "commit abc-dirty" in deep.source
 
 
 def test_reveal_is_pinned_exactly():
@@ -343,6 +387,8 @@ def test_deck_presents_offline_and_every_slide_renders(built, browser):
                         width: slide.scrollWidth,
                         notes: (Reveal.getSlideNotes(slide) || '').trim().length,
                         heading: (slide.querySelector('h1, h2') || {}).textContent || '',
+                        clipped: Array.from(slide.querySelectorAll('pre code')).filter(
+                            c => c.scrollHeight > c.clientHeight + 1 || c.scrollWidth > c.clientWidth + 1).length,
                     };
                 }"""
             )
@@ -354,6 +400,12 @@ def test_deck_presents_offline_and_every_slide_renders(built, browser):
                 problems.append(f"{where}: content {state['width']}x{state['height']} overflows {WIDTH}x{HEIGHT}")
             if state["notes"] == 0:
                 problems.append(f"{where}: no speaker notes")
+            if state["clipped"]:
+                problems.append(f"{where}: {state['clipped']} code block(s) scroll: lines the room cannot see")
+            smallest = page.evaluate(SMALLEST_TEXT)
+            if smallest["size"] < MIN_FONT_PX:
+                problems.append(f"{where}: {smallest['size']:.1f} px text ({smallest['text']!r}), "
+                                f"below {MIN_FONT_PX} px")
             if index + 1 < total:
                 page.keyboard.press("ArrowRight")
                 page.wait_for_function(f"() => Reveal.getIndices().h === {index + 1}")
