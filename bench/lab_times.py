@@ -11,7 +11,8 @@ a learner needs is longer (reading, writing the exercises): that is each lab's *
     python -m bench.lab_times --scales ci --only 00 01 --no-write    # a quick look
 
 Writes ``bench/results/lab-times.json``, merged with the records already there (a lab measured again
-replaces its old record; the others stay). ``tests/test_lab_boxes.py`` checks every box against it.
+replaces its old record, a lab that fails loses it; the others stay). ``tests/test_lab_boxes.py`` checks
+every box against it.
 """
 
 from __future__ import annotations
@@ -59,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no solution notebooks match {args.only}", file=sys.stderr)
         return 2
     results = Results(NAME)
-    failed = []
+    failed: list[str] = []
+    stale: set[tuple[str, str, str, str]] = set()  # a lab that fails now keeps no old time
     for scale in args.scales:
         print(f"lab-times: {len(notebooks)} solution(s) at WORKSHOP_SCALE={scale}", flush=True)
         with tempfile.TemporaryDirectory(prefix=f"lab-times-{scale}-") as out:
@@ -68,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         for run in runs:
             if run.status != "ok":
                 failed.append(f"{run.notebook} at {scale}: {run.reason}")
+                stale.add((PROTOCOL, scale, f"lab-{run.notebook[:2]}", "run_seconds"))
                 continue
             results.add(PROTOCOL, scale, f"lab-{run.notebook[:2]}", {"run_seconds": run.seconds}, seed=0, n=1)
     for line in failed:
@@ -78,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_write and records:
         path = RESULTS / f"{NAME}.json"
         old = json.loads(path.read_text()) if path.is_file() else []
+        old = [r for r in old if (r["protocol"], r["dataset"], r["model"], r["metric"]) not in stale]
         RESULTS.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(merge_records(old, records), indent=1) + "\n")
         print(f"wrote {path}")

@@ -123,6 +123,7 @@ def _write_atomically(path: Path, text: str) -> None:
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as out:
             out.write(text)
+        os.chmod(temporary, 0o644)  # mkstemp makes it 0600: a page to read, share or serve
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

@@ -6,7 +6,8 @@ input does not exist yet (the load-test curves before ``bench/serving_steps.py``
 table before ``bench/recsys101.py`` has been run) is not drawn: :class:`Pending` says where it will come from, and the
 slide shows that sentence instead of a chart.
 
-Each generator takes the shared :class:`Context` and returns a :class:`Figure` (an SVG file it wrote),
+Each generator takes the shared :class:`Context` and returns a :class:`Figure` (an SVG file it wrote, or the
+PNG screenshot of the running UI that ``deck_ui.py`` takes),
 a :class:`Table` (HTML) or a :class:`Pending`. ``FIGURES`` and ``TABLES`` map the names the deck uses
 (``![...](figures/<name>.svg)`` and ``{{table:<name>}}``) to the generators.
 """
@@ -361,6 +362,13 @@ def load_test(ctx: Context) -> Result:
     return draw(ctx)
 
 
+def ui(ctx: Context) -> Result:
+    """A screenshot of the workshop's UI, taken by ``deck_ui.py`` from the running local stack."""
+    from deck_ui import ui_screenshot
+
+    return ui_screenshot(ctx)
+
+
 def serving_scale(ctx: Context) -> Result:
     """The cost curve of serving at catalogue scale, drawn by ``deck_scale.py`` from ``bench/serving_scale.py``."""
     from deck_scale import serving_scale as draw
@@ -476,6 +484,7 @@ FIGURES: dict[str, Callable[[Context], Result]] = {
     "model_comparison": model_comparison,
     "load_test": load_test,
     "serving_scale": serving_scale,
+    "ui": ui,
 }
 
 TABLES: dict[str, Callable[[Context], Result]] = {

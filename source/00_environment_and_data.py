@@ -13,6 +13,14 @@
 #
 # **Time:** about 25 minutes.
 #
+# > **Before you start**
+# > - **You need:** `make install` (or a seat on the class JupyterHub), and internet for the first download of
+# >   MovieLens (or `MOVIELENS_DIR` pointing at a copy).
+# > - **A cluster:** no. The lab checks whether one is reachable and tells you which mode the labs will run in.
+# > - **Run All** (2 CPU cores): under a minute at CI size, under a minute at full size
+# >   (`bench/results/lab-times.json`).
+# > - **Cost on GKE:** none: it runs on your machine or your hub server.
+#
 # **You will**
 # - check that your environment has what the workshop needs, and find out whether the labs will run
 #   in *local mode* (no cluster: everything runs as processes on this machine) or in *cluster mode*;

@@ -13,6 +13,13 @@
 #
 # **Time:** about 40 minutes.
 #
+# > **Before you start**
+# > - **You need:** lab 00 (the data is downloaded and verified).
+# > - **A cluster:** no: everything runs on this machine, in local mode.
+# > - **Run All** (2 CPU cores): under a minute at CI size, under a minute at full size
+# >   (`bench/results/lab-times.json`).
+# > - **Cost on GKE:** none: it runs on your machine or your hub server.
+#
 # **You will**
 # - see what a recommender is for: relevance, and what lies beyond accuracy (novelty, serendipity,
 #   diversity), and how these serve a business objective;

@@ -13,6 +13,13 @@
 #
 # **Time:** about 60 minutes.
 #
+# > **Before you start**
+# > - **You need:** lab 01 (what a recommender is, and how a top-10 list is scored).
+# > - **A cluster:** no: everything runs on this machine, in local mode.
+# > - **Run All** (2 CPU cores): under a minute at CI size, about 2 min at full size
+# >   (`bench/results/lab-times.json`).
+# > - **Cost on GKE:** none: it runs on your machine or your hub server.
+#
 # **You will**
 # - tell explicit feedback (ratings) from implicit feedback (views, clicks, purchases), and turn one
 #   into the other;

@@ -14,6 +14,13 @@
 # **Time:** about 90 minutes (the full-size training runs take several minutes: read ahead while
 # they run).
 #
+# > **Before you start**
+# > - **You need:** lab 02 (matrix factorisation: this lab builds it again in Keras, then goes further).
+# > - **A cluster:** no: everything runs on this machine, in local mode.
+# > - **Run All** (2 CPU cores): under a minute at CI size, about 4 min at full size
+# >   (`bench/results/lab-times.json`).
+# > - **Cost on GKE:** none: it runs on your machine or your hub server.
+#
 # **You will**
 # - train recommenders for *ranking* on implicit feedback, with sampled negatives and the binary
 #   cross-entropy;

@@ -13,6 +13,13 @@
 #
 # **Time:** about 45 minutes (the full-size run trains eleven models: start it, then read on).
 #
+# > **Before you start**
+# > - **You need:** labs 02 and 03 (the models it compares; it trains them again, on its own splits).
+# > - **A cluster:** no: everything runs on this machine, in local mode.
+# > - **Run All** (2 CPU cores): under a minute at CI size, about 6 min at full size
+# >   (`bench/results/lab-times.json`).
+# > - **Cost on GKE:** none: it runs on your machine or your hub server.
+#
 # **You will**
 # - compare every model of labs 01-03 on the same split, in one table: accuracy (precision, recall,
 #   NDCG, MAP) and what lies beyond it (coverage, novelty, diversity, serendipity, popularity bias);

@@ -13,6 +13,16 @@
 #
 # **Time:** about 45 minutes (plus about 10 minutes for `cluster-setup/kind/up` if you start a cluster).
 #
+# > **Before you start**
+# > - **You need:** nothing from labs 00-04; the terms container, pod and YAML help.
+# > - **A cluster:** optional. Without one the lab works on the manifests offline and says so; with one
+# >   (`cluster-setup/kind/up`, about 10 minutes, or the class hub) it also lists the nodes, checks the Kubeflow
+# >   controllers and asks the API server what you may do.
+# > - **Run All** (2 CPU cores): under a minute at CI size, under a minute at full size
+# >   (`bench/results/lab-times.json`).
+# > - **Cost on GKE:** nothing of its own: what it starts runs on the cluster's nodes (the class cluster costs
+# >   about $0.28 per hour while it exists, see `cluster-setup/README.md`).
+#
 # **You will**
 # - learn the Kubernetes objects the rest of the workshop runs on: container images, pods, Deployments,
 #   Services, probes, resource requests and limits, and the `securityContext`;

@@ -11,7 +11,16 @@
 # %% [markdown]
 # # Lab 06: Training at scale, data parallelism and the TFJob
 #
-# **Time:** about 55 minutes, of which the training runs take about 4 at full size (1 to 3 at CI size).
+# **Time:** about 55 minutes (the training runs themselves take about a minute).
+#
+# > **Before you start**
+# > - **You need:** lab 05 (Kubernetes objects and the TFJob); lab 03's NeuMF, the model the job trains.
+# > - **A cluster:** optional. The two workers run as local processes either way; with one, the lab also submits
+# >   the TFJob in your namespace.
+# > - **Run All** (2 CPU cores): under a minute at CI size, about 1 min at full size
+# >   (`bench/results/lab-times.json`).
+# > - **Cost on GKE:** nothing of its own: what it starts runs on the cluster's nodes (the class cluster costs
+# >   about $0.28 per hour while it exists, see `cluster-setup/README.md`).
 #
 # **You will**
 # - see how data-parallel training works: every worker holds the whole model, takes a slice of each

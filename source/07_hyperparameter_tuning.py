@@ -12,8 +12,16 @@
 # # Lab 07: Hyper-parameter tuning, grid, random and Bayesian search, locally and with Katib
 #
 # **Time:** about 50 minutes (at full size the search trains 12 trials and then 2 final models, about
-# 9 minutes on 2 CPU cores: read ahead, or write Exercise 7.3, while it runs; at CI size the whole
-# notebook runs in about 4 minutes).
+# 6 minutes on 2 CPU cores: read ahead, or write Exercise 7.3, while it runs).
+#
+# > **Before you start**
+# > - **You need:** lab 06 (the training job every trial runs).
+# > - **A cluster:** optional. The search runs as local processes either way; with one, the lab also submits the
+# >   Katib Experiment in your namespace.
+# > - **Run All** (2 CPU cores): about 1 min at CI size, about 6 min at full size
+# >   (`bench/results/lab-times.json`).
+# > - **Cost on GKE:** nothing of its own: what it starts runs on the cluster's nodes (the class cluster costs
+# >   about $0.28 per hour while it exists, see `cluster-setup/README.md`).
 #
 # **You will**
 # - compare the three classic ways to search hyper-parameters: grid, random and Bayesian (TPE);

@@ -13,6 +13,16 @@
 #
 # **Time:** about 55 minutes.
 #
+# > **Before you start**
+# > - **You need:** labs 06 and 07 (the training job, and the tuned parameters: it uses lab 07's when they
+# >   exist).
+# > - **A cluster:** optional. The pipeline runs with KFP's local runner either way; with one, the lab also
+# >   submits it to Kubeflow Pipelines.
+# > - **Run All** (2 CPU cores): about 1 min at CI size, about 2 min at full size
+# >   (`bench/results/lab-times.json`).
+# > - **Cost on GKE:** nothing of its own: what it starts runs on the cluster's nodes (the class cluster costs
+# >   about $0.28 per hour while it exists, see `cluster-setup/README.md`).
+#
 # **You will**
 # - see why a model in production is retrained by a *pipeline*, not by hand: the same checked steps,
 #   every time, with every artifact kept;

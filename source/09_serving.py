@@ -13,6 +13,14 @@
 #
 # **Time:** about 70 minutes.
 #
+# > **Before you start**
+# > - **You need:** labs 02 and 03 (the models it serves: it trains two small ones itself); lab 05 for the
+# >   InferenceService.
+# > - **A cluster:** no. The model server runs on this machine; the cluster side is read as manifests.
+# > - **Run All** (2 CPU cores): under a minute at CI size, under a minute at full size
+# >   (`bench/results/lab-times.json`).
+# > - **Cost on GKE:** none: it runs on your machine or your hub server.
+#
 # **You will**
 # - export two trained models as *versions* of one TensorFlow SavedModel, the layout TensorFlow Serving
 #   and KServe read (`<base>/1/`, `<base>/2/`), with a top-k signature, a scoring signature and metadata;

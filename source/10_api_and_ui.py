@@ -13,6 +13,14 @@
 #
 # **Time:** about 40 minutes.
 #
+# > **Before you start**
+# > - **You need:** lab 09 (the model server the API calls).
+# > - **A cluster:** no. The model server and the API run on this machine; the same code is the cluster's
+# >   Deployment.
+# > - **Run All** (2 CPU cores): under a minute at CI size, under a minute at full size
+# >   (`bench/results/lab-times.json`).
+# > - **Cost on GKE:** none: it runs on your machine or your hub server.
+#
 # **You will**
 # - see why a model's raw top-k is not what a user should see, and write the business logic that sits
 #   between the model server and the screen: the **seen-item filter**, **diversity re-ranking** by maximal

@@ -13,6 +13,13 @@
 #
 # **Time:** about 50 minutes.
 #
+# > **Before you start**
+# > - **You need:** lab 10 (the stack under load).
+# > - **A cluster:** no. Locust and the stack run on this machine.
+# > - **Run All** (2 CPU cores): under a minute at CI size, about 4 min at full size
+# >   (`bench/results/lab-times.json`).
+# > - **Cost on GKE:** none: it runs on your machine or your hub server.
+#
 # **You will**
 # - see why a service that answers one request well can still fail its users, and write its promise
 #   down as a *service-level objective* (SLO): "95% of the answers within 100 ms, fewer than 0.1% errors";

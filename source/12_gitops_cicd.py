@@ -13,6 +13,15 @@
 #
 # **Time:** about 40 minutes (plus about 10 minutes for `cluster-setup/argocd/up` and a first sync if you have a cluster).
 #
+# > **Before you start**
+# > - **You need:** lab 05 (the overlays); a GitHub fork of the repository for section 7.
+# > - **A cluster:** optional. Every check runs offline; with one, `cluster-setup/argocd/up` installs Argo CD
+# >   and it syncs your fork.
+# > - **Run All** (2 CPU cores): under a minute at CI size, under a minute at full size
+# >   (`bench/results/lab-times.json`).
+# > - **Cost on GKE:** nothing of its own: what it starts runs on the cluster's nodes (the class cluster costs
+# >   about $0.28 per hour while it exists, see `cluster-setup/README.md`).
+#
 # **You will**
 # - see the workshop's desired state where it lives: the kustomize overlays, in Git;
 # - release a version as a one-line commit (Exercise 12.1) and read the diff it makes to the cluster;

@@ -243,7 +243,8 @@ esac
 """
 
 
-def test_up_twice_creates_once_and_applies_the_rendered_application(tmp_path):
+def test_up_twice_creates_once_and_applies_the_rendered_application(tmp_path, monkeypatch):
+    monkeypatch.setattr(kube_manifests, "LOCAL_GKE_OVERLAY", tmp_path / "nothing-recorded")
     state = tmp_path / "state"
     state.mkdir()
     env = {"SIM_STATE": str(state)}

@@ -71,6 +71,7 @@ def test_html_renders_every_solution_run_and_indexes_it(tmp_path, monkeypatch):
     assert status == 1, "a failed lab fails the command"
     fine = (out / "00_fine.html").read_text()
     assert "the answer is 42" in fine and fine.lstrip().lower().startswith("<!doctype html>")
+    assert (out / "00_fine.html").stat().st_mode & 0o777 == 0o644, "a page others may read (mkstemp makes 0600)"
     broken = (out / "01_broken.html").read_text()
     assert "before" in broken and "ZeroDivisionError" in broken
     executed = nbformat.read(out / "notebooks" / "01_broken.ipynb", as_version=4)

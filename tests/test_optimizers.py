@@ -91,7 +91,7 @@ def test_rows_a_step_does_not_touch_stay_put_while_adam_moves_them():
     np.testing.assert_allclose(lazy[1][0], adam[1][0], rtol=1e-6)
 
 
-def test_the_two_tower_model_trains_with_it_and_keeps_unseen_rows():
+def test_the_two_tower_model_trains_with_it_and_keeps_unseen_rows(monkeypatch):
     """Through ``fit`` (Keras' loop): the embedding gradients arrive sparse, so a film absent from the
     training rows keeps its initial embedding, and the model still learns (the loss falls)."""
     from recsys_workshop.models.two_tower import TwoTower
@@ -101,6 +101,15 @@ def test_the_two_tower_model_trains_with_it_and_keeps_unseen_rows():
     items = (users % 20) + 1 + 20 * rng.integers(0, 2, 3000)  # films 1-40, each user tied to two of them
     ratings = pd.DataFrame({"user_id": users, "item_id": items, "rating": 4.0, "timestamp": np.arange(3000)})
     catalogue = np.arange(1, 42)  # film 41 is in the catalogue, never rated
+    lazy_adam = optimizers.lazy_adam_class()
+    gradients: list[str] = []  # what each update_step was given (at trace time: tf.function calls it in Python)
+    original = lazy_adam.update_step
+
+    def spy(self, gradient, variable, learning_rate):
+        gradients.append(type(gradient).__name__)
+        return original(self, gradient, variable, learning_rate)
+
+    monkeypatch.setattr(lazy_adam, "update_step", spy)
     model = TwoTower(8)
     config = TrainConfig(epochs=4, batch_size=128, optimizer="lazy_adam", learning_rate=0.01, patience=0, verbose=0)
     model._index(ratings, catalogue)
@@ -110,6 +119,7 @@ def test_the_two_tower_model_trains_with_it_and_keeps_unseen_rows():
     final = model.item_tower_.get_layer("item_embedding").get_weights()[0]
     assert history["loss"].iloc[-1] < 0.9 * history["loss"].iloc[0]
     assert type(model.network_.optimizer).__name__ == "LazyAdam"
+    assert "IndexedSlices" in gradients, f"the sparse path never ran: the steps got {sorted(set(gradients))}"
     never_rated = model.item_columns(np.array([41]))[0]
     assert never_rated >= 0
     np.testing.assert_array_equal(final[never_rated], initial[never_rated])

@@ -105,9 +105,10 @@ def test_figures_are_generated_not_pasted():
     text = DECK.read_text(encoding="utf-8")
     images = re.findall(r"!\[[^\]]*\]\(([^)\s]+)\)", text)
     assert images, "the deck has charts"
-    assert all(src.startswith("figures/") and src.endswith(".svg") for src in images), images
+    assert all(src.startswith("figures/") and src.endswith(".svg") for src in images if src != "figures/ui.png"), images
     for wanted in ("long_tail", "item_factors", "model_comparison", "load_test"):
         assert f"figures/{wanted}.svg" in images
+    assert "figures/ui.png" in images, "the UI, screenshotted by the build from the running stack (deck_ui.py)"
     assert not re.search(r"\]\((?:https?:)?//", text), "no links or images on the network"
 
 
@@ -347,11 +348,13 @@ def test_build_is_one_self_contained_file(built):
     assert not re.search(r"<link[^>]+stylesheet", page, re.I), "stylesheets are inlined"
     assert not re.search(r"@import", page), "no CSS imports"
     assert not re.findall(r"url\(\s*['\"]?(?!data:|#)", page), "CSS url() only with data: URIs"
-    figures = sorted(p.name for p in (built / "figures").glob("*.svg"))
+    figures = sorted(p.name for p in (built / "figures").iterdir())
     summary = json.loads((built / "deck.json").read_text())
     generated = [name for name, status in summary["figures"].items() if status == "generated"]
-    assert sorted(f"{name}.svg" for name in generated) == figures
+    assert sorted(f"{name}.png" if name == "ui" else f"{name}.svg" for name in generated) == figures
     assert {"long_tail", "item_factors", "model_comparison"} <= set(generated), "charts from the labs' code"
+    assert "ui" in generated, "the UI screenshot, taken by the build from the running stack (CI has Chromium)"
+    assert (built / "figures" / "ui.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_deck_presents_offline_and_every_slide_renders(built, browser):

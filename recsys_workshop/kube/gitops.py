@@ -102,7 +102,8 @@ def render_application(
     Git still applies), as ``cluster-setup/argocd/up`` patches it in.
 
     Raises ``ValueError`` for the placeholder, a URL Argo CD cannot clone, a malformed revision or an
-    unknown overlay. ``cluster-setup/argocd/up`` renders the same document (a test checks they agree)."""
+    unknown overlay. ``cluster-setup/argocd/up`` applies the same document (a test checks they agree) and then
+    patches the recorded GKE image in."""
     problem = repo_url_problem(repo_url)
     if problem:
         raise ValueError(problem)
