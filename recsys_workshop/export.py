@@ -30,7 +30,9 @@ is searched exactly (faster there, and exact). A version written before format 2
 
 A known user's score of item ``i`` is ``user_vectors[u] . item_vectors[i] + user_bias[u] + item_bias[i] +
 global_bias``. Factorised models (MatrixFactorization, TripletModel/BPR, TwoTower, NCF GMF) export their
-learned vectors; any other fitted recommender with a small enough catalogue exports its full
+learned vectors. NeuMF exports its GMF vectors (``p_u * h_gmf`` and ``q_i``: they retrieve) and its MLP as a
+ranking head (:class:`~recsys_workshop.ranking.MLPHead`, ``ranking: "mlp-head"``), whose term the server adds
+to each candidate's score, and the signatures to every item's. Any other fitted recommender with a small enough catalogue exports its full
 user x item score matrix (``user_vectors`` = the scores, ``item_vectors`` = the identity): such a version is
 marked ``catalogue: "small"`` with the reason in ``catalogue_note``, is always searched exactly, and its
 size grows with users x items (at most :data:`MAX_DENSE_SCORES` values).
@@ -52,6 +54,7 @@ from typing import Any
 
 import numpy as np
 
+from recsys_workshop import ranking
 from recsys_workshop.retrieval import INDEX_FILE, HnswSearch, RetrievalConfig, augment_items
 
 __all__ = [
@@ -114,6 +117,7 @@ def exportable_arrays(model) -> dict[str, np.ndarray]:
         raise ExportError(f"{type(model).__name__} is not fitted: call fit(train) before exporting it")
     n_users, n_items = len(model.user_ids_), len(model.item_ids_)
     kind = "factors"
+    head = None
     global_bias = 0.0
     user_bias = np.zeros(n_users, dtype=np.float32)
     item_bias = np.zeros(n_items, dtype=np.float32)
@@ -124,6 +128,10 @@ def exportable_arrays(model) -> dict[str, np.ndarray]:
             global_bias = float(getattr(model, "global_mean_", 0.0))
     elif hasattr(model, "user_vectors_") and hasattr(model, "item_vectors_"):  # TwoTower
         users, items = model.user_vectors_, model.item_vectors_
+    elif getattr(model, "kind", None) == "neumf" and hasattr(model, "scorer_") and len(model.mlp_layers) > 1:
+        retrieval_part, head = ranking.neumf_stages(model)  # NeuMF: the GMF dot product, then the MLP head
+        users, items = retrieval_part["user_vectors"], retrieval_part["item_vectors"]
+        global_bias = float(retrieval_part["global_bias"])
     elif getattr(model, "kind", None) == "gmf" and hasattr(model, "scorer_"):  # NCF GMF: h . (p * q) + b
         network = model.scorer_
         p = network.get_layer("gmf_user").get_weights()[0]
@@ -153,15 +161,20 @@ def exportable_arrays(model) -> dict[str, np.ndarray]:
     if not np.isfinite(arrays["user_vectors"]).all() or not np.isfinite(arrays["item_vectors"]).all():
         raise ExportError(f"{type(model).__name__} has non-finite vectors (NaN or inf): refusing to export it")
     arrays["kind"] = kind  # type: ignore[assignment]
+    if head is not None:
+        arrays["ranking_head"] = head  # type: ignore[assignment]
     return arrays
 
 
 # ---------------------------------------------------------------------------------------------- SavedModel
 
 
-def _module(arrays: dict[str, np.ndarray]):
-    """A tf.Module holding the arrays as variables and the two serving functions."""
+def _module(arrays: dict[str, np.ndarray], head=None):
+    """A tf.Module holding the arrays (and a ranking head's) as variables and the two serving functions."""
     import tensorflow as tf
+
+    head_arrays = head.arrays() if head is not None else {}
+    n_layers = len(head.weights) if head is not None else 0
 
     class RecommenderModule(tf.Module):
         def __init__(self):
@@ -169,6 +182,15 @@ def _module(arrays: dict[str, np.ndarray]):
             for name in ARRAY_NAMES:
                 setattr(self, name, tf.Variable(arrays[name], trainable=False, name=name))
             self.global_bias = tf.Variable(arrays["global_bias"], trainable=False, name="global_bias")
+            for name, value in head_arrays.items():
+                setattr(self, name, tf.Variable(value, trainable=False, name=name))
+
+        def _head(self, hidden):
+            """The head after its first layer's sum (ReLU layers, then the output weights): (..., width)."""
+            hidden = tf.nn.relu(hidden)
+            for j in range(n_layers):
+                hidden = tf.nn.relu(tf.tensordot(hidden, getattr(self, f"head_w{j}"), 1) + getattr(self, f"head_b{j}"))
+            return tf.tensordot(hidden, self.head_output, 1)
 
         def _rows(self, user_id):
             """Row of each user id (clipped into range) and whether the user is known."""
@@ -187,6 +209,9 @@ def _module(arrays: dict[str, np.ndarray]):
                 + self.item_bias[None, :]
                 + self.global_bias
             )
+            if head is not None:  # every item through the head: a TensorFlow Serving client gets NeuMF's full score
+                first = tf.gather(self.head_user_first, rows)[:, None, :] + self.head_item_first[None, :, :]
+                scores += self._head(first)
             popular = tf.broadcast_to(self.popularity[None, :], tf.shape(scores))
             scores = tf.where(known[:, None], scores, popular)
             k = tf.clip_by_value(k, 1, tf.shape(self.item_ids)[0])
@@ -206,6 +231,8 @@ def _module(arrays: dict[str, np.ndarray]):
             item_known = tf.equal(tf.gather(self.item_ids, cols), item_id)
             dot = tf.reduce_sum(tf.gather(self.user_vectors, rows) * tf.gather(self.item_vectors, cols), axis=1)
             scores = dot + tf.gather(self.user_bias, rows) + tf.gather(self.item_bias, cols) + self.global_bias
+            if head is not None:
+                scores += self._head(tf.gather(self.head_user_first, rows) + tf.gather(self.head_item_first, cols))
             scores = tf.where(known, scores, tf.gather(self.popularity, cols))
             nan = tf.fill(tf.shape(scores), tf.constant(float("nan"), tf.float32))
             return {"scores": tf.where(item_known, scores, nan)}
@@ -255,6 +282,7 @@ def export_arrays(
     json.dumps(extra, default=_json_default)  # fail before any work if the metadata cannot be written
     arrays = _complete(arrays)
     kind = arrays.pop("kind")
+    head = arrays.pop("ranking_head")
     retrieval = _retrieval_for(kind, len(arrays["item_ids"]), retrieval)
 
     import tensorflow as tf
@@ -263,7 +291,7 @@ def export_arrays(
     staging = Path(tempfile.mkdtemp(prefix=f".export-{version}-", dir=base))
     try:
         build_seconds = _write_index(arrays, retrieval, staging)
-        module = _module(arrays)
+        module = _module(arrays, head)
         tf_logger = tf.get_logger()
         level = tf_logger.level
         tf_logger.setLevel("ERROR")  # no "INFO: Assets written to <temporary folder>" in the learner's output
@@ -286,7 +314,7 @@ def export_arrays(
             "n_items": int(len(arrays["item_ids"])),
             "n_factors": int(arrays["user_vectors"].shape[1]),
             "vectors": kind,
-            **_stages(kind, retrieval, build_seconds),
+            **_stages(kind, retrieval, build_seconds, head),
             "metrics": {},
             "train_config": {},
             **{key: value for key, value in extra.items() if key not in ("version", "created_at", "format")},
@@ -321,6 +349,7 @@ def _complete(arrays: dict[str, Any]) -> dict[str, Any]:
         "popularity": np.asarray(arrays["popularity"], dtype=np.float32),
         "global_bias": np.float32(arrays.get("global_bias", 0.0)),
         "kind": arrays.get("kind", "factors"),
+        "ranking_head": arrays.get("ranking_head"),
     }
     n_users, n_items = len(out["user_ids"]), len(out["item_ids"])
     for name, n in (("user_bias", n_users), ("item_bias", n_items)):
@@ -338,6 +367,10 @@ def _complete(arrays: dict[str, Any]) -> dict[str, Any]:
         raise ExportError("the user or item vectors hold non-finite values (NaN or inf): refusing to export them")
     if out["kind"] not in ("factors", "dense"):
         raise ExportError(f"kind must be 'factors' or 'dense', got {out['kind']!r}")
+    head = out["ranking_head"]
+    if head is not None and (len(head.user_first) != n_users or len(head.item_first) != n_items):
+        raise ExportError(f"the ranking head covers {len(head.user_first)} users and {len(head.item_first)} items, "
+                          f"the vectors {n_users} and {n_items}")  # fmt: skip
     return out
 
 
@@ -365,9 +398,13 @@ def _write_index(arrays: dict[str, Any], retrieval: RetrievalConfig, folder: Pat
     return round(seconds, 3)
 
 
-def _stages(kind: str, retrieval: RetrievalConfig, build_seconds: float | None) -> dict[str, Any]:
-    """The serving stages of a version, as ``metadata.json`` states them."""
+def _stages(kind: str, retrieval: RetrievalConfig, build_seconds: float | None, head=None) -> dict[str, Any]:
+    """The serving stages of a version, as ``metadata.json`` states them: ``ranking`` is ``"dot"`` (the vectors'
+    dot product and biases) or ``"mlp-head"`` (that plus an :class:`~recsys_workshop.ranking.MLPHead` with
+    ``ranking_layers`` layers after its first)."""
     stages: dict[str, Any] = {"retrieval": retrieval.to_metadata(), "ranking": "dot", "catalogue": "any"}
+    if head is not None:
+        stages["ranking"], stages["ranking_layers"] = "mlp-head", len(head.weights)
     if build_seconds is not None:
         stages["index_build_seconds"] = build_seconds
     if kind == "dense":

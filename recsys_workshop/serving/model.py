@@ -23,11 +23,13 @@ from typing import Any
 import numpy as np
 
 from recsys_workshop.export import ARRAY_NAMES, FORMAT, METADATA_FILE
+from recsys_workshop.ranking import MLPHead
 from recsys_workshop.retrieval import INDEX_FILE, HnswSearch, RetrievalConfig, augment_queries
 
 __all__ = ["LoadedVersion", "RequestError", "VersionError", "scrub_paths"]
 
 MAX_ERROR_CHARS = 300
+HEAD_BLOCK_VALUES = 1 << 23  # the exact path runs the ranking head over users x items x width in blocks of this
 _ABSOLUTE_PATH = re.compile(r"(?<![\w.~-])/(?:[\w.@+~-]+/)+[\w.@+~-]*")
 
 
@@ -63,9 +65,11 @@ class LoadedVersion:
         metadata: dict[str, Any],
         searcher: HnswSearch | None = None,
         candidates: int = 0,
+        head: MLPHead | None = None,
     ):
         self.version, self.path, self.metadata = version, path, metadata
         self.searcher, self.candidates = searcher, candidates  # no searcher: every item is scored
+        self.head = head  # ranking "mlp-head": its term is added to the dot product of every candidate
         self.user_ids = arrays["user_ids"]
         self.item_ids = arrays["item_ids"]
         self.user_vectors = arrays["user_vectors"]
@@ -89,8 +93,9 @@ class LoadedVersion:
             raise VersionError(f"version {version}: no saved_model.pb in its folder", 409)
         metadata = _version_metadata(path, version)
         retrieval = _retrieval_config(metadata, version)
+        head_layers = _ranking_layers(metadata, version)
         try:
-            arrays, signatures = _read_saved_model(path)
+            arrays, signatures = _read_saved_model(path, head_layers)
         except Exception as error:  # any TensorFlow or protobuf failure means: this version cannot serve
             reason = scrub_paths(f"{type(error).__name__}: {error}")
             raise VersionError(f"version {version} failed to load: {reason}", 409) from None
@@ -109,8 +114,16 @@ class LoadedVersion:
         )
         if not shapes_ok:
             raise VersionError(f"version {version}: inconsistent array shapes in the SavedModel", 409)
+        head = None
+        if head_layers is not None:
+            try:
+                head = MLPHead.from_arrays(arrays, head_layers)
+            except ValueError as error:
+                raise VersionError(f"version {version}: its ranking head is inconsistent: {error}", 409) from None
+            if len(head.user_first) != n_users or len(head.item_first) != n_items:
+                raise VersionError(f"version {version}: its ranking head does not cover its users and items", 409)
         searcher = _load_searcher(path, version, retrieval, n_items, arrays["item_vectors"].shape[1] + 1)
-        return cls(version, path, arrays, metadata, searcher, retrieval.candidates)
+        return cls(version, path, arrays, metadata, searcher, retrieval.candidates, head)
 
     def tune(self, candidates: int | None = None, ef_search: int | None = None) -> LoadedVersion:
         """Override the version's own retrieval settings (``--candidates``, ``--ef-search`` of the server):
@@ -153,6 +166,8 @@ class LoadedVersion:
             block += self.user_bias[rows[warm]][:, None]
             block += self.item_bias[None, :]
             block += self.global_bias
+            if self.head is not None:
+                self._add_head_to_every_item(rows[warm], block)
             for i, row in enumerate(warm):
                 if exclude[row]:
                     cols, ok = self.columns(np.asarray(exclude[row], dtype=np.int64))
@@ -196,6 +211,8 @@ class LoadedVersion:
         safe = np.where(valid, cols, 0)
         block = np.einsum("ud,und->un", self.user_vectors[user_rows], self.item_vectors[safe])
         block += self.user_bias[user_rows][:, None] + self.item_bias[safe] + self.global_bias
+        if self.head is not None:  # the ranking stage's heavier term, for the candidates only
+            block += self.head.scores(user_rows, safe)
         block[~valid] = -np.inf
         for i, cut in enumerate(excluded):
             if len(cut):
@@ -206,6 +223,15 @@ class LoadedVersion:
             finite = np.isfinite(values[i])
             out.append((safe[i, top[i][finite]], values[i][finite]))
         return out
+
+    def _add_head_to_every_item(self, user_rows: np.ndarray, block: np.ndarray) -> None:
+        """``block`` (users x items) plus the ranking head's term, users in blocks of bounded size."""
+        width = self.head.user_first.shape[1]
+        step = max(1, HEAD_BLOCK_VALUES // (self.n_items * width))
+        every = np.arange(self.n_items)
+        for start in range(0, len(user_rows), step):
+            rows = user_rows[start : start + step]
+            block[start : start + step] += self.head.scores(rows, np.broadcast_to(every, (len(rows), self.n_items)))
 
     def _excluded_columns(self, excluded: Sequence[int] | None) -> np.ndarray:
         if not excluded:
@@ -220,6 +246,8 @@ class LoadedVersion:
         cols, item_known = self.columns(np.asarray(item_ids, dtype=np.int64))
         dot = np.einsum("ij,ij->i", self.user_vectors[rows], self.item_vectors[cols])
         out = dot + self.user_bias[rows] + self.item_bias[cols] + self.global_bias
+        if self.head is not None:
+            out = out + self.head.pair_scores(rows, cols)
         out = np.where(known, out, self.popularity[cols]).astype(np.float32)
         out[~item_known] = np.nan
         return out
@@ -267,8 +295,8 @@ def _top_k_row(row: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return cols, values
 
 
-def _read_saved_model(path: Path) -> tuple[dict[str, np.ndarray], set[str]]:
-    """The arrays a version stores (from its checkpoint) and the names of its signatures."""
+def _read_saved_model(path: Path, head_layers: int | None = None) -> tuple[dict[str, np.ndarray], set[str]]:
+    """The arrays a version stores (from its checkpoint; a ranking head's too) and the names of its signatures."""
     import tensorflow as tf
     from tensorflow.core.protobuf import saved_model_pb2
 
@@ -276,7 +304,8 @@ def _read_saved_model(path: Path) -> tuple[dict[str, np.ndarray], set[str]]:
     proto.ParseFromString((path / "saved_model.pb").read_bytes())
     signatures = {name for graph in proto.meta_graphs for name in graph.signature_def}
     reader = tf.train.load_checkpoint(str(path / "variables" / "variables"))
-    arrays = {name: reader.get_tensor(f"{name}/.ATTRIBUTES/VARIABLE_VALUE") for name in (*ARRAY_NAMES, "global_bias")}
+    names = [*ARRAY_NAMES, "global_bias", *(MLPHead.array_names(head_layers) if head_layers is not None else [])]
+    arrays = {name: reader.get_tensor(f"{name}/.ATTRIBUTES/VARIABLE_VALUE") for name in names}
     return arrays, signatures
 
 
@@ -300,6 +329,18 @@ def _version_metadata(path: Path, version: int) -> dict[str, Any]:
             )
         raise VersionError(f"version {version} has export format {found!r}; this server serves format {FORMAT}", 409)
     return metadata
+
+
+def _ranking_layers(metadata: dict[str, Any], version: int) -> int | None:
+    """None for ``ranking: "dot"``; for ``"mlp-head"``, the head's layers after its first."""
+    ranking = metadata.get("ranking", "dot")
+    if ranking == "dot":
+        return None
+    layers = metadata.get("ranking_layers")
+    if ranking != "mlp-head" or isinstance(layers, bool) or not isinstance(layers, int) or layers < 0:
+        raise VersionError(f"version {version}: ranking {ranking!r} with ranking_layers {layers!r} in "
+                           f"{METADATA_FILE}: this server ranks with 'dot' or 'mlp-head'", 409)  # fmt: skip
+    return layers
 
 
 def _retrieval_config(metadata: dict[str, Any], version: int) -> RetrievalConfig:
