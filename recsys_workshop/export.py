@@ -32,10 +32,10 @@ A known user's score of item ``i`` is ``user_vectors[u] . item_vectors[i] + user
 global_bias``. Factorised models (MatrixFactorization, TripletModel/BPR, TwoTower, NCF GMF) export their
 learned vectors. NeuMF exports its GMF vectors (``p_u * h_gmf`` and ``q_i``: they retrieve) and its MLP as a
 ranking head (:class:`~recsys_workshop.ranking.MLPHead`, ``ranking: "mlp-head"``), whose term the server adds
-to each candidate's score, and the signatures to every item's. Any other fitted recommender with a small enough catalogue exports its full
-user x item score matrix (``user_vectors`` = the scores, ``item_vectors`` = the identity): such a version is
-marked ``catalogue: "small"`` with the reason in ``catalogue_note``, is always searched exactly, and its
-size grows with users x items (at most :data:`MAX_DENSE_SCORES` values).
+to each candidate's score, and the signatures to every item's. Any other fitted recommender with a small
+enough catalogue exports its full user x item score matrix (``user_vectors`` = the scores, ``item_vectors``
+= the identity): such a version is marked ``catalogue: "small"`` with the reason in ``catalogue_note``, is
+always searched exactly, and its size grows with users x items (at most :data:`MAX_DENSE_SCORES` values).
 
 The export is atomic: it is written to a hidden temporary folder beside the target and renamed into
 place only when complete, so a failed export leaves no version folder behind.
