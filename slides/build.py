@@ -31,7 +31,6 @@ import dataclasses
 import html
 import json
 import mimetypes
-import os
 import re
 import shutil
 import subprocess
@@ -540,9 +539,12 @@ BROWSER_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backgr
 
 
 def chromium_path() -> str:
-    for candidate in (os.environ.get("CHROMIUM"), "chromium", "chromium-browser", "google-chrome"):
-        if candidate and (found := shutil.which(candidate)):
-            return found
+    _figures_module()  # puts slides/ on the path
+    from deck_ui import find_chromium
+
+    found = find_chromium()
+    if found:
+        return found
     raise BuildError("the PDF needs Chromium: `apt-get install -y chromium` (or set CHROMIUM=/path/to/chrome)")
 
 

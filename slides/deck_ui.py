@@ -24,7 +24,8 @@ ZOOM = 1.5
 BROWSER_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
 
-def _chromium() -> str | None:
+def find_chromium() -> str | None:
+    """Chromium's path ($CHROMIUM, else the usual names on PATH), or None; the PDF export uses it too."""
     for candidate in (os.environ.get("CHROMIUM"), "chromium", "chromium-browser", "google-chrome"):
         if candidate and (found := shutil.which(candidate)):
             return found
@@ -35,7 +36,7 @@ def ui_screenshot(ctx):
     """The UI with user 196's recommendations, from the stack running on the deck's MF model."""
     from deck_figures import Figure, Pending
 
-    chromium = _chromium()
+    chromium = find_chromium()
     if chromium is None or importlib.util.find_spec("playwright") is None:
         return Pending(
             "This screenshot is taken by the build from the running UI: it needs Chromium "

@@ -4,24 +4,17 @@ from __future__ import annotations
 
 import json
 
-import nbformat
 import pytest
+from test_notebook_runner import write_notebook
 
 from bench import lab_times
 
 pytestmark = pytest.mark.notebooks
 
 
-def _notebook(path, *cells: str):
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source) for source in cells])
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, path)
-    return path
-
-
 def test_each_solution_is_timed_at_each_scale_and_merged_into_the_results(tmp_path, monkeypatch):
-    fine = _notebook(tmp_path / "00_fine.ipynb", "import os\nprint(os.environ['WORKSHOP_SCALE'])")
-    broken = _notebook(tmp_path / "01_broken.ipynb", "1 / 0")
+    fine = write_notebook(tmp_path / "00_fine.ipynb", "import os\nprint(os.environ['WORKSHOP_SCALE'])")
+    broken = write_notebook(tmp_path / "01_broken.ipynb", "1 / 0")
     monkeypatch.setattr(lab_times, "solutions", lambda only=None: [fine, broken])
     monkeypatch.setattr(lab_times, "RESULTS", tmp_path / "results")
     (tmp_path / "results").mkdir()

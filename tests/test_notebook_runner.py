@@ -10,7 +10,7 @@ from recsys_workshop import notebook_runner
 pytestmark = pytest.mark.notebooks
 
 
-def _notebook(path, *cells: str):
+def write_notebook(path, *cells: str):
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source) for source in cells])
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(nb, path)
@@ -18,17 +18,17 @@ def _notebook(path, *cells: str):
 
 
 def test_each_lab_is_announced_reported_and_its_kernel_chatter_kept_out_of_the_terminal(tmp_path, capfd):
-    ok = _notebook(tmp_path / "00_ok.ipynb",
+    ok = write_notebook(tmp_path / "00_ok.ipynb",
                    "import os, sys\nos.write(2, b'WARNING: All log messages before absl::InitializeLog()\\n')",
                    "print('hello')")
-    crd = _notebook(
+    crd = write_notebook(
         tmp_path / "01_crd.ipynb",
         "from recsys_workshop.kube.crds import CRDUnavailableError\n"
         "raise CRDUnavailableError('Could not download https://x/y: refused.\\n'\n"
         "    'If this machine is offline, set KUBEFLOW_CRDS_DIR to a folder holding the Kubeflow CRDs.')",
         "print('never')",
     )
-    missing = _notebook(tmp_path / "02_import.ipynb", "import a_module_nobody_installed")
+    missing = write_notebook(tmp_path / "02_import.ipynb", "import a_module_nobody_installed")
     lines = []
     results = notebook_runner.run_notebooks([ok, crd, missing], tmp_path / "out", scale="ci", timeout=120,
                                             say=lines.append)
@@ -62,9 +62,9 @@ def test_html_renders_every_solution_run_and_indexes_it(tmp_path, monkeypatch):
 
     solutions = tmp_path / "solutions"
     solutions.mkdir()
-    _notebook(solutions / "00_fine.ipynb", "print('the answer is', 6 * 7)")
-    _notebook(solutions / "01_broken.ipynb", "print('before')", "1 / 0", "print('after')")
-    _notebook(solutions / "02_skipped.ipynb", "print('not asked for')")
+    write_notebook(solutions / "00_fine.ipynb", "print('the answer is', 6 * 7)")
+    write_notebook(solutions / "01_broken.ipynb", "print('before')", "1 / 0", "print('after')")
+    write_notebook(solutions / "02_skipped.ipynb", "print('not asked for')")
     monkeypatch.setattr(cli, "REPO", tmp_path)
     out = tmp_path / "html"
     status = cli.main(["html", "--only", "00", "01", "--output", str(out), "--timeout", "120"])
