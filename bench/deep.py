@@ -13,6 +13,8 @@ Protocols (the ``protocol`` field of the records):
   where the data is available).
 - ``ml100k-ua-auc``: ml-100k ``ua.base``/``ua.test``, ratings >= 4 are positives; per user, every item
   except the user's training positives is ranked; mean per-user ROC AUC. Anchor 0.9236.
+- ``global-time-split`` (a sequence model against the rest on one cut-off date) and ``cold-item-text``
+  (a learned text encoder for films nobody has rated): see ``bench.deep_beyond_ids``.
 
 Hyper-parameters are chosen on validation splits carved from the training data, never on test.
 Mult-VAE / Mult-DAE (msr-stratified-75): settings picked on ml-100k's msr training part split again
@@ -50,6 +52,7 @@ import pandas as pd
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+from bench import deep_beyond_ids as beyond_ids  # noqa: E402
 from bench.common import RESULTS, Measurement, Results, measure  # noqa: E402
 from recsys_workshop import data, metrics, models  # noqa: E402
 
@@ -68,7 +71,9 @@ ANCHORS = {
     ("ncf-loo-99", "neumf", "ndcg@10"): 0.445,
     ("ml100k-ua-auc", "triplet-margin", "auc"): 0.9236,
 }
-PROTOCOLS = ("strata2018-explicit", "msr-stratified-75", "ncf-loo-99", "ml100k-ua-auc")
+PROTOCOLS = (
+    "strata2018-explicit", "msr-stratified-75", "ncf-loo-99", "ml100k-ua-auc", "global-time-split", "cold-item-text"
+)  # fmt: skip
 
 
 def config(seed: int, **overrides):
@@ -293,6 +298,10 @@ def main() -> None:
         leave_one_out(results, loo_data, seeds, args.loo_dataset, set(args.models or ()))
     if "ml100k-ua-auc" in args.protocols:
         ua_auc(results, seeds)
+    if "global-time-split" in args.protocols:
+        beyond_ids.global_time_split(results, ml, seeds, config)
+    if "cold-item-text" in args.protocols:
+        beyond_ids.cold_item_text(results, seeds, config)
     previous_file = RESULTS / "deep.json"
     previous = json.loads(previous_file.read_text()) if previous_file.exists() else []
     path = results.write()

@@ -197,6 +197,7 @@ def test_serving_scale_chart_draws_the_benchmark_and_its_notes_quote_it(tmp_path
 def test_benchmark_tables_give_each_metric_one_format_and_name_columns_for_people(tmp_path, monkeypatch):
     _deck_loadtest()  # puts slides/ on the path
     import deck_figures
+    import deck_tables
 
     monkeypatch.setattr(deck_figures, "BENCH_RESULTS", tmp_path)
     common = {"protocol": "serving-60s", "seeds": [0, 1], "commit": "0123456789ab"}
@@ -206,7 +207,7 @@ def test_benchmark_tables_give_each_metric_one_format_and_name_columns_for_peopl
                {**common, "model": "api", "metric": "failures", "value": 0.0},
                {**common, "model": "other", "metric": "rss_mb", "value": 1.0}]  # fmt: skip
     (tmp_path / "serving.json").write_text(json.dumps(records))
-    table = deck_figures.bench_serving(None)
+    table = deck_tables.bench_serving(None)
     cells = re.findall(r"<td[^>]*>([^<]*)</td>", table.html)
     assert cells[:6] == ["api", "412 ± 9", "–", "–", "8.5 ± 0.7", "0"], cells
     assert cells[6:] == ["baseline", "–", "–", "–", "12.0 ± 1.0", "–"], "one format per metric, whatever the size"
@@ -214,11 +215,11 @@ def test_benchmark_tables_give_each_metric_one_format_and_name_columns_for_peopl
     assert headers == ["model", "requests/s", "p50 (ms)", "p95 (ms)", "p99 (ms)", "failures"], headers
     assert "other" not in cells, "a model with none of the table's metrics has no row"
     assert table.source.startswith("bench/results/serving.json · commit 0123456 · up to 2 seed(s)")
-    deep = deck_figures.bench_deep(None)
+    deep = deck_tables.bench_deep(None)
     assert isinstance(deep, deck_figures.Pending), "no deep.json in this folder: a box that says how to make it"
     (tmp_path / "deep.json").write_text(json.dumps([{**common, "protocol": "ncf-loo-99", "model": "gmf",
                                                     "metric": "hr@10", "value": 0.7, "commit": "abc-dirty"}]))
-    deep = deck_figures.bench_deep(None)
+    deep = deck_tables.bench_deep(None)
     assert "<th>HR@10<br>NCF leave-one-out</th>" in deep.html and "commit abc-dirty" in deep.source
 
 

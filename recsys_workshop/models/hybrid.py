@@ -3,7 +3,10 @@
 - **User tower**: the user's ID embedding with embeddings of their age bucket, gender and occupation
   (ml-100k / ml-1m demographics), through a dense layer.
 - **Item tower** (the "metadata tower"): the film's ID embedding with its genres (multi-hot), release
-  year and popularity, through a dense layer.
+  year and popularity, through a dense layer; with ``text`` (:mod:`recsys_workshop.models.text`), also a
+  learned encoder of the film's words (title, genres, tags).
+
+``users=None`` (ml-latest-small has no demographics): the user side is the ID embedding alone.
 - **Head**: an MLP on ``[user, item, user * item]``, plus a user bias and an item bias (the "wide"
   part: popularity needs no deep network). Two heads share the towers' design: ``task="rating"``
   regresses the rating (explicit feedback, MSE), ``task="ranking"`` scores a (user, item) pair as a
@@ -12,7 +15,7 @@
 **Cold start.** Row 0 of each ID table means "unknown". During training every example's user ID and
 item ID are replaced by 0 with probability ``id_dropout`` (fresh every epoch), so the network learns
 to score from metadata alone. A user or film not seen in training is scored that way: from its
-demographics or its genres, year and popularity (0 for a new film).
+demographics or its genres, year, popularity (0 for a new film) and, with ``text``, its words.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from recsys_workshop.models.implicit import ImplicitRecommender
 
 AGE_BUCKETS = (18, 25, 35, 45, 50, 56)  # lower bounds after "under 18" (the ml-1m buckets)
 TASKS = ("rating", "ranking")
+DEMOGRAPHICS = ("age", "gender", "occupation")
 
 
 def age_bucket(age: pd.Series | np.ndarray) -> np.ndarray:
@@ -34,9 +38,11 @@ def age_bucket(age: pd.Series | np.ndarray) -> np.ndarray:
 
 
 def metadata_tower(
-    item_id, genres, year, popularity, n_items: int, n_factors: int, seed: int | None = None, l2: float = 0.0
-):
-    """The item side: ID embedding + dense projection of genres + year and popularity, then a ReLU layer."""
+    item_id, genres, year, popularity, n_items: int, n_factors: int, seed: int | None = None, l2: float = 0.0,
+    *, text=None, text_vocabulary: int = 0, text_dim: int = 8,
+):  # fmt: skip
+    """The item side: ID embedding + dense projection of genres + year and popularity (+ the text
+    encoder's vector of the film's words, when ``text`` token ids are given), then a ReLU layer."""
     import keras
     from keras import layers
 
@@ -47,7 +53,12 @@ def metadata_tower(
     )(item_id)
     genre_vector = layers.Dense(8, activation="relu", name="genre_dense")(genres)
     numeric = layers.Concatenate(name="item_numeric")([year, popularity])
-    features = layers.Concatenate(name="item_features")([embedded_id, genre_vector, numeric])
+    parts = [embedded_id, genre_vector, numeric]
+    if text is not None:
+        from recsys_workshop.models.text import text_tower
+
+        parts.append(text_tower(text, text_vocabulary, text_dim, seed=seed))
+    features = layers.Concatenate(name="item_features")(parts)
     return layers.Dense(n_factors, activation="relu", name="item_tower")(features)
 
 
@@ -64,8 +75,14 @@ def build_hybrid(
     dropout: float = 0.0,
     l2: float = 0.0,
     seed: int | None = None,
+    demographics: bool = True,
+    text_vocabulary: int = 0,
+    text_length: int = 0,
+    text_dim: int = 8,
 ):
-    """``l2``: L2 penalty on the ID embeddings and biases (Keras adds it for the whole table every batch)."""
+    """``l2``: L2 penalty on the ID embeddings and biases (Keras adds it for the whole table every batch).
+    ``demographics=False``: no age/gender/occupation inputs. ``text_vocabulary``/``text_length`` > 0: a
+    ``text`` input of ``text_length`` token ids feeds the item tower's text encoder."""
     import keras
     from keras import layers, ops
 
@@ -73,28 +90,34 @@ def build_hybrid(
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
     init = keras.initializers.RandomNormal(stddev=0.05, seed=seed)
     reg = keras.regularizers.L2(l2) if l2 else None
-    inputs = {
-        "user": keras.Input(shape=(), dtype="int32", name="user"),
-        "age": keras.Input(shape=(), dtype="int32", name="age"),
-        "gender": keras.Input(shape=(), dtype="int32", name="gender"),
-        "occupation": keras.Input(shape=(), dtype="int32", name="occupation"),
+    inputs = {"user": keras.Input(shape=(), dtype="int32", name="user")}
+    if demographics:
+        inputs.update({name: keras.Input(shape=(), dtype="int32", name=name) for name in DEMOGRAPHICS})
+    inputs.update({
         "item": keras.Input(shape=(), dtype="int32", name="item"),
         "genres": keras.Input(shape=(n_genres,), dtype="float32", name="genres"),
         "year": keras.Input(shape=(1,), dtype="float32", name="year"),
         "popularity": keras.Input(shape=(1,), dtype="float32", name="popularity"),
-    }
+    })  # fmt: skip
+    if text_vocabulary:
+        inputs["text"] = keras.Input(shape=(text_length,), dtype="int32", name="text")
     user_parts = [
         layers.Embedding(
             n_users + 1, n_factors, embeddings_initializer=init, embeddings_regularizer=reg, name="user_id_embedding"
-        )(inputs["user"]),
-        layers.Embedding(len(AGE_BUCKETS) + 2, 4, name="age_embedding")(inputs["age"]),
-        layers.Embedding(3, 2, name="gender_embedding")(inputs["gender"]),
-        layers.Embedding(n_occupations + 1, 4, name="occupation_embedding")(inputs["occupation"]),
+        )(inputs["user"])
     ]
-    user_vector = layers.Dense(n_factors, activation="relu", name="user_tower")(layers.Concatenate()(user_parts))
+    if demographics:
+        user_parts += [
+            layers.Embedding(len(AGE_BUCKETS) + 2, 4, name="age_embedding")(inputs["age"]),
+            layers.Embedding(3, 2, name="gender_embedding")(inputs["gender"]),
+            layers.Embedding(n_occupations + 1, 4, name="occupation_embedding")(inputs["occupation"]),
+        ]
+    joined = layers.Concatenate()(user_parts) if len(user_parts) > 1 else user_parts[0]
+    user_vector = layers.Dense(n_factors, activation="relu", name="user_tower")(joined)
     item_vector = metadata_tower(
-        inputs["item"], inputs["genres"], inputs["year"], inputs["popularity"], n_items, n_factors, seed, l2
-    )
+        inputs["item"], inputs["genres"], inputs["year"], inputs["popularity"], n_items, n_factors, seed, l2,
+        text=inputs.get("text"), text_vocabulary=text_vocabulary, text_dim=text_dim,
+    )  # fmt: skip
     x = layers.Concatenate(name="interaction")(
         [user_vector, item_vector, layers.Multiply()([user_vector, item_vector])]
     )
@@ -118,11 +141,14 @@ def build_hybrid(
 
 class HybridModel(ImplicitRecommender):
     """Deep model with metadata; see the module docstring. ``users`` and ``items`` describe every
-    user and film that may ever be scored (training ones and new ones)."""
+    user and film that may ever be scored (training ones and new ones); ``users=None``: no demographics.
+    ``text`` (``item_id -> text``, :func:`recsys_workshop.models.text.item_text`): the item tower also
+    encodes each film's words, ``text_length`` tokens from a vocabulary of at most ``text_vocabulary``
+    words, adapted on the training films' text."""
 
     def __init__(
         self,
-        users: pd.DataFrame,
+        users: pd.DataFrame | None,
         items: pd.DataFrame,
         *,
         task: str = "rating",
@@ -135,10 +161,19 @@ class HybridModel(ImplicitRecommender):
         negatives: str = "uniform",
         positive_threshold: float | None = None,
         seed: int = 42,
+        text: pd.Series | None = None,
+        text_vocabulary: int = 5000,
+        text_length: int = 32,
+        text_min_films: int = 20,
+        text_dim: int = 8,
+        new_film_dropout: bool = False,
     ):
         if task not in TASKS:
             raise ValueError(f"task must be one of {TASKS}, got {task!r}")
         self.users, self.items, self.task = users, items, task
+        self.text, self.text_vocabulary, self.text_length = text, text_vocabulary, text_length
+        self.text_min_films, self.text_dim = text_min_films, text_dim
+        self.new_film_dropout = new_film_dropout
         self.n_factors, self.hidden, self.id_dropout, self.dropout = n_factors, tuple(hidden), id_dropout, dropout
         self.l2 = l2
         self.n_negatives, self.negatives, self.positive_threshold, self.seed = (
@@ -169,12 +204,7 @@ class HybridModel(ImplicitRecommender):
         from recsys_workshop.data import genre_matrix
 
         self.global_mean_ = float(train["rating"].mean()) if "rating" in train else 0.0
-        self.occupations_ = pd.Index(sorted(self.users["occupation"].astype(str).unique()))
-        users = self.users.set_index("user_id")
-        self._user_age = age_bucket(users["age"]).astype("int32")
-        self._user_gender = np.where(users["gender"].astype(str) == "F", 1, 2).astype("int32")
-        self._user_occupation = (self.occupations_.get_indexer(users["occupation"].astype(str)) + 1).astype("int32")
-        self._user_lookup = pd.Index(users.index)
+        self._index_users()
         items_by_id = self.items.set_index("item_id").reindex(self.item_ids_)
         self.genres_ = genre_matrix(self.items).reindex(self.item_ids_, fill_value=0).to_numpy("float32")
         year = pd.to_numeric(items_by_id["year"], errors="coerce").astype(float)
@@ -182,8 +212,30 @@ class HybridModel(ImplicitRecommender):
         self.popularity_ = np.log1p(self.item_counts_) / np.log1p(max(self.item_counts_.max(), 1))
         self.popularity_ = self.popularity_.astype("float32")[:, None]
         self.item_known_ = self.item_counts_ > 0
+        self.text_tokens_ = None
+        if self.text is not None:
+            from recsys_workshop.models.text import TextTokens
+
+            texts = self.text.reindex(self.item_ids_).fillna("")
+            tokens = TextTokens(texts[self.item_known_], vocabulary=self.text_vocabulary, length=self.text_length,
+                                min_films=self.text_min_films)  # fmt: skip
+            self.text_tokens_, self.vocabulary_ = tokens(texts), tokens.vocabulary
+
+    def _index_users(self) -> None:
+        if self.users is None:
+            self.occupations_ = pd.Index([])
+            return
+        self.occupations_ = pd.Index(sorted(self.users["occupation"].astype(str).unique()))
+        users = self.users.set_index("user_id")
+        self._user_age = age_bucket(users["age"]).astype("int32")
+        self._user_gender = np.where(users["gender"].astype(str) == "F", 1, 2).astype("int32")
+        self._user_occupation = (self.occupations_.get_indexer(users["occupation"].astype(str)) + 1).astype("int32")
+        self._user_lookup = pd.Index(users.index)
 
     def _user_features(self, user_ids: np.ndarray, rows: np.ndarray) -> dict:
+        user = {"user": np.where(rows >= 0, rows + 1, 0).astype("int32")}
+        if self.users is None:
+            return user
         where = self._user_lookup.get_indexer(user_ids)
         found = where >= 0
 
@@ -191,7 +243,7 @@ class HybridModel(ImplicitRecommender):
             return np.where(found, values[np.maximum(where, 0)], 0).astype("int32")
 
         return {
-            "user": np.where(rows >= 0, rows + 1, 0).astype("int32"),
+            **user,
             "age": pick(self._user_age),
             "gender": pick(self._user_gender),
             "occupation": pick(self._user_occupation),
@@ -199,18 +251,24 @@ class HybridModel(ImplicitRecommender):
 
     def _item_features(self, cols: np.ndarray) -> dict:
         known = self.item_known_[cols]
-        return {
+        features = {
             "item": np.where(known, cols + 1, 0).astype("int32"),
             "genres": self.genres_[cols],
             "year": self.year_[cols],
             "popularity": self.popularity_[cols],
         }
+        if self.text_tokens_ is not None:
+            features["text"] = self.text_tokens_[cols]
+        return features
 
     def _inputs(self, rows: np.ndarray, cols: np.ndarray, rng: np.random.Generator | None = None) -> dict:
         x = {**self._user_features(self.user_ids_[rows], rows), **self._item_features(cols)}
         if rng is not None and self.id_dropout:
             x["user"] = np.where(rng.random(len(rows)) < self.id_dropout, 0, x["user"]).astype("int32")
-            x["item"] = np.where(rng.random(len(cols)) < self.id_dropout, 0, x["item"]).astype("int32")
+            dropped = rng.random(len(cols)) < self.id_dropout
+            x["item"] = np.where(dropped, 0, x["item"]).astype("int32")
+            if self.new_film_dropout:  # a film whose ID is hidden looks new in every way: nobody has rated it
+                x["popularity"] = np.where(dropped[:, None], 0.0, x["popularity"]).astype("float32")
         return x
 
     # ------------------------------------------------------------------ training
@@ -228,6 +286,10 @@ class HybridModel(ImplicitRecommender):
             dropout=self.dropout,
             l2=self.l2,
             seed=self.seed,
+            demographics=self.users is not None,
+            text_vocabulary=len(self.vocabulary_) if self.text_tokens_ is not None else 0,
+            text_length=self.text_length,
+            text_dim=self.text_dim,
         )
 
     def examples(self, interactions, epoch: int = 0):
@@ -277,6 +339,8 @@ class HybridModel(ImplicitRecommender):
 
     def score_new_user(self, age: int, gender: str, occupation: str, item_ids=None) -> pd.Series:
         """Scores for a brand-new user described only by demographics (the API's cold-start path)."""
+        if self.users is None:
+            raise ValueError("this model was built without demographics (users=None): it cannot score by them")
         cols = np.arange(len(self.item_ids_)) if item_ids is None else self.item_columns(item_ids)
         user_x = {
             "user": np.zeros(1, "int32"),
