@@ -209,12 +209,14 @@ def measure_server(base: Path, prepared: Prepared, *, n_users: int, requests: in
 
 
 def measure_api(base: Path, work: Path, *, seconds: float, warmup: float, users: int = 20):
-    """``bench/serving.py``'s ``api`` target on the version under ``base``; (values, peak MB of both servers)."""
+    """``bench/serving.py``'s ``api`` target on the version under ``base``; (values, CPU ms per request of
+    each process, peak MB of both servers)."""
     from bench.serving import measure_target
 
     _, values, peak_mb = measure_target("api", base, work, users=users, seconds=seconds, warmup=warmup)
     keep = ("requests_per_s", "p50_ms", "p95_ms", "p99_ms", "failures", "requests")
-    return {name: values[name] for name in keep}, peak_mb
+    cpu = {name.removeprefix("cpu_ms_per_request_"): v for name, v in values.items() if name.startswith("cpu_ms_per")}
+    return {name: values[name] for name in keep}, cpu, peak_mb
 
 
 def measured(seconds: float, peak_mb: float) -> Measurement:
@@ -244,10 +246,12 @@ def run_size(n_items: int, args, results: Results, work: Path) -> None:
               + ", ".join(f"{k} {v:.4g}" for k, v in values.items()), flush=True)  # fmt: skip
     if size_label(n_items) in args.api_sizes:
         print(f"  api-ann: {args.api_warmup:g} s warm-up, then {args.seconds:g} s with 20 Locust users", flush=True)
-        values, peak_mb = measure_api(prepared.ann_base, work, seconds=args.seconds, warmup=args.api_warmup)
+        values, cpu, peak_mb = measure_api(prepared.ann_base, work, seconds=args.seconds, warmup=args.api_warmup)
         results.add(PROTOCOL, dataset, "api-ann", values, seed=SEED, n=int(values["requests"]),
                     measurement=measured(args.seconds, peak_mb))  # fmt: skip
         print("  api-ann: " + ", ".join(f"{k} {v:.4g}" for k, v in values.items()), flush=True)
+        print("  api-ann CPU ms per request (the 2 cores: Locust takes the rest): "
+              + ", ".join(f"{k} {v:.2f}" for k, v in cpu.items()), flush=True)  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------- chart and verdict
