@@ -16,7 +16,7 @@
 # > **Before you start**
 # > - **You need:** labs 02 and 03 (the models it compares; it trains them again, on its own splits).
 # > - **A cluster:** no: everything runs on this machine, in local mode.
-# > - **Run All** (2 CPU cores): under a minute at CI size, about 6 min at full size
+# > - **Run All** (2 CPU cores): about 1 min at CI size, about 14 min at full size
 # >   (`bench/results/lab-times.json`).
 # > - **Cost on GKE:** none: it runs on your machine or your hub server.
 #
