@@ -7,6 +7,10 @@ Protocol ``run-all``: each ``solutions/NN_*.ipynb`` executed in a fresh kernel b
 ``run_seconds`` (the wall time of Run All, kernel start included; ``train_seconds`` is left empty). The time
 a learner needs is longer (reading, writing the exercises): that is each lab's **Time** line.
 
+The labs run in order, as a learner runs them, with an empty folder of saved models per scale
+(``$RECSYS_SAVED_MODELS``, :mod:`recsys_workshop.train.saved`): lab 03 trains its models, lab 04 loads
+the ones it shares with lab 03. Measure 03 and 04 together (``--only 03 04``), or lab 04 trains them too.
+
     python -m bench.lab_times                       # both scales, about an hour on 2 cores
     python -m bench.lab_times --scales ci --only 00 01 --no-write    # a quick look
 
@@ -19,12 +23,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 from pathlib import Path
 
 from bench.common import RESULTS, Results
 from recsys_workshop import notebook_runner, paths
+from recsys_workshop.train import saved
 
 NAME = "lab-times"
 PROTOCOL = "run-all"
@@ -65,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     for scale in args.scales:
         print(f"lab-times: {len(notebooks)} solution(s) at WORKSHOP_SCALE={scale}", flush=True)
         with tempfile.TemporaryDirectory(prefix=f"lab-times-{scale}-") as out:
+            os.environ[saved.ENV_DIR] = str(Path(out) / "saved-models")  # the kernels inherit it
             runs = notebook_runner.run_notebooks(notebooks, Path(out), scale=scale, timeout=args.timeout,
                                                  say=lambda line: print(line, flush=True))  # fmt: skip
         for run in runs:

@@ -75,7 +75,7 @@ from recsys_workshop.models.ncf import NCF
 from recsys_workshop.models.sampling import NegativeSampler
 from recsys_workshop.models.triplet import TripletModel
 from recsys_workshop.models.two_tower import TwoTower
-from recsys_workshop.train import TrainConfig
+from recsys_workshop.train import TrainConfig, saved
 
 movielens = data.load(DATASET)
 ratings, items, users = movielens.ratings, movielens.items, movielens.users
@@ -97,6 +97,15 @@ print(f"test: {len(test):,} interactions, {test.user_id.nunique()} users")
 # test: 24,934 interactions, 943 users
 
 # %% [markdown]
+# **Trained once, loaded after.** At full size this lab trains for several minutes, and lab 04 compares
+# the same models again. So every network here is trained through `saved.fit(model, train, config=...)`:
+# the first time it trains the model with `model.fit` and saves its weights and learning curves under a
+# *fingerprint*, a hash of the training data, the model's settings, the training config and the
+# package's code; the next time (Run All again, or lab 04 asking for the same model) it loads them, and
+# when anything differs it trains again and prints which part differs. Every call prints one line:
+# `trained`, `loaded` and why. (`RECSYS_SAVED_MODELS=off` turns it off; the models are in
+# `artifacts/saved-models`.)
+#
 # Two helpers used all along: one evaluates a model on the held-out split with `metrics.evaluate`
 # (as in labs 01 and 02) and keeps the row for the final comparison; the other plots a model's
 # learning curves from `model.history_`, the per-epoch DataFrame `train.fit` records.
@@ -250,7 +259,7 @@ config = TrainConfig(
 ncf_models = {}
 for kind in ("gmf", "mlp", "neumf"):
     print(f"--- {kind}")
-    ncf_models[kind] = NCF(kind, N_FACTORS, MLP_LAYERS, n_negatives=N_NEGATIVES, seed=SEED).fit(train, config=config)
+    ncf_models[kind] = saved.fit(NCF(kind, N_FACTORS, MLP_LAYERS, n_negatives=N_NEGATIVES, seed=SEED), train, config=config)
 
 plot_learning_curves(ncf_models, heading="NCF: binary cross-entropy per epoch")
 
@@ -380,7 +389,7 @@ triplet_models = {}
 for loss, negatives in (("margin", "uniform"), ("bpr", "uniform"), ("bpr", "popularity")):
     model = TripletModel(2 * N_FACTORS, loss=loss, negatives=negatives, seed=SEED)
     print(f"--- {model.name}")
-    triplet_models[model.name] = model.fit(train, config=triplet_config)
+    triplet_models[model.name] = saved.fit(model, train, config=triplet_config)
 
 plot_learning_curves(triplet_models, heading="Triplet networks: loss per epoch")
 
@@ -507,8 +516,9 @@ selfcheck.check(
 # lab 02's bias baseline:
 
 # %%
-hybrid_rating = HybridModel(users, items, task="rating", n_factors=N_FACTORS, id_dropout=ID_DROPOUT, seed=SEED)
-hybrid_rating.fit(train, config=config)
+hybrid_rating = saved.fit(
+    HybridModel(users, items, task="rating", n_factors=N_FACTORS, id_dropout=ID_DROPOUT, seed=SEED), train, config=config
+)
 plot_learning_curves({"hybrid, rating head": hybrid_rating}, metric="rmse", heading="Hybrid rating head: RMSE per epoch")
 
 bias_baseline = models.BiasBaseline().fit(train)
@@ -528,9 +538,8 @@ pd.Series({
 
 # %%
 members = [hybrid_rating] + [
-    HybridModel(users, items, task="rating", n_factors=N_FACTORS, id_dropout=ID_DROPOUT, seed=SEED + j).fit(
-        train, config=config
-    )
+    saved.fit(HybridModel(users, items, task="rating", n_factors=N_FACTORS, id_dropout=ID_DROPOUT, seed=SEED + j),
+              train, config=config)
     for j in (1, 2)
 ]
 hybrid_x3 = models.Blend(members, [1.0, 1.0, 1.0], name="hybrid x3", standardise=False).fit(train)
@@ -570,9 +579,11 @@ predicted.assign(difference=predicted.iloc[:, 0] - predicted.iloc[:, 1]).round(2
 # top-k models:
 
 # %%
-hybrid_ranking = HybridModel(users, items, task="ranking", n_factors=N_FACTORS, id_dropout=ID_DROPOUT,
-                             n_negatives=N_NEGATIVES, seed=SEED)
-hybrid_ranking.fit(train, config=config)
+hybrid_ranking = saved.fit(
+    HybridModel(users, items, task="ranking", n_factors=N_FACTORS, id_dropout=ID_DROPOUT, n_negatives=N_NEGATIVES,
+                seed=SEED),
+    train, config=config,
+)
 plot_learning_curves({"hybrid, ranking head": hybrid_ranking, "neumf": ncf_models["neumf"]},
                      heading="Hybrid ranking head vs NeuMF: binary cross-entropy")
 evaluate(hybrid_ranking)[["model", "precision@10", "ndcg@10", "coverage", "popularity_bias"]].round(3)
@@ -600,8 +611,11 @@ cold_users = rng.choice(users.user_id.to_numpy(), size=int(COLD_USER_SHARE * len
 warm_train = train[~train.user_id.isin(cold_users)]
 cold_truth = ratings[ratings.user_id.isin(cold_users)]
 
-hybrid_cold = HybridModel(users, catalogue, task="ranking", n_factors=N_FACTORS, id_dropout=ID_DROPOUT,
-                          n_negatives=N_NEGATIVES, seed=SEED).fit(warm_train, config=config)
+hybrid_cold = saved.fit(
+    HybridModel(users, catalogue, task="ranking", n_factors=N_FACTORS, id_dropout=ID_DROPOUT, n_negatives=N_NEGATIVES,
+                seed=SEED),
+    warm_train, config=config,
+)
 fallback = models.MostPopular().fit(warm_train)
 gmf = ncf_models["gmf"]
 print("GMF's list for an unknown user is the popularity list:",
@@ -712,7 +726,7 @@ two_tower_config = TrainConfig(
     epochs=EPOCHS, batch_size=TWO_TOWER_BATCH_SIZE, learning_rate=TWO_TOWER_LEARNING_RATE, patience=PATIENCE, seed=SEED,
     verbose=2,
 )
-two_tower = TwoTower(2 * N_FACTORS, items=items, temperature=0.1, seed=SEED).fit(train, config=two_tower_config)
+two_tower = saved.fit(TwoTower(2 * N_FACTORS, items=items, temperature=0.1, seed=SEED), train, config=two_tower_config)
 plot_learning_curves({"two-tower": two_tower}, heading="Two-tower: in-batch softmax cross-entropy")
 evaluate(two_tower)[["model", "precision@10", "ndcg@10", "coverage", "popularity_bias"]].round(3)
 

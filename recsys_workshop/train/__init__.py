@@ -22,6 +22,8 @@ starts it as N local worker processes with the ``TF_CONFIG`` a TFJob would give 
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 import time
 
@@ -53,6 +55,22 @@ class TrainConfig:
             raise ValueError(f"optimizer must be one of {list(optimizers.NAMES)}, got {self.optimizer!r}")
         if not 0 <= self.validation_fraction < 1:
             raise ValueError("validation_fraction must be in [0, 1)")
+
+
+# Set by :func:`restoring`: weights and history to put into the built network instead of training it.
+_RESTORE: contextvars.ContextVar = contextvars.ContextVar("restore", default=None)
+
+
+@contextlib.contextmanager
+def restoring(weights: list, history: pd.DataFrame):
+    """Within this block, :func:`fit` builds the network exactly as for training (same seed, index and
+    validation split), then loads ``weights`` and ``history`` instead of training: how
+    :mod:`recsys_workshop.train.saved` brings back a saved model through the model's own ``fit``."""
+    token = _RESTORE.set((weights, history))
+    try:
+        yield
+    finally:
+        _RESTORE.reset(token)
 
 
 def fit(
@@ -92,6 +110,12 @@ def fit(
     network = model.build()
     optimizer = optimizers.make(config.optimizer, config.learning_rate)
     network.compile(optimizer=optimizer, loss=model.loss, metrics=model.metrics())
+    if (restore := _RESTORE.get()) is not None:
+        weights, model.history_ = restore
+        network.set_weights(weights)
+        model.network_ = network
+        model._after_fit(network)
+        return model.history_
     batched = getattr(model, "resample_each_epoch", False) or getattr(model, "in_batch_targets", False)
     if batched:  # examples drawn anew each epoch (negatives) and/or targets that depend on the batch
         inputs = {"x": _EpochDataset(model, fit_part, config.batch_size, config.seed, resample=True)}

@@ -1,0 +1,137 @@
+"""Saved models: a fingerprint of data, settings, config and code; load on a match, retrain (saying why) otherwise."""
+
+from __future__ import annotations
+
+import json
+from unittest import mock
+
+import numpy as np
+import pandas as pd
+import pytest
+from test_models_deep import N_ITEMS, two_groups
+
+from recsys_workshop.models.hybrid import HybridModel
+from recsys_workshop.models.ncf import NCF
+from recsys_workshop.models.two_tower import TwoTower
+from recsys_workshop.train import TrainConfig, saved
+
+pytestmark = pytest.mark.tf
+
+CONFIG = TrainConfig(epochs=3, batch_size=64, learning_rate=1e-2, patience=1, verbose=0)
+ITEMS = pd.DataFrame({
+    "item_id": np.arange(1, N_ITEMS + 1),
+    "title": [f"Film {i} (1995)" for i in range(1, N_ITEMS + 1)],
+    "year": 1995,
+    "genres": [["Comedy"] if i <= 20 else ["Drama", "War"] for i in range(1, N_ITEMS + 1)],
+})
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    monkeypatch.setenv(saved.ENV_DIR, str(tmp_path / "saved"))
+    return tmp_path / "saved"
+
+
+def fit_quietly(model, train, config=CONFIG, **kwargs):
+    said = []
+    return saved.fit(model, train, config=config, print_fn=said.append, **kwargs), said
+
+
+def test_a_second_run_loads_the_same_model_instead_of_training(store):
+    train = two_groups()
+    first, said = fit_quietly(NCF("neumf", n_factors=4, mlp_layers=(8, 4), seed=3), train)
+    assert said[0] == "neumf: training (no saved neumf yet)"
+    assert said[1].startswith("neumf: saved to ") and len(list(store.iterdir())) == 1
+
+    with mock.patch("keras.Model.fit", side_effect=AssertionError("trained again")):
+        second, said = fit_quietly(NCF("neumf", n_factors=4, mlp_layers=(8, 4), seed=3), train)
+    assert said == [f"neumf: loaded from {next(store.iterdir())} (same data, split, settings, config and code)"]
+    users, items = np.repeat(np.arange(1, 61), N_ITEMS), np.tile(np.arange(1, N_ITEMS + 1), 60)
+    np.testing.assert_array_equal(second.score(users, items), first.score(users, items))
+    pd.testing.assert_frame_equal(second.recommend(range(1, 61), k=5), first.recommend(range(1, 61), k=5))
+    pd.testing.assert_frame_equal(second.history_, first.history_, check_dtype=False)
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"config": TrainConfig(epochs=3, batch_size=32, learning_rate=1e-2, patience=1, verbose=0)},
+         "config.batch_size (64 -> 32)"),
+        ({"model": NCF("neumf", n_factors=6, mlp_layers=(8, 4), seed=3)}, "settings.n_factors (4 -> 6)"),
+        ({"train": two_groups(seed=1)}, "data"),
+    ],
+    ids=["config", "settings", "data"],
+)
+def test_a_different_fingerprint_trains_again_and_says_what_differs(store, change, reason):
+    fit_quietly(NCF("neumf", n_factors=4, mlp_layers=(8, 4), seed=3), two_groups())
+    model = change.get("model", NCF("neumf", n_factors=4, mlp_layers=(8, 4), seed=3))
+    _, said = fit_quietly(model, change.get("train", two_groups()), config=change.get("config", CONFIG))
+    assert said[0] == f"neumf: training (the saved neumf differs in {reason})"
+    assert len(list(store.iterdir())) == 2
+
+
+def test_verbosity_is_not_part_of_the_fingerprint():
+    model, train = NCF("gmf", n_factors=4, seed=0), two_groups()
+    loud = saved.fingerprint(model, train, TrainConfig(epochs=3, verbose=2))
+    quiet = saved.fingerprint(model, train, TrainConfig(epochs=3, verbose=0))
+    assert loud == quiet
+    assert saved.fingerprint(model, train, TrainConfig(epochs=4))["hash"] != loud["hash"]
+
+
+def test_a_change_in_the_code_changes_the_fingerprint():
+    model, train = NCF("gmf", n_factors=4, seed=0), two_groups()
+    before = saved.fingerprint(model, train, CONFIG)
+    with mock.patch("inspect.getsource", side_effect=lambda module: f"# edited\n{module.__name__}"):
+        after = saved.fingerprint(model, train, CONFIG)
+    assert saved.differences(before["parts"], after["parts"]) == ["code"]
+
+
+def test_film_metadata_counts_by_content_including_list_cells():
+    model = HybridModel(None, ITEMS, task="ranking", n_factors=4)
+    base = saved.fingerprint(model, two_groups(), CONFIG)
+    regenred = ITEMS.assign(genres=[["Comedy"]] * 19 + [["Horror"]] + list(ITEMS.genres[20:]))
+    other = saved.fingerprint(HybridModel(None, regenred, task="ranking", n_factors=4), two_groups(), CONFIG)
+    assert saved.differences(base["parts"], other["parts"])[0].startswith("settings.items (")
+    same = saved.fingerprint(HybridModel(None, ITEMS.copy(), task="ranking", n_factors=4), two_groups(), CONFIG)
+    assert same["hash"] == base["hash"]
+
+
+@pytest.mark.parametrize("make", [
+    lambda: HybridModel(None, ITEMS, task="ranking", n_factors=4, seed=1),
+    lambda: TwoTower(8, items=ITEMS, seed=1),
+], ids=["hybrid", "two-tower"])
+def test_models_with_metadata_load_to_the_same_scores(store, make):
+    train = two_groups()
+    first, _ = fit_quietly(make(), train)
+    second, said = fit_quietly(make(), train)
+    assert "loaded from" in said[0]
+    users, items = np.repeat(np.arange(1, 61), N_ITEMS), np.tile(np.arange(1, N_ITEMS + 1), 60)
+    np.testing.assert_allclose(second.score(users, items), first.score(users, items), rtol=1e-6)
+
+
+def test_a_half_written_model_is_never_loaded(store):
+    train = two_groups()
+    model, _ = fit_quietly(NCF("gmf", n_factors=4, seed=0), train)
+    folder = next(store.iterdir())
+    (folder / "weights.npz").unlink()
+    _, said = fit_quietly(NCF("gmf", n_factors=4, seed=0), train)
+    assert said[0] == "gmf: training (no saved gmf yet)"
+    assert sorted(p.name for p in folder.iterdir()) == sorted(saved.FILES)
+    assert json.loads((folder / "fingerprint.json").read_text())["hash"] == model.fingerprint_["hash"]
+    assert not [p for p in store.iterdir() if p.name.startswith(".")], "a staging folder was left behind"
+
+
+def test_off_trains_and_saves_nothing(tmp_path, monkeypatch):
+    monkeypatch.setenv(saved.ENV_DIR, "off")
+    monkeypatch.chdir(tmp_path)
+    assert saved.directory() is None
+    model, said = fit_quietly(NCF("gmf", n_factors=4, seed=0), two_groups())
+    assert said == [] and hasattr(model, "history_")
+
+
+def test_an_unfingerprintable_setting_trains_without_saving(store):
+    model = NCF("gmf", n_factors=4, seed=0)
+    model.custom = object()
+    _, said = fit_quietly(model, two_groups())
+    assert said == ["gmf: training (not saved: cannot fingerprint a object)"]
+    assert not store.exists()
