@@ -9,9 +9,9 @@
 # ---
 
 # %% [markdown]
-# # Lab 03: deep recommenders, step by step
+# # Lab 03: deep recommenders: neural CF and the hybrid network
 #
-# **Time:** about 90 minutes (the full-size training runs take several minutes: read ahead while
+# **Time:** about 60 minutes (the full-size training runs take a few minutes: read ahead while
 # they run).
 #
 # > **Before you start**
@@ -25,12 +25,12 @@
 # - train recommenders for *ranking* on implicit feedback, with sampled negatives and the binary
 #   cross-entropy;
 # - build the neural collaborative filtering family (GMF, MLP, NeuMF) and write NeuMF's fusion layer;
-# - write the triplet (margin) loss, compare it with BPR, and compare two ways of drawing negatives;
 # - build a hybrid network that reads user demographics and film metadata, with a rating head and a
 #   ranking head, and use it where collaborative filtering is blind: new users and new films;
-# - train a two-tower retrieval model with an in-batch softmax and its two corrections, and search
-#   the whole catalogue by brute force and with an approximate (HNSW) index;
 # - read every model's learning curves, and compare the models on one held-out split.
+#
+# Lab 04 goes on with implicit feedback: pairwise losses (the triplet network, BPR) and two-tower
+# retrieval over a whole catalogue.
 #
 # Every model here is a Keras 3 network trained by the same function, `train.fit` (Adam, early
 # stopping on a validation split, the best weights kept), and every model answers the same two
@@ -51,31 +51,23 @@ EPOCHS = {"full": 20, "ci": 1}[WORKSHOP_SCALE]  # at most: early stopping usuall
 PATIENCE = 2
 BATCH_SIZE = {"full": 1024, "ci": 8192}[WORKSHOP_SCALE]
 LEARNING_RATE = {"full": 2e-3, "ci": 1e-2}[WORKSHOP_SCALE]
-TRIPLET_BATCH_SIZE = {"full": 512, "ci": 4096}[WORKSHOP_SCALE]
-TRIPLET_LEARNING_RATE = {"full": 5e-3, "ci": 5e-2}[WORKSHOP_SCALE]
-TWO_TOWER_BATCH_SIZE = {"full": 256, "ci": 512}[WORKSHOP_SCALE]  # the batch is also the set of negatives
-TWO_TOWER_LEARNING_RATE = 1e-2
 ID_DROPOUT = 0.1  # hybrid: probability of hiding a user or film ID during training
 COLD_USER_SHARE = 0.1  # users held out entirely to test the cold start
-ANN_CATALOGUE_SIZE = {"full": 100_000, "ci": 5_000}[WORKSHOP_SCALE]  # the scaled-up retrieval test
 
 # %%
-import time
-
 import keras
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from keras import layers, ops
+from keras import layers
 
 from recsys_workshop import data, metrics, models, selfcheck
-from recsys_workshop.models import hybrid, ncf, triplet
+from recsys_workshop.models import hybrid, ncf
 from recsys_workshop.models.hybrid import HybridModel
 from recsys_workshop.models.ncf import NCF
 from recsys_workshop.models.sampling import NegativeSampler
-from recsys_workshop.models.triplet import TripletModel
-from recsys_workshop.models.two_tower import TwoTower
 from recsys_workshop.train import TrainConfig, saved
+from recsys_workshop.train.curves import plot_learning_curves
 
 movielens = data.load(DATASET)
 ratings, items, users = movielens.ratings, movielens.items, movielens.users
@@ -97,18 +89,19 @@ print(f"test: {len(test):,} interactions, {test.user_id.nunique()} users")
 # test: 24,934 interactions, 943 users
 
 # %% [markdown]
-# **Trained once, loaded after.** At full size this lab trains for several minutes, and lab 04 compares
-# the same models again. So every network here is trained through `saved.fit(model, train, config=...)`:
-# the first time it trains the model with `model.fit` and saves its weights and learning curves under a
+# **Trained once, loaded after.** At full size this lab trains for a few minutes, and
+# labs 04 and 05 compare the same models again. So every network here is trained through
+# `saved.fit(model, train, config=...)`: the first time it trains the model with `model.fit` and saves its weights and learning curves under a
 # *fingerprint*, a hash of the training data, the model's settings, the training config and the
-# package's code; the next time (Run All again, or lab 04 asking for the same model) it loads them, and
+# package's code; the next time (Run All again, or lab 04 or 05 asking for the same model) it loads them, and
 # when anything differs it trains again and prints which part differs. Every call prints one line:
 # `trained`, `loaded` and why. (`RECSYS_SAVED_MODELS=off` turns it off; the models are in
 # `artifacts/saved-models`.)
 #
 # Two helpers used all along: one evaluates a model on the held-out split with `metrics.evaluate`
 # (as in labs 01 and 02) and keeps the row for the final comparison; the other plots a model's
-# learning curves from `model.history_`, the per-epoch DataFrame `train.fit` records.
+# learning curves from `model.history_`, the per-epoch DataFrame `train.fit` records (the package's
+# `plot_learning_curves`: training dashed, validation solid).
 
 # %%
 leaderboard = {}
@@ -121,18 +114,6 @@ def evaluate(model, name=None) -> pd.DataFrame:
     row["s/epoch"] = history["seconds"].mean() if history is not None else np.nan
     leaderboard[row["model"].iloc[0]] = row
     return row
-
-
-def plot_learning_curves(curves: dict, metric: str = "loss", heading: str = "") -> None:
-    fig, ax = plt.subplots(figsize=(6.5, 3.2))
-    for name, model in curves.items():
-        h = model.history_
-        (line,) = ax.plot(h.index, h[metric], ls="--", marker=".", label=f"{name}, train")
-        ax.plot(h.index, h[f"val_{metric}"], color=line.get_color(), marker="o", label=f"{name}, validation")
-    ax.set(xlabel="epoch", ylabel=metric, title=heading)
-    ax.xaxis.get_major_locator().set_params(integer=True)
-    ax.legend(fontsize=8, ncol=2)
-    plt.show()
 
 
 popular = models.MostPopular().fit(train)
@@ -298,128 +279,9 @@ pd.DataFrame(ncf_table).T.round(3)
 # - The AUCs hardly differ (all about 0.92): telling a held-out film from a random one is the easy
 #   part. Ordering the top of the list, which NDCG@10 measures, is where models differ.
 #
-# ## 3. The triplet network: margin loss, BPR and harder negatives
-#
-# Pointwise models ask "is this pair an interaction?". A *pairwise* model asks what a recommender
-# really needs: "does the user prefer film $i^+$ to film $i^-$?". A **triplet network** takes
-# (user, liked film, sampled film), embeds all three (one item table serves both films: a *siamese*
-# item tower) and compares the similarities:
-#
-# - **margin (hinge) loss**, with $s$ the cosine similarity and a margin $m$:
-#
-#   $$\ell_{\text{margin}} = \max\big(0,\; m - s(u, i^+) + s(u, i^-)\big)$$
-#
-#   Zero once the liked film is ahead by at least $m$: satisfied triplets stop teaching anything,
-#   so most of the learning comes from the few hard triplets.
-# - **BPR** (Rendle et al., 2009), with $s$ the dot product:
-#
-#   $$\ell_{\text{BPR}} = -\log \sigma\big(s(u, i^+) - s(u, i^-)\big) = \operatorname{softplus}\big(s(u, i^-) - s(u, i^+)\big)$$
-#
-#   the negative log-likelihood that the user ranks $i^+$ above $i^-$; it never reaches zero but its
-#   gradient $\sigma(s^- - s^+)$ fades as the pair gets well ordered. Averaged over all pairs it is a
-#   smooth stand-in for the AUC.
-#
-# ### Exercise 3.2: the triplet (margin) loss
-#
-# Write `margin_loss(positive_similarity, negative_similarity, margin)`: the loss of each triplet,
-# same shape as the inputs. Use `keras.ops` (`ops.maximum`, ...) rather than NumPy, so that it also
-# works on the symbolic tensors inside a Keras model.
-
-# %%
-def margin_loss(positive_similarity, negative_similarity, margin=1.0):
-    ### BEGIN SOLUTION
-    return ops.maximum(margin - positive_similarity + negative_similarity, 0.0)
-    ### END SOLUTION
-
-
-# %%
-# Self-check
-def _check_margin_loss() -> None:
-    selfcheck.close(ops.convert_to_numpy(margin_loss(np.float32(0.9), np.float32(0.2), 1.0)), 0.3, rtol=1e-5,
-                    what="s+ = 0.9, s- = 0.2, margin 1")
-    selfcheck.close(ops.convert_to_numpy(margin_loss(np.float32(0.9), np.float32(-0.5), 1.0)), 0.0,
-                    what="a triplet ahead by more than the margin")
-    rng = np.random.default_rng(0)
-    positive, negative = rng.uniform(-1, 1, (2, 100, 1)).astype("float32")
-    for margin in (0.5, 1.0):
-        selfcheck.close(ops.convert_to_numpy(margin_loss(positive, negative, margin)),
-                        ops.convert_to_numpy(triplet.margin_loss(positive, negative, margin)), rtol=1e-6,
-                        what=f"random similarities, margin {margin}")
-    # inside a Keras model (symbolic tensors)
-    s_pos, s_neg = keras.Input(shape=(1,)), keras.Input(shape=(1,))
-    net = keras.Model([s_pos, s_neg], margin_loss(s_pos, s_neg, 0.5))
-    selfcheck.close(np.asarray(net([positive, negative])),
-                    ops.convert_to_numpy(triplet.margin_loss(positive, negative, 0.5)), rtol=1e-6,
-                    what="inside a Keras model")
-
-
-selfcheck.check(
-    "3.2",
-    _check_margin_loss,
-    hint="A triplet costs nothing once the positive beats the negative by at least the margin, and the "
-    "shortfall otherwise; it is never negative. Use keras.ops, not NumPy: np.maximum fails on the symbolic "
-    "tensors inside a Keras model.",
-    code_hint="return ops.maximum(margin - positive_similarity + negative_similarity, 0.0)",
-)
 
 # %% [markdown]
-# The two losses as a function of the gap $d = s(u, i^+) - s(u, i^-)$, drawn with the package's
-# `triplet.margin_loss` (the same numbers as yours once Exercise 3.2 passes) and `triplet.bpr_loss`:
-
-# %%
-gap = np.linspace(-3, 3, 121).astype("float32")
-fig, ax = plt.subplots(figsize=(5, 3))
-ax.plot(gap, ops.convert_to_numpy(triplet.margin_loss(gap, np.zeros_like(gap), 1.0)), label="margin (m = 1)")
-ax.plot(gap, ops.convert_to_numpy(triplet.bpr_loss(gap, np.zeros_like(gap))), label="BPR")
-ax.set(xlabel="gap s(u, i+) - s(u, i-)", ylabel="loss of the triplet")
-ax.legend()
-plt.show()
-
-# %% [markdown]
-# `TripletModel` trains either loss (one sampled negative per positive, fresh every epoch) and scores
-# with the same similarity it was trained with. We train the margin loss and BPR with uniform
-# negatives, then BPR with popularity negatives.
-
-# %%
-triplet_config = TrainConfig(
-    epochs=EPOCHS, batch_size=TRIPLET_BATCH_SIZE, learning_rate=TRIPLET_LEARNING_RATE, patience=PATIENCE, seed=SEED,
-    verbose=2,
-)
-triplet_models = {}
-for loss, negatives in (("margin", "uniform"), ("bpr", "uniform"), ("bpr", "popularity")):
-    model = TripletModel(2 * N_FACTORS, loss=loss, negatives=negatives, seed=SEED)
-    print(f"--- {model.name}")
-    triplet_models[model.name] = saved.fit(model, train, config=triplet_config)
-
-plot_learning_curves(triplet_models, heading="Triplet networks: loss per epoch")
-
-# %% [markdown]
-# The curves are not comparable across losses (a hinge and a log-likelihood), nor across sampling
-# strategies: popularity negatives are harder, so the BPR loss stays higher. Compare the lists
-# instead: accuracy, and how much they lean on popular films (`popularity_bias`: the mean popularity
-# percentile of the recommended films, 0.5 for a random film, close to 1 for "most popular") and how
-# much of the catalogue they use (`coverage`).
-
-# %%
-sampling = pd.concat([evaluate(m) for m in triplet_models.values()], ignore_index=True).set_index("model")
-sampling[["precision@10", "ndcg@10", "coverage", "novelty", "popularity_bias"]].round(3)
-
-# %% [markdown]
-# What the full-size run shows (the CI run trains too little to show anything):
-#
-# - **margin vs BPR**: BPR with the dot product ranks clearly better than the margin loss with the
-#   cosine (NDCG@10 about 0.38 against 0.31). One reason: a dot product can also encode how popular a
-#   film is (the length of its vector), a cosine cannot, and popularity is a strong signal in
-#   MovieLens.
-# - **uniform vs popularity negatives**: popularity sampling does what it promises *and* shows what
-#   it costs. The lists lean much less on popular films (`popularity_bias` about 0.85 against 0.94,
-#   nearly twice the coverage, higher novelty), and they are *less* accurate on this test set (NDCG@10
-#   about 0.30 against 0.38), whose held-out films are themselves mostly popular. Harder negatives are
-#   a lever between accuracy and discovery, not a free gain; which side matters is a business
-#   decision (lab 01), and an offline split that rewards popularity will always favour uniform
-#   sampling.
-#
-# ## 4. The hybrid network: metadata, two heads, and the cold start
+# ## 3. The hybrid network: metadata, two heads, and the cold start
 #
 # Collaborative filtering knows a user or a film only by its ID: a new one has no embedding. A
 # **hybrid** network also reads what we know about them:
@@ -433,7 +295,7 @@ sampling[["precision@10", "ndcg@10", "coverage", "novelty", "popularity_bias"]].
 #   mean squared error); `task="ranking"` outputs a logit (implicit feedback, binary cross-entropy with
 #   sampled negatives, as NCF).
 #
-# ### Exercise 3.3: the metadata tower
+# ### Exercise 3.2: the metadata tower
 #
 # Write the item side, `metadata_tower(item_id, genres, year, popularity, n_items, n_factors)`.
 # Inputs: `item_id` (integer, shape `(batch,)`; 0 means "unknown film", so the table has `n_items + 1`
@@ -486,7 +348,7 @@ def _check_metadata_tower() -> None:
 
 
 selfcheck.check(
-    "3.3",
+    "3.2",
     _check_metadata_tower,
     hint="Each input gets its own layer (the ID an embedding, the genres a small dense layer, year and "
     "popularity are joined as they are), then all three are concatenated and mapped to the item vector. The "
@@ -687,136 +549,13 @@ print(f"out of about {len(hybrid_cold.item_ids_):,} films, median rank of the an
 # A model trained on past interactions is pessimistic about anything new; production systems
 # reserve some slots for new items (exploration) and let the interactions they collect warm them up.
 #
-# ## 5. Two-tower retrieval
-#
-# NCF and the hybrid score a (user, film) pair with one network, so ranking the catalogue for one
-# user costs one network evaluation per film: fine for 1,682 films, impractical for millions. A **two-tower**
-# model keeps the two sides apart until the very end: a *user tower* and an *item tower* map each side
-# to a unit vector, and the score is their cosine similarity divided by a temperature $\tau$:
-#
-# $$s(u, i) = \frac{\langle f(u), g(i) \rangle}{\tau}, \qquad \lVert f(u) \rVert = \lVert g(i) \rVert = 1 .$$
-#
-# Item vectors are computed once; recommending is a nearest-neighbour search. Here the user tower is
-# an ID embedding and the item tower an ID embedding plus the genres, each followed by a dense
-# projection.
-#
-# **In-batch softmax.** Take a batch of $B$ (user, film) positives. For user $b$, the films of the
-# other rows are the negatives: no sampling needed. The loss is a softmax cross-entropy over the batch,
-# with the $(B, B)$ matrix of scores $s_{bc}$ and the diagonal as targets:
-#
-# $$\mathcal{L} = -\frac{1}{B} \sum_{b=1}^{B} \log \frac{e^{s_{bb}}}{\sum_{c=1}^{B} e^{s_{bc}}}$$
-#
-# Two corrections (Yi et al., *Sampling-bias-corrected neural modeling*, RecSys 2019), both keras-rs
-# layers:
-#
-# - **logQ correction** (`SamplingProbabilityCorrection`): a film appears in batches in proportion to
-#   its popularity $p_c$, so popular films are used as negatives far more often than rare ones and
-#   the model learns to push them down. Subtracting $\log p_c$ from every logit,
-#   $s_{bc} \leftarrow s_{bc} - \log p_c$, removes that bias: the batch softmax then approximates the
-#   full softmax over the catalogue.
-# - **accidental hits** (`RemoveAccidentalHits`): the same film can appear twice in a batch (two users
-#   watched it). If row $b$'s film is also the film of column $c \ne b$, that column is not a negative
-#   for user $b$: its logit is set to a very large negative number so it drops out of the softmax.
-#
-# A bigger batch gives each positive more negatives, but fewer updates per epoch: on ml-100k a batch
-# of 256 with a high learning rate works best (try others).
-
-# %%
-two_tower_config = TrainConfig(
-    epochs=EPOCHS, batch_size=TWO_TOWER_BATCH_SIZE, learning_rate=TWO_TOWER_LEARNING_RATE, patience=PATIENCE, seed=SEED,
-    verbose=2,
-)
-two_tower = saved.fit(TwoTower(2 * N_FACTORS, items=items, temperature=0.1, seed=SEED), train, config=two_tower_config)
-plot_learning_curves({"two-tower": two_tower}, heading="Two-tower: in-batch softmax cross-entropy")
-evaluate(two_tower)[["model", "precision@10", "ndcg@10", "coverage", "popularity_bias"]].round(3)
-
-# %% [markdown]
-# ### Brute force or an approximate index?
-#
-# **Brute force** scores every film: one matrix product, $O(|I|\,d)$ per user, exact. An
-# approximate nearest-neighbour index answers faster on a large catalogue by looking at only a small
-# part of it. **HNSW** (hierarchical navigable small world graphs, Malkov & Yashunin 2018, here from
-# faiss) links each vector to its nearest neighbours in a layered graph and searches it greedily from
-# the top layer down, keeping the `efSearch` best candidates: roughly $O(\log |I|)$ per query, at the
-# price of sometimes missing a true neighbour. We measure that with the **recall against brute
-# force**, the share of the exact top-k the index also returns:
-#
-# $$\text{recall@}k = \frac{1}{|U|} \sum_u \frac{|\text{ANN}_k(u) \cap \text{exact}_k(u)|}{k}$$
-#
-# `retrieve` returns the raw nearest films (seen ones included): the *candidate generation* step of a
-# two-stage recommender, whose candidates a heavier model (like the hybrid) then re-ranks.
-
-# %%
-import faiss
-
-
-def latency_ms(index, queries: np.ndarray, n: int = 200) -> float:
-    """Mean time of one search for one user (as a serving API answers a request), in milliseconds."""
-    start = time.perf_counter()
-    for row in queries[:n]:
-        index.search(row[None, :], K)
-    return 1000 * (time.perf_counter() - start) / min(n, len(queries))
-
-
-def compare_search(item_vectors: np.ndarray, queries: np.ndarray, ef_values=(16, 64, 256)) -> pd.DataFrame:
-    """Brute force against HNSW: recall@K against brute force, latency per user, index build time."""
-    item_vectors = np.ascontiguousarray(item_vectors, dtype="float32")
-    queries = np.ascontiguousarray(queries, dtype="float32")
-    exact = faiss.IndexFlatIP(item_vectors.shape[1])  # brute force: every item is scored
-    exact.add(item_vectors)
-    start = time.perf_counter()
-    hnsw = faiss.IndexHNSWFlat(item_vectors.shape[1], 16, faiss.METRIC_INNER_PRODUCT)  # as TwoTower.faiss_index
-    hnsw.hnsw.efConstruction = 80
-    hnsw.add(item_vectors)
-    build_seconds = time.perf_counter() - start
-    _, truth = exact.search(queries, K)
-    rows = {"brute force": {f"recall@{K}": 1.0, "ms per user": latency_ms(exact, queries), "build s": 0.0}}
-    for ef in ef_values:
-        hnsw.hnsw.efSearch = ef
-        _, found = hnsw.search(queries, K)
-        rows[f"HNSW, efSearch={ef}"] = {
-            f"recall@{K}": np.mean([len(set(f) & set(t)) / K for f, t in zip(found, truth, strict=True)]),
-            "ms per user": latency_ms(hnsw, queries),
-            "build s": build_seconds,
-        }
-    return pd.DataFrame(rows).T
-
-
-print(f"TwoTower.approximate_recall(k={K}, ef_search=16): {two_tower.approximate_recall(k=K, ef_search=16):.3f}")
-compare_search(two_tower.item_vectors_, two_tower.user_vectors_).round(3)
-
-# %% [markdown]
-# (The package's `approximate_recall` and the table's first HNSW row measure the same thing; they can
-# differ slightly when two films tie.) With 1,682 films, brute force takes well under a tenth of a
-# millisecond per user: whatever an index saves here is negligible, and it costs recall. It pays off
-# when the catalogue grows. The same comparison on a synthetic catalogue of `ANN_CATALOGUE_SIZE`
-# films (noisy copies of the learned film vectors, so it keeps the clustered structure of a real
-# catalogue):
-
-# %%
-rng = np.random.default_rng(SEED)
-base = two_tower.item_vectors_[rng.integers(0, len(two_tower.item_vectors_), ANN_CATALOGUE_SIZE)]
-synthetic = base + rng.normal(scale=0.5 / np.sqrt(base.shape[1]), size=base.shape)
-synthetic /= np.linalg.norm(synthetic, axis=1, keepdims=True)
-print(f"{len(synthetic):,} films")
-compare_search(synthetic, two_tower.user_vectors_).round(3)
-
-# %% [markdown]
-# The trade-off to remember (the exact numbers depend on the machine and how busy it is): brute
-# force grows linearly with the catalogue while an HNSW search barely grows, so at 100,000 films the
-# index answers one to two orders of magnitude faster; `efSearch` buys recall with time (small values
-# miss many true neighbours); and the index takes time to build, again after every retraining, since
-# the item vectors change. (Brute force over *many* users at once is a matrix product, which BLAS does
-# very well: an index is for answering one request at a time, fast.)
-#
-# ## 6. One interface, one comparison
+# ## 4. One interface, one comparison
 #
 # Whatever is inside, every model answers `recommend(user_ids, k, exclude_seen=True)` (and
 # `score(user_ids, item_ids)`), so a serving layer can swap them freely. User 1's top 5 from each:
 
 # %%
-trained = {"most-popular": popular, **ncf_models, **triplet_models, "hybrid-ranking": hybrid_ranking,
-           "two-tower": two_tower}
+trained = {"most-popular": popular, **ncf_models, "hybrid-ranking": hybrid_ranking}
 pd.DataFrame(
     {name: title[model.recommend([1], k=5).item_id].to_numpy() for name, model in trained.items()},
     index=pd.RangeIndex(1, 6, name="rank"),
@@ -824,7 +563,7 @@ pd.DataFrame(
 
 # %% [markdown]
 # And all of them on the held-out split, with lab 02's two ranking baselines, "most popular" and
-# item-kNN (lab 04 does the full comparison):
+# item-kNN (lab 05 does the full comparison):
 
 # %%
 evaluate(models.ItemKNN(n_neighbors=100).fit(train))
@@ -841,31 +580,25 @@ comparison.round(3)
 
 # %% [markdown]
 # What the full-size table says: every deep model trained for ranking is far above "most popular",
-# and the best of them (NeuMF, two-tower, the hybrid, GMF) are within about 0.02 NDCG@10 of each
-# other. And item-kNN, the neighbourhood method of lab 02, is still ahead of all of them on ml-100k.
+# and the best of them (NeuMF, the hybrid, GMF) are within about 0.02 NDCG@10 of each other. And item-kNN, the neighbourhood method of lab 02, is still ahead of all of them on ml-100k.
 # That is a known and sobering result (Dacrema et al., *Are we really making much progress?*, RecSys
 # 2019): on small public data sets, well-tuned simple baselines often match neural recommenders. The
-# deep models earn their place with what kNN cannot do: read metadata and score the new (section 4),
-# generate candidates from millions of items in a millisecond (section 5), and train everything
-# through one function, on features of any kind. One split and one seed cannot rank models that are
-# this close; lab 04 compares them properly.
+# deep models earn their place with what kNN cannot do: read metadata and score the new (section 3),
+# generate candidates from millions of items in a millisecond (lab 04), and train everything through
+# one function, on features of any kind. One split and one seed cannot rank models that are this
+# close; lab 05 compares them properly.
 #
 # ## What you saw
 # - Implicit feedback needs negatives; drawn afresh every epoch, they turn recommendation into a
-#   classification (BCE) or a ranking of pairs (margin, BPR).
+#   classification (the binary cross-entropy).
 # - The NCF family: GMF generalises MF, MLP learns interactions, NeuMF fuses both into one logit.
 #   Trained for ranking, even GMF beats lab 02's rating-trained MF by far; NeuMF wins by a hair.
-# - The margin loss stops learning from satisfied triplets; BPR keeps a smooth pressure. Popularity
-#   negatives trade accuracy for less popular, more varied lists.
 # - A hybrid network with ID dropout scores a new user from demographics (on ml-100k no better than
 #   the popularity fallback) and a new film from its genres (which ID-only models cannot score at all).
 #   The mean of a few such networks trained from different seeds (a deep ensemble) predicts better
 #   than any one of them.
-# - A two-tower model trained with an in-batch softmax (logQ correction, accidental hits removed) turns
-#   recommendation into a nearest-neighbour search: exact by brute force, or approximate and much
-#   faster with HNSW on a large catalogue, at a recall you can measure.
 # - Every model shares `recommend` and `score`, `train.fit` records the learning curves, and the
 #   classic item-kNN remains a baseline to respect.
 #
-# **Next:** lab 04, evaluation done properly: every model of labs 01-03 compared on the same data
-# with the full set of metrics.
+# **Next:** lab 04, implicit feedback as pairs and as retrieval: the triplet network and BPR, then a
+# two-tower model that searches the whole catalogue, compared with this lab's models.

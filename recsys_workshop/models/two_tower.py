@@ -2,13 +2,13 @@
 
 A *user tower* and an *item tower* map each side to a vector in the same space; the score is their
 (temperature-scaled) cosine similarity. Training treats every other item of the batch as a negative
-for a user (the in-batch softmax of Yi et al., RecSys 2019), with keras-rs layers for the two
-corrections it needs:
+for a user (the in-batch softmax of Yi et al., RecSys 2019), with the two corrections it needs
+(:func:`correct_logits`):
 
-- ``SamplingProbabilityCorrection``: popular items appear as in-batch negatives more often than
-  rare ones; subtracting ``log p(item)`` from the logits removes that bias (logQ correction);
-- ``RemoveAccidentalHits``: a batch can hold the user's positive twice; the duplicate must not count
-  as a negative.
+- the logQ correction (keras-rs ``SamplingProbabilityCorrection``): popular items appear as in-batch
+  negatives more often than rare ones; subtracting ``log p(item)`` from the logits removes that bias;
+- accidental hits removed (:func:`remove_accidental_hits`): a batch can hold the user's positive
+  twice; the duplicate must not count as a negative.
 
 Because the towers are independent, item vectors can be computed once and indexed: exact top-k is a
 matrix product (brute force); an approximate index (faiss HNSW) answers faster on large catalogues.
@@ -63,22 +63,42 @@ def build_two_tower(
     return keras.Model(inputs, logits, name="two_tower"), user_tower, item_tower
 
 
-def _InBatchCorrections():  # noqa: N802 - a layer factory (keeps Keras out of module import)
-    """logQ correction, then removal of accidental hits, on a batch's (batch, batch) logits."""
-    import keras
+MASKED = -1e9  # the logit of a removed accidental hit: exp(MASKED - max) is 0 in float32
+
+
+def correct_logits(logits, probability, item):
+    """The in-batch corrections on a batch's ``(batch, batch)`` logits: the logQ correction with
+    keras-rs (``logits[b, c] - log p(item c)``), then :func:`remove_accidental_hits`. Lab 04's exercise
+    writes the same in ``keras.ops``; the layer below looks this function up at call time, so a
+    learner's version can be swapped in with ``mock.patch.object(two_tower, "correct_logits", theirs)``."""
     import keras_rs
+
+    logits = keras_rs.layers.SamplingProbabilityCorrection()(logits, probability)
+    return remove_accidental_hits(logits, item)
+
+
+def remove_accidental_hits(logits, item):
+    """Row b's positive is column b; a column ``c != b`` holding the same item is not a negative for
+    row b, so its logit becomes :data:`MASKED` (it drops out of the softmax).
+
+    Written here rather than taken from keras-rs: ``keras_rs.layers.RemoveAccidentalHits`` (0.4.0, the
+    newest release) adds ``finfo(float32).smallest_normal / 100`` (about 1e-40) to those logits, which
+    leaves them unchanged (keras-team/keras-rs#206); ``tests/test_two_tower.py`` notices when a release
+    fixes it."""
     from keras import ops
 
-    class InBatchCorrections(keras.layers.Layer):
-        def __init__(self, **kwargs):
-            super().__init__(**kwargs)
-            self.correction = keras_rs.layers.SamplingProbabilityCorrection()
-            self.remove_hits = keras_rs.layers.RemoveAccidentalHits()
+    same_item = ops.equal(ops.expand_dims(item, 1), ops.expand_dims(item, 0))
+    off_diagonal = ops.logical_not(ops.cast(ops.eye(ops.shape(logits)[0]), "bool"))
+    return ops.where(ops.logical_and(same_item, off_diagonal), ops.cast(MASKED, logits.dtype), logits)
 
+
+def _InBatchCorrections():  # noqa: N802 - a layer factory (keeps Keras out of module import)
+    """A layer applying :func:`correct_logits` (the function of the moment: see its docstring)."""
+    import keras
+
+    class InBatchCorrections(keras.layers.Layer):
         def call(self, logits, probability, item):
-            logits = self.correction(logits, probability)
-            labels = ops.eye(ops.shape(logits)[0], dtype=logits.dtype)
-            return self.remove_hits(logits, labels, item)
+            return correct_logits(logits, probability, item)
 
         def compute_output_spec(self, logits, probability, item):
             return keras.KerasTensor(logits.shape, dtype=logits.dtype)
