@@ -56,7 +56,7 @@ COPY cluster-setup/manifests/ cluster-setup/manifests/
 RUN python -m pip install --no-deps --editable . \
  && python -c "from recsys_workshop import kube; kube.overlay_dir('kind'); kube.overlay_dir('gke'); print(kube.versions()['WORKSHOP_IMAGE_TAG'])"
 
-# The benchmark figures lab 09 shows (its cost curve of serving at catalogue scale).
+# The benchmark figures lab 10 shows (its cost curve of serving at catalogue scale).
 COPY bench/results/serving-scale.json bench/results/serving-scale.png bench/results/
 
 # The labs, as learners get them (JupyterHub copies labs/ into each home volume on start).

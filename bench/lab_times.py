@@ -8,8 +8,9 @@ Protocol ``run-all``: each ``solutions/NN_*.ipynb`` executed in a fresh kernel b
 a learner needs is longer (reading, writing the exercises): that is each lab's **Time** line.
 
 The labs run in order, as a learner runs them, with an empty folder of saved models per scale
-(``$RECSYS_SAVED_MODELS``, :mod:`recsys_workshop.train.saved`): lab 03 trains its models, lab 04 loads
-the ones it shares with lab 03. Measure 03 and 04 together (``--only 03 04``), or lab 04 trains them too.
+(``$RECSYS_SAVED_MODELS``, :mod:`recsys_workshop.train.saved`): lab 03 trains its models, labs 04 and 05
+load the ones they share with it. Measure 03, 04 and 05 together (``--only 03 04 05``), or the later ones
+train them too.
 
     python -m bench.lab_times                       # both scales, about an hour on 2 cores
     python -m bench.lab_times --scales ci --only 00 01 --no-write    # a quick look

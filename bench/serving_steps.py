@@ -1,7 +1,7 @@
 """Step-load run of the local stack: the chart of the deck's "Load test results" slide.
 
 Protocol ``serving-steps``: the model of ``bench/serving.py`` (MF, 32 factors, ml-100k, exported as version 1)
-behind the local stack as lab 11 runs it (``recsys_workshop.api.local_stack``: the API, then the KServe model
+behind the local stack as lab 12 runs it (``recsys_workshop.api.local_stack``: the API, then the KServe model
 server, each its own process; a fresh SQLite database; the per-client write limits off, since Locust is one
 client). The load is the workshop's own: the simulated visitors of ``recsys_workshop/loadtest/locustfile.py``
 (home page, recommendations, clicks, sign-ups; users drawn by activity) with their default think time of
@@ -9,7 +9,7 @@ client). The load is the workshop's own: the simulated visitors of ``recsys_work
 ``recsys_workshop/loadtest/stepload.py`` (``loadtest.run_steps``): ``--step-users`` more users every
 ``--step-seconds`` up to ``--max-users``. With think time Z, N users send about N / (R + Z) requests a second
 (R: the response time): throughput grows with the users while the stack keeps up, then stays flat while R
-grows. Locust runs on the same machine as the stack and competes with it for the CPU, as in lab 11.
+grows. Locust runs on the same machine as the stack and competes with it for the CPU, as in lab 12.
 
 Per step (``loadtest.read_steps``): requests, failures, requests/s, p50/p95/p99 of the requests answered
 during the step; and ``fallbacks``, the recommendation answers the API took from its popularity fallback

@@ -214,7 +214,7 @@ def _html(args: argparse.Namespace) -> int:
 
 
 def _crds() -> Path:
-    """The Kubeflow CRDs labs 05-12 validate against ($KUBEFLOW_CRDS_DIR, or downloaded and verified)."""
+    """The Kubeflow CRDs labs 06-13 validate against ($KUBEFLOW_CRDS_DIR, or downloaded and verified)."""
     from recsys_workshop.kube import crds
 
     return crds.crds_dir(progress=True)

@@ -3,7 +3,7 @@
 The build exports the deck's MF model (the one its charts train) as version 1, starts the local stack on it
 (``recsys_workshop.api.local_stack``: the model server and the API, two processes on loopback ports, a fresh
 SQLite database), opens the API's UI page in headless Chromium (Playwright), asks for user 196's
-recommendations as lab 10 does, and screenshots the page. The page may only reach the API: any other
+recommendations as lab 11 does, and screenshots the page. The page may only reach the API: any other
 request fails the build. Without Playwright or Chromium the slide says what to install instead.
 """
 
@@ -16,7 +16,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-USER = 196  # the user lab 10 and the UI test pick
+USER = 196  # the user lab 11 and the UI test pick
 # The page at 1.5 times its size in a 900 x 600 window: on the slide (at most 500 px high) its 16 px text is
 # drawn at 16 x 1.5 x 500 / 600 = 20 px, the deck's minimum.
 VIEWPORT = {"width": 900, "height": 600}

@@ -43,7 +43,7 @@
 #
 # The business objective decides the weights: a streaming service wants long-term engagement and
 # retention (novelty and diversity matter), a shop wants conversions now (relevance first), a
-# marketplace wants every seller to sell (coverage). This lab and lab 04 measure all of them.
+# marketplace wants every seller to sell (coverage). This lab and lab 05 measure all of them.
 
 # %% tags=["parameters"]
 import os

@@ -11,7 +11,7 @@
 # %% [markdown]
 # # Lab 03: deep recommenders: neural CF and the hybrid network
 #
-# **Time:** about 60 minutes (the full-size training runs take a few minutes: read ahead while
+# **Time:** about 50 minutes (the full-size training runs take a few minutes: read ahead while
 # they run).
 #
 # > **Before you start**

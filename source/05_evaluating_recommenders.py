@@ -9,7 +9,7 @@
 # ---
 
 # %% [markdown]
-# # Lab 04: evaluating recommenders
+# # Lab 05: evaluating recommenders
 #
 # **Time:** about 60 minutes (the full-size run trains some thirty models: start it, then read on).
 #
@@ -21,7 +21,7 @@
 # > - **Cost on GKE:** none: it runs on your machine or your hub server.
 #
 # **You will**
-# - compare every model of labs 01-03 on the same split, in one table: accuracy (precision, recall,
+# - compare every model of labs 01-04 on the same split, in one table: accuracy (precision, recall,
 #   NDCG, MAP) and what lies beyond it (coverage, novelty, diversity, serendipity, popularity bias);
 # - measure the cold start: users and films held out of training entirely, where the hybrid model's
 #   metadata has to do the work that collaborative filtering cannot;
@@ -44,8 +44,8 @@ BATCH_SIZE = {"full": 256, "ci": 2048}[WORKSHOP_SCALE]
 FACTORS = {"full": 64, "ci": 16}[WORKSHOP_SCALE]
 AUTOENCODER_EPOCHS = {"full": 100, "ci": 1}[WORKSHOP_SCALE]  # upper bound: early stopping decides
 SEQUENCE_EPOCHS = {"full": 40, "ci": 1}[WORKSHOP_SCALE]  # upper bound: early stopping decides
-# Lab 03's settings for the deep models it trained: section 1 loads what lab 03 saved (or trains, saying why)
-LAB_03 = {
+# Labs 03 and 04's settings for their deep models: section 1 loads what they saved (or trains, saying why)
+LABS_03_04 = {
     "full": {"n_factors": 32, "mlp_layers": (64, 32, 16), "n_negatives": 4, "epochs": 20, "batch_size": 1024,
              "learning_rate": 2e-3, "triplet_batch_size": 512, "triplet_learning_rate": 5e-3, "two_tower_batch_size": 256},
     "ci": {"n_factors": 8, "mlp_layers": (16, 8), "n_negatives": 2, "epochs": 1, "batch_size": 8192,
@@ -79,31 +79,33 @@ genres = data.genre_matrix(items)  # item features for diversity and serendipity
 # and 25% test (seed 42); every model recommends 10 films each test user has not rated in training;
 # every test rating counts as relevant.
 #
-# It is lab 03's split, and four of the models are lab 03's, with lab 03's settings: `saved.fit` loads
-# them if lab 03 ran on this machine (same data, split, settings, config and code: the fingerprint
-# matches) and trains them otherwise, saying why. The `train s` column is each network's training
+# It is the split of labs 03 and 04, and four of the models are theirs, with their settings: `saved.fit`
+# loads NeuMF and the hybrid (lab 03) and the BPR triplet model (lab 04) if those labs ran on this
+# machine (same data, split, settings, config and code: the fingerprint matches) and trains them
+# otherwise, saying why; the two-tower trains here the first time (lab 04 trained it with your own
+# corrections, which a saved model would not run). The `train s` column is each network's training
 # time as recorded when it was trained, loaded or not.
 
 # %%
 train, test = data.stratified_split(ratings, 0.75, filter_by="item", seed=SEED)
 config = TrainConfig(epochs=EPOCHS, batch_size=BATCH_SIZE, learning_rate=2e-3, seed=SEED, patience=2, verbose=0)
-lab_03 = TrainConfig(epochs=LAB_03["epochs"], batch_size=LAB_03["batch_size"], learning_rate=LAB_03["learning_rate"],
+lab_03 = TrainConfig(epochs=LABS_03_04["epochs"], batch_size=LABS_03_04["batch_size"], learning_rate=LABS_03_04["learning_rate"],
                      patience=2, seed=SEED, verbose=0)
-lab_03_triplet = dataclasses.replace(lab_03, batch_size=LAB_03["triplet_batch_size"],
-                                     learning_rate=LAB_03["triplet_learning_rate"])
-lab_03_two_tower = dataclasses.replace(lab_03, batch_size=LAB_03["two_tower_batch_size"], learning_rate=1e-2)
-factors = LAB_03["n_factors"]
+lab_04_triplet = dataclasses.replace(lab_03, batch_size=LABS_03_04["triplet_batch_size"],
+                                     learning_rate=LABS_03_04["triplet_learning_rate"])
+lab_04_two_tower = dataclasses.replace(lab_03, batch_size=LABS_03_04["two_tower_batch_size"], learning_rate=1e-2)
+factors = LABS_03_04["n_factors"]
 
 candidates = {  # name: (model, training config; None for the models that are not networks)
     "most-popular": (models.MostPopular(), None),
     "item-knn": (models.ItemKNN(n_neighbors=100), None),
     "content-based": (models.ContentBased(items), None),
     "mf+bias": (MatrixFactorization(FACTORS, l2=0.1, seed=SEED), config),
-    "neumf": (NCF("neumf", factors, LAB_03["mlp_layers"], n_negatives=LAB_03["n_negatives"], seed=SEED), lab_03),
-    "triplet-bpr": (TripletModel(2 * factors, loss="bpr", negatives="uniform", seed=SEED), lab_03_triplet),
-    "two-tower": (TwoTower(2 * factors, items=items, temperature=0.1, seed=SEED), lab_03_two_tower),
+    "neumf": (NCF("neumf", factors, LABS_03_04["mlp_layers"], n_negatives=LABS_03_04["n_negatives"], seed=SEED), lab_03),
+    "triplet-bpr": (TripletModel(2 * factors, loss="bpr", negatives="uniform", seed=SEED), lab_04_triplet),
+    "two-tower": (TwoTower(2 * factors, items=items, temperature=0.1, seed=SEED), lab_04_two_tower),
     "hybrid": (HybridModel(users, items, task="ranking", n_factors=factors, id_dropout=0.1,
-                           n_negatives=LAB_03["n_negatives"], seed=SEED), lab_03),
+                           n_negatives=LABS_03_04["n_negatives"], seed=SEED), lab_03),
 }
 trained, seconds = {}, {}
 for name, (model, model_config) in candidates.items():
@@ -200,7 +202,7 @@ table[accuracy + ["coverage", "novelty", "train s"]].sort_values("ndcg@10", asce
 # with no history at all, sections 2 and 3.
 
 # %% [markdown]
-# ### Exercise 4.1: NDCG by hand
+# ### Exercise 5.1: NDCG by hand
 #
 # For one user, `recommended` is their ranked list and `relevant` the set of films they rated in the
 # test set. With binary relevance,
@@ -237,7 +239,7 @@ selfcheck.check(
 )
 
 # %% [markdown]
-# ### Exercise 4.2: catalogue coverage
+# ### Exercise 5.2: catalogue coverage
 #
 # Write `coverage(recs, catalogue_size)`: the share of the catalogue that appears in at least one
 # recommendation list (`recs` has columns `user_id, item_id, ...`).
@@ -261,7 +263,7 @@ selfcheck.check(
 )
 
 # %% [markdown]
-# ### Exercise 4.3: EASE in a few lines
+# ### Exercise 5.3: EASE in a few lines
 #
 # Section 1b's EASE has a closed form. With $X$ the users x films 0/1 matrix of the training set
 # (`ease.seen_`, a SciPy sparse matrix) and $\lambda$ the L2 strength:
@@ -367,7 +369,7 @@ print(f"cold films: hybrid NDCG@10 {cold_items.loc['hybrid (metadata)', 'ndcg@10
 # films). Against the popularity *fallback*, though, the demographic guess for a new user is about
 # level or slightly behind (about 0.51 against 0.53): in ml-100k, age, gender and occupation say little
 # that popularity does not already say about a stranger. That is why production systems combine them:
-# popular items to start, personalisation as soon as the first clicks arrive (lab 10's cold-start
+# popular items to start, personalisation as soon as the first clicks arrive (lab 11's cold-start
 # fallback and bandit do exactly that).
 
 # %% [markdown]
@@ -487,7 +489,7 @@ print(f"most-popular HR@10: {sampled_hr:.3f} among 100 sampled candidates, {full
 # watched after the ones it is asked to predict. The comparison is with the best models of this lab on
 # that same split.
 #
-# ### Exercise 4.4: next-film windows
+# ### Exercise 5.4: next-film windows
 #
 # The network trains on windows of a fixed length `max_len`. Write `next_film_windows(history, max_len)`:
 # `history` is one user's films (numbers >= 1) in time order; return a list of `(input, target)` pairs of
@@ -595,7 +597,7 @@ print(f"consecutive ratings of a user in the same second: {(gaps == 0).mean():.0
 # Other traps: differences smaller than the seed-to-seed spread (the benchmark reports mean and
 # standard deviation over seeds for this reason), metrics that are not what the business optimises
 # (watch time, retention, revenue), and feedback loops: a deployed recommender shapes the data its
-# successor trains on. Offline evaluation chooses candidates; an online experiment (lab 10's A/B and
+# successor trains on. Offline evaluation chooses candidates; an online experiment (lab 11's A/B and
 # bandit routing) decides.
 #
 # ## What you saw
@@ -613,4 +615,4 @@ print(f"consecutive ratings of a user in the same second: {(gaps == 0).mean():.0
 #   ratings were mostly given in one sitting, the order adds little; the method carries over to data
 #   that records what users did when.
 #
-# **Next:** lab 05, Kubernetes and Kubeflow: taking these models to a platform.
+# **Next:** lab 06, Kubernetes and Kubeflow: taking these models to a platform.

@@ -9,12 +9,12 @@
 # ---
 
 # %% [markdown]
-# # Lab 05: Kubernetes and Kubeflow, the workshop's cluster
+# # Lab 06: Kubernetes and Kubeflow, the workshop's cluster
 #
 # **Time:** about 45 minutes (plus about 10 minutes for `cluster-setup/kind/up` if you start a cluster).
 #
 # > **Before you start**
-# > - **You need:** nothing from labs 00-04; the terms container, pod and YAML help.
+# > - **You need:** nothing from labs 00-05; the terms container, pod and YAML help.
 # > - **A cluster:** optional. Without one the lab works on the manifests offline and says so; with one
 # >   (`cluster-setup/kind/up`, about 10 minutes, or the class hub) it also lists the nodes, checks the Kubeflow
 # >   controllers and asks the API server what you may do.
@@ -35,7 +35,7 @@
 #   compare the laptop (kind) and cloud (GKE) variants;
 # - write a Deployment for the model server that passes the same checks, and repair a broken one.
 #
-# Labs 00-04 ran everything as processes on this machine. From lab 06 on, the same code can run as
+# Labs 00-05 ran everything as processes on this machine. From lab 07 on, the same code can run as
 # Kubernetes resources. This lab is the bridge: it needs no cluster, and uses one when there is one.
 # It never pretends: without a cluster it says so plainly and works on the manifests, which are exactly
 # what `kubectl apply` would send.
@@ -550,7 +550,7 @@ print(yaml.safe_dump(service, sort_keys=False))
 print("findings:", kube.validate_core([service]) + kube.policy_violations([service]))
 
 # %% [markdown]
-# ### Exercise 5.1: a Deployment for the model server
+# ### Exercise 6.1: a Deployment for the model server
 #
 # In raw deployment mode KServe turns the InferenceService `recsys-model` into a Deployment and a
 # Service. Write that Deployment yourself, to know what is in it. `model_server_deployment(image,
@@ -688,9 +688,9 @@ print(yaml.safe_dump(model_server_deployment("localhost/recsys-workshop:0.1.0", 
 
 # %% [markdown]
 # With a cluster you would apply both (`kubectl apply -f`), or let KServe create the same from the
-# InferenceService, which is what lab 09 does.
+# InferenceService, which is what lab 10 does.
 #
-# ### Exercise 5.2: repair a broken manifest
+# ### Exercise 6.2: repair a broken manifest
 #
 # A colleague wrote a Deployment for a canary of the API. It does not pass: here are the findings.
 
@@ -838,4 +838,4 @@ selfcheck.check(
 # - A model-server Deployment of your own, and a broken one repaired: an offline check finds most
 #   mistakes in seconds, not after a failed rollout.
 #
-# **Next:** lab 06, training at scale: the same training function as a TFJob on the cluster.
+# **Next:** lab 07, training at scale: the same training function as a TFJob on the cluster.

@@ -9,12 +9,12 @@
 # ---
 
 # %% [markdown]
-# # Lab 06: Training at scale, data parallelism and the TFJob
+# # Lab 07: Training at scale, data parallelism and the TFJob
 #
 # **Time:** about 55 minutes (the training runs themselves take about a minute).
 #
 # > **Before you start**
-# > - **You need:** lab 05 (Kubernetes objects and the TFJob); lab 03's NeuMF, the model the job trains.
+# > - **You need:** lab 06 (Kubernetes objects and the TFJob); lab 03's NeuMF, the model the job trains.
 # > - **A cluster:** optional. The two workers run as local processes either way; with one, the lab also submits
 # >   the TFJob in your namespace.
 # > - **Run All** (2 CPU cores): under a minute at CI size, about 1 min at full size
@@ -34,7 +34,7 @@
 # - read the TFJob manifest that runs the same command on a cluster and, with a cluster, submit it.
 #
 # The training job is `python -m recsys_workshop.train --config job.json`: the same command in this
-# lab, in a Katib trial (lab 07), in the pipeline (lab 08) and in the TFJob's pods.
+# lab, in a Katib trial (lab 08), in the pipeline (lab 09) and in the TFJob's pods.
 
 # %% tags=["parameters"]
 import os
@@ -43,7 +43,7 @@ WORKSHOP_SCALE = os.environ.get("WORKSHOP_SCALE", "full")  # "full" or "ci" (the
 EPOCHS = 8 if WORKSHOP_SCALE == "full" else 3
 BATCH_SIZE = 1024 if WORKSHOP_SCALE == "full" else 2048  # the *global* batch, shared by the workers
 WORKERS = 2
-RUN_DIR = "artifacts/lab06"  # job configs, logs and checkpoints of this lab's runs
+RUN_DIR = "artifacts/lab07"  # job configs, logs and checkpoints of this lab's runs
 
 # %%
 import json
@@ -131,7 +131,7 @@ print(json.dumps(cluster_tf_config("recsys-train", "recsys", workers=1), indent=
 #   `(s + 1) * per_replica_batch - 1` of every global batch. The all-reduce needs every replica to take
 #   the same number of rows at every step, so the global batch must split evenly.
 #
-# ### Exercise 6.1: a worker's share of the global batch
+# ### Exercise 7.1: a worker's share of the global batch
 #
 # Write `worker_share(tf_config, global_batch_size)`. `tf_config` is one process's `TF_CONFIG` string
 # (JSON), or `None` or `""` when there is none: a single process, the chief of a job of one. Return a
@@ -241,7 +241,7 @@ display(summary.round(4))
 # parallelism on one small machine. On a cluster each worker has its own node, and a larger model
 # makes each step's compute dominate the all-reduce.
 #
-# ### Exercise 6.2: scaling efficiency
+# ### Exercise 7.2: scaling efficiency
 #
 # *Scaling efficiency* is the speed-up divided by the number of workers: 1.0 is perfect scaling (twice
 # the workers, twice the examples per second), 0.5 means that two workers go as fast as one. Write
@@ -336,7 +336,7 @@ findings = kube.validate_custom([tfjob])
 print("TFJob valid against the Training Operator's CRD:", not findings, findings)
 
 # %% [markdown]
-# **With a cluster** (`cluster-setup/kind/up` or `gke/up`, lab 05), the next cell applies the overlay that
+# **With a cluster** (`cluster-setup/kind/up` or `gke/up`, lab 06), the next cell applies the overlay that
 # matches it (`kube.cluster_flavour` tells kind from GKE), in the one image that overlay runs, into the
 # labs' namespace (`kube.workshop_namespace()`: `recsys` on your own cluster, your own `recsys-<you>` on the
 # class JupyterHub), and lists the TFJob's pods; follow them with
@@ -384,4 +384,4 @@ else:
 #   one epoch.
 # - The TFJob runs the very same command with the very same config.
 #
-# **Next:** lab 07, hyper-parameter tuning: many runs of this job with different settings.
+# **Next:** lab 08, hyper-parameter tuning: many runs of this job with different settings.

@@ -9,13 +9,13 @@
 # ---
 
 # %% [markdown]
-# # Lab 07: Hyper-parameter tuning, grid, random and Bayesian search, locally and with Katib
+# # Lab 08: Hyper-parameter tuning, grid, random and Bayesian search, locally and with Katib
 #
 # **Time:** about 50 minutes (at full size the search trains 12 trials and then 2 final models, about
-# 6 minutes on 2 CPU cores: read ahead, or write Exercise 7.3, while it runs).
+# 6 minutes on 2 CPU cores: read ahead, or write Exercise 8.3, while it runs).
 #
 # > **Before you start**
-# > - **You need:** lab 06 (the training job every trial runs).
+# > - **You need:** lab 07 (the training job every trial runs).
 # > - **A cluster:** optional. The search runs as local processes either way; with one, the lab also submits the
 # >   Katib Experiment in your namespace.
 # > - **Run All** (2 CPU cores): about 1 min at CI size, about 6 min at full size
@@ -43,7 +43,7 @@ WORKSHOP_SCALE = os.environ.get("WORKSHOP_SCALE", "full")  # "full" or "ci" (the
 N_TRIALS = 12 if WORKSHOP_SCALE == "full" else 3  # the tuning budget: trials of the training job
 EPOCHS = 10 if WORKSHOP_SCALE == "full" else 2
 ALGORITHM = "bayesian"  # "random", "grid" or "bayesian" (TPE)
-RUN_DIR = "artifacts/lab07"  # trials' logs; best_params.json, which lab 08's pipeline reads
+RUN_DIR = "artifacts/lab08"  # trials' logs; best_params.json, which lab 09's pipeline reads
 
 # %%
 import json
@@ -108,7 +108,7 @@ print(f"the full grid: {math.prod(len(p.grid()) for p in tune.SEARCH_SPACE):,} t
 # Each parameter multiplies the grid by its number of points: 4 x 3 x 5 x 4 x 3 = 720 runs of the
 # training job, most of them varying a parameter that hardly matters.
 #
-# ### Exercise 7.1: how many random trials are enough?
+# ### Exercise 8.1: how many random trials are enough?
 #
 # Random search draws each trial independently. If a fraction `p` of the space is "good" (say the
 # best 5 %), how many trials give at least one good trial with probability `confidence`? The chance
@@ -157,7 +157,7 @@ print(f"random search: {trials_needed(0.05, 0.95)} trials for a 95% chance of la
 # in `workdir/trial-<number>`. It returns the metrics the job printed: `{"ndcg_at_10": ...,
 # "precision_at_10": ..., ...}`.
 #
-# ### Exercise 7.2: the objective
+# ### Exercise 8.2: the objective
 #
 # Write `objective(trial)`: for every parameter `p` of `tune.SEARCH_SPACE` (the table above), draw its
 # value with the `suggest_*` call that matches the space, named by its key (`p.key`, e.g.
@@ -202,10 +202,10 @@ selfcheck.check(
 # `best_params.json`.
 
 # %%
-package_objective = tune.make_objective(DEFAULT, workdir=RUN_DIR)  # stands in while Exercise 7.2 is not done
+package_objective = tune.make_objective(DEFAULT, workdir=RUN_DIR)  # stands in while Exercise 8.2 is not done
 study = tune.tune_local(
     DEFAULT, workdir=RUN_DIR, algorithm=ALGORITHM, n_trials=N_TRIALS,
-    objective=selfcheck.yours_or("7.2", objective, package_objective),
+    objective=selfcheck.yours_or("8.2", objective, package_objective),
 )
 trials = study.trials_dataframe(attrs=("number", "value", "params", "user_attrs"))
 display(trials.round(4))
@@ -217,7 +217,7 @@ plt.show()
 # trial more can reorder it. Look at which parameters separate the best trials from the worst, and
 # at the learning rate in particular.
 #
-# The best trial's parameters, as `best_params.json` keeps them (lab 08's pipeline reads this file),
+# The best trial's parameters, as `best_params.json` keeps them (lab 09's pipeline reads this file),
 # and the job-config overrides they become:
 
 # %%
@@ -275,7 +275,7 @@ print("best trial (validation):", json.loads((Path(RUN_DIR) / "best_params.json"
 GOAL = 0.16
 
 # %% [markdown]
-# ### Exercise 7.3: Katib's `objective` and `parameters`
+# ### Exercise 8.3: Katib's `objective` and `parameters`
 #
 # Write `katib_search(algorithm)`: a dict `{"objective": {...}, "parameters": [...]}` for the search
 # above, as Katib spells it. The objective maximises the metric the trial prints for NDCG@10, with the
@@ -336,7 +336,7 @@ selfcheck.check(
 )
 
 # %% [markdown]
-# The Experiment, with your `objective` and `parameters` in it (the package's own while Exercise 7.3
+# The Experiment, with your `objective` and `parameters` in it (the package's own while Exercise 8.3
 # is not done):
 
 # %%
@@ -344,14 +344,14 @@ def package_search(algorithm: str) -> dict:
     return {"objective": tune.katib_objective(GOAL), "parameters": tune.katib_parameters(algorithm=algorithm)}
 
 
-search = selfcheck.yours_or("7.3", katib_search, package_search)(ALGORITHM)
+search = selfcheck.yours_or("8.3", katib_search, package_search)(ALGORITHM)
 base_experiment = tune.manifest_experiment()
 experiment = tune.katib_experiment(
     algorithm=ALGORITHM, max_trials=12, parallel_trials=2,
     trial_spec=base_experiment["spec"]["trialTemplate"]["trialSpec"], goal=GOAL,
 )
 experiment["spec"].update(search)
-NAMESPACE = kube.workshop_namespace()  # your own on the class JupyterHub, "recsys" on your kind cluster (lab 05)
+NAMESPACE = kube.workshop_namespace()  # your own on the class JupyterHub, "recsys" on your kind cluster (lab 06)
 experiment["metadata"]["namespace"] = NAMESPACE
 spec = experiment["spec"]
 print(yaml.safe_dump({k: spec[k] for k in ("objective", "algorithm", "parallelTrialCount", "maxTrialCount")}))
@@ -369,7 +369,7 @@ print("valid against Katib's CRD:", kube.validate_custom([experiment]) == [])
 # its sizes, how many trials at a time) and the training config its trials read (the ConfigMap
 # `recsys-train-config`), under a name of its own (`recsys-tune-<algorithm>`: an Experiment's search
 # space cannot be changed once it exists). First it asks the API server whether it may
-# (`kube.why_local`, lab 05): when it may not, or there is no cluster, it says why in one sentence and
+# (`kube.why_local`, lab 06): when it may not, or there is no cluster, it says why in one sentence and
 # submits nothing. Watch it with `kubectl -n <namespace> get experiments,trials` and the Katib UI.
 
 # %%
@@ -409,7 +409,7 @@ else:
 #   the Experiment carries them.
 # - One search space, declared once (`tune.SEARCH_SPACE`), is what both were checked against: the same
 #   training job, the same objective on a validation split, the same overrides.
-# - The best trial's parameters are saved (`best_params.json`), and lab 08's pipeline trains with them.
+# - The best trial's parameters are saved (`best_params.json`), and lab 09's pipeline trains with them.
 # - The test split is used once, after the search, to compare the default and the tuned model.
 #
-# **Next:** lab 08, pipelines: validation, training, evaluation and a guarded push, as one pipeline.
+# **Next:** lab 09, pipelines: validation, training, evaluation and a guarded push, as one pipeline.

@@ -9,12 +9,12 @@
 # ---
 
 # %% [markdown]
-# # Lab 08: Pipelines, continuous training with Kubeflow Pipelines
+# # Lab 09: Pipelines, continuous training with Kubeflow Pipelines
 #
 # **Time:** about 55 minutes.
 #
 # > **Before you start**
-# > - **You need:** labs 06 and 07 (the training job, and the tuned parameters: it uses lab 07's when they
+# > - **You need:** labs 07 and 08 (the training job, and the tuned parameters: it uses lab 08's when they
 # >   exist).
 # > - **A cluster:** optional. The pipeline runs with KFP's local runner either way; with one, the lab also
 # >   submits it to Kubeflow Pipelines.
@@ -42,8 +42,8 @@ import os
 
 WORKSHOP_SCALE = os.environ.get("WORKSHOP_SCALE", "full")  # "full" or "ci" (the test suite's quick run)
 EPOCHS = 10 if WORKSHOP_SCALE == "full" else 2
-BEST_PARAMS = "artifacts/lab07/best_params.json"  # lab 07's tuning result, used when it exists
-RUN_DIR = "artifacts/lab08"  # the pipeline root (one folder per run) and the "deployed" model folder
+BEST_PARAMS = "artifacts/lab08/best_params.json"  # lab 08's tuning result, used when it exists
+RUN_DIR = "artifacts/lab09"  # the pipeline root (one folder per run) and the "deployed" model folder
 N_VISITS = 200 if WORKSHOP_SCALE == "full" else 40  # simulated visits to the API in section 8
 SEED = 42
 
@@ -72,7 +72,7 @@ ROOT, DEPLOYED = Path(RUN_DIR) / "runs", Path(RUN_DIR) / "deployed"
 base = json.loads(Path("../cluster-setup/manifests/base/train.json").read_text())
 base = merge_config(base, [f"train.epochs={EPOCHS}", "train.verbose=0"])
 JOB = pipelines.job_config_with_best(base, BEST_PARAMS)
-print("tuned parameters from lab 07:", Path(BEST_PARAMS).exists())
+print("tuned parameters from lab 08:", Path(BEST_PARAMS).exists())
 print("model:", JOB["model"])
 
 # %% [markdown]
@@ -104,7 +104,7 @@ for problem in data.check_ratings(broken):
     print(" -", problem)
 
 # %% [markdown]
-# ### Exercise 8.1: leakage between splits
+# ### Exercise 9.1: leakage between splits
 #
 # A `(user_id, item_id)` pair that is in both the training and the test split is *leakage*: the
 # model is tested on what it was trained on, and the score is too good. Write `leaked_pairs(train,
@@ -203,7 +203,7 @@ print("volumes:", [name for name, e in executors.items() if "pvcMount" in e] or 
 # artifact with the deployed model's scores (the same keys as `evaluate_model`'s: `ndcg@10`, `precision@10`,
 # ...), and *no key at all* when nothing is deployed yet. The decision is yours to write.
 #
-# ### Exercise 8.2: the push gate, as a component
+# ### Exercise 9.2: the push gate, as a component
 #
 # Write the component `push_gate`:
 #
@@ -247,7 +247,7 @@ selfcheck.check(
 )
 
 # %% [markdown]
-# ### Exercise 8.3: your pipeline
+# ### Exercise 9.3: your pipeline
 #
 # Write `gated_pipeline(gate)`: it defines and returns a `@dsl.pipeline` with the parameters
 # `(deployed_dir: str, job_config: str = "{}", min_improvement: float = 0.0)` that runs, as the workshop's
@@ -256,7 +256,7 @@ selfcheck.check(
 # `evaluate_deployed` on the same split, the `gate` on the two `Metrics`, and `push_model` with the gate's
 # decision. Call `gate(...)`, the argument, not `push_gate` directly: KFP builds a pipeline's graph when the
 # function is decorated, so a function that returns the pipeline lets the workshop choose the gate (yours, or
-# the package's while Exercise 8.2 is not done). The steps' inputs and outputs:
+# the package's while Exercise 9.2 is not done). The steps' inputs and outputs:
 
 # %%
 def _types(specs) -> str:  # "system.Dataset@0.0.1" -> "Dataset"
@@ -334,7 +334,7 @@ print({k: round(v, 4) for k, v in metadata["metrics"].items() if "@" in k})
 
 # %% [markdown]
 # The evaluate step measured the model *as it will be served*: it loaded the exported version with the
-# model server's own code (lab 09) and asked it for each test user's top 10, excluding what the user
+# model server's own code (lab 10) and asked it for each test user's top 10, excluding what the user
 # has already rated.
 #
 # ## 6. A weaker candidate is refused, by your gate
@@ -342,14 +342,14 @@ print({k: round(v, 4) for k, v in metadata["metrics"].items() if "@" in k})
 # Run again with a deliberately poor configuration (tiny embeddings, one epoch, a learning rate too small),
 # this time through *your* pipeline with *your* gate swapped in: `run_local(..., pipeline=...)` runs it with the
 # same local runner. `evaluate_deployed` scores version 1 on this run's test split, `evaluate_model` the
-# candidate, your gate decides, and `push_model` keeps the deployed version. (Until Exercises 8.2 and 8.3
+# candidate, your gate decides, and `push_model` keeps the deployed version. (Until Exercises 9.2 and 9.3
 # pass, the package's gate and the workshop's pipeline stand in for yours.)
 
 # %%
 gate = push_gate if push_gate is not None else pipelines.push_gate
 if push_gate is None:
-    print("(Exercise 8.2 is not done yet: the package's gate stands in for yours.)")
-build = selfcheck.yours_or("8.3", gated_pipeline, lambda gate: pipelines.training_pipeline)
+    print("(Exercise 9.2 is not done yet: the package's gate stands in for yours.)")
+build = selfcheck.yours_or("9.3", gated_pipeline, lambda gate: pipelines.training_pipeline)
 weaker = merge_config(JOB, ["model.n_factors=2", "train.epochs=1", "train.learning_rate=0.00001"])
 second = pipelines.run_local(ROOT, DEPLOYED, pipeline=build(gate), job_config=weaker,
                              log_path=Path(RUN_DIR) / "run-2.log")
@@ -391,7 +391,7 @@ print("deployed versions:", list_versions(DEPLOYED))
 # - the push step uploads the candidate (`POST /v1/models/recsys/versions`, with its metrics in
 #   `metadata.json`); the server checks the archive (safe file names, bounded size, a complete version that
 #   loads), publishes it as its next version with an atomic rename, and the step activates it (`:activate`:
-#   the server never switches by itself, lab 09).
+#   the server never switches by itself, lab 10).
 #
 # Both routes need the admin token: the two tasks read it from the Secret `recsys-admin` (which
 # `cluster-setup` copies into `kubeflow`) as `$RECSYS_ADMIN_TOKEN`, never from a pipeline parameter (the
@@ -424,7 +424,7 @@ else:
 # %% [markdown]
 # ## 8. Closing the loop: feedback -> retrain -> gate -> push
 #
-# The API of lab 10 stores every click, like and dislike in its database. The pipeline's ingest step
+# The API of lab 11 stores every click, like and dislike in its database. The pipeline's ingest step
 # can read them (`feedback_db`, a database URL) and add them to the ratings as new interactions, so the
 # next candidate learns from what users did with the deployed model's recommendations:
 #
@@ -432,7 +432,7 @@ else:
 # API (feedback) ─> database ─> ingest (+ feedback) ─> ... ─> train ─> compare with deployed ─> push ─> activate
 # ```
 #
-# Start the local stack (model server and API, lab 10) on the versions this lab deployed, with a fresh
+# Start the local stack (model server and API, lab 11) on the versions this lab deployed, with a fresh
 # SQLite database under this lab's folder, and simulate some visits: MovieLens users ask for their
 # recommendations, and click, like or dislike a few of the films shown, sending back the answer's
 # `recommendation_id` (the API refuses feedback on films it did not show).
@@ -471,7 +471,7 @@ display(feedback.head().assign(time=pd.to_datetime(feedback["time"].head(), unit
 print(f"{len(feedback)} events from {feedback['user_id'].nunique()} users:", feedback["action"].value_counts().to_dict())
 
 # %% [markdown]
-# ### Exercise 8.4: feedback as ratings
+# ### Exercise 9.4: feedback as ratings
 #
 # The training data are ratings (user_id, item_id, rating, timestamp), so each event becomes one: a
 # like counts as 5 (an explicit "yes"), a click as 4 (the user chose to open it: interest, not yet a
@@ -516,7 +516,7 @@ selfcheck.check(
 # passes):
 
 # %%
-your_feedback_to_ratings = selfcheck.yours_or("8.4", feedback_to_ratings, pipelines.steps.feedback_to_ratings)
+your_feedback_to_ratings = selfcheck.yours_or("9.4", feedback_to_ratings, pipelines.steps.feedback_to_ratings)
 preview = your_feedback_to_ratings(feedback)
 print(f"{len(feedback)} events -> {len(preview)} rows;", preview["rating"].value_counts().sort_index().to_dict())
 
@@ -532,7 +532,7 @@ pushed = pipelines.task_outputs(loop, "push-model")["Output"]
 print("pushed:", pushed or "nothing (the gate kept the deployed version)", "| deployed versions:", list_versions(DEPLOYED))
 
 # %% [markdown]
-# The model server does not switch by itself (lab 09): a pushed version is served once someone with the
+# The model server does not switch by itself (lab 10): a pushed version is served once someone with the
 # admin token activates it. Activate it, and ask the API again: the answer says which version served it.
 # Then stop the stack.
 
@@ -588,5 +588,5 @@ resources.close()
 #   latest event of a pair wins), the pipeline retrained on it, the gate decided, and a pushed version
 #   is served once activated with the admin token.
 #
-# **Next:** lab 09, serving: the model server that loads these versions, switches between them and
+# **Next:** lab 10, serving: the model server that loads these versions, switches between them and
 # rolls back.

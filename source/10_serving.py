@@ -9,12 +9,12 @@
 # ---
 
 # %% [markdown]
-# # Lab 09: serving a recommender with KServe
+# # Lab 10: serving a recommender with KServe
 #
 # **Time:** about 70 minutes.
 #
 # > **Before you start**
-# > - **You need:** labs 02 and 03 (the models it serves: it trains two small ones itself); lab 05 for the
+# > - **You need:** labs 02 and 03 (the models it serves: it trains two small ones itself); lab 06 for the
 # >   InferenceService.
 # > - **A cluster:** no. The model server runs on this machine; the cluster side is read as manifests.
 # > - **Run All** (2 CPU cores): under a minute at CI size, under a minute at full size
@@ -37,7 +37,7 @@
 #   on the same files, and a canary rollout that sends 10% of the traffic to a new version.
 #
 # Up to now a model lived inside a notebook. In production it lives behind a network API, owned by a
-# server process that loads it once and answers many clients. The API layer of lab 10 is one of them.
+# server process that loads it once and answers many clients. The API layer of lab 11 is one of them.
 
 # %% tags=["parameters"]
 import os
@@ -51,10 +51,10 @@ EPOCHS = {"full": 10, "ci": 1}[WORKSHOP_SCALE]
 BATCH_SIZE = {"full": 1024, "ci": 8192}[WORKSHOP_SCALE]
 LEARNING_RATE = {"full": 5e-3, "ci": 2e-2}[WORKSHOP_SCALE]
 N_TIMED_REQUESTS = {"full": 200, "ci": 20}[WORKSHOP_SCALE]  # per protocol, for the REST vs gRPC comparison
-MODEL_DIR = "artifacts/09_serving/models"  # the base folder of the versions (emptied at the start)
+MODEL_DIR = "artifacts/10_serving/models"  # the base folder of the versions (emptied at the start)
 SCALE_ITEMS = {"full": 100_000, "ci": 10_000}[WORKSHOP_SCALE]  # the synthetic catalogue of section 5
 SCALE_USERS = {"full": 500, "ci": 100}[WORKSHOP_SCALE]  # its users: one request each per setting of the sweep
-MIN_RECALL = 0.95  # the recall@10 floor of Exercise 9.5
+MIN_RECALL = 0.95  # the recall@10 floor of Exercise 10.5
 
 # %%
 import contextlib
@@ -186,7 +186,7 @@ for prediction in answer.json()["predictions"]:
 # history (it only has vectors), so the caller says what to leave out: an instance may carry
 # `"exclude": [item ids]`.
 #
-# ### Exercise 9.1: a V1 request body
+# ### Exercise 10.1: a V1 request body
 #
 # Write `v1_request_body(user_ids, k, history)` that returns the body asking for `k` recommendations for
 # each user of `user_ids` (in that order), each instance excluding the items that user has in `history`
@@ -318,7 +318,7 @@ print(requests.post(f"{versions_url}/1:activate", headers=ADMIN, timeout=30).jso
 print("now answering:", requests.post(server.predict_url, json=question, timeout=10).json()["predictions"][0]["version"])
 
 # %% [markdown]
-# ### Exercise 9.2: roll back
+# ### Exercise 10.2: roll back
 #
 # Version 1 is now live, and (say) the click-through rate drops; the offline metrics in the versions table
 # agreed (at full size, BPR's NDCG@10 is about four times the rating model's). Write `rollback(server_url,
@@ -402,7 +402,7 @@ display(pd.DataFrame(requests.get(versions_url, timeout=5).json()["versions"])[[
 # | the *active* version answers unpinned requests | the highest loaded one does; clients call `labels/stable` |
 # | `X-Model-Version: 2` (our header) | `/v1/models/recsys/versions/2:predict` |
 # | `POST .../versions/1:activate` | `version_labels { key: "stable" value: 1 }`, then a reload |
-# | `POST ...:rollback` | the previous `models.config` back (a `git revert` if it lives in Git, lab 12) |
+# | `POST ...:rollback` | the previous `models.config` back (a `git revert` if it lives in Git, lab 13) |
 # | a broken version: 409, the active one serves on | it fails to load, no label can move onto it |
 #
 # What each policy would load from our base folder, where version 3 is the broken one (`version_policy` is
@@ -428,7 +428,7 @@ for policy in ("", "latest { num_versions: 2 }", "all {}", "specific { versions:
 # would make it the default if it loaded: our server never switches by itself. `specific` plus a label is
 # the closest to what our server does.
 #
-# ### Exercise 9.3: a `models.config` for TensorFlow Serving
+# ### Exercise 10.3: a `models.config` for TensorFlow Serving
 #
 # Write `models_config(name, base_path, versions, labels)` that returns the text of a `models.config` for one
 # TensorFlow model (`model_platform: "tensorflow"`) called `name`, with its versions under `base_path`,
@@ -471,7 +471,7 @@ selfcheck.check(
 # rollback is the diff below (a commit, when the file lives in Git):
 
 # %%
-make_config = selfcheck.yours_or("9.3", models_config, version_policy.render)
+make_config = selfcheck.yours_or("10.3", models_config, version_policy.render)
 activated_1 = make_config("recsys", "/mnt/models", [1, 2], {"stable": 1})
 rolled_back = make_config("recsys", "/mnt/models", [1, 2], {"stable": 2})
 print("".join(difflib.unified_diff(activated_1.splitlines(True), rolled_back.splitlines(True),
@@ -490,7 +490,7 @@ print(f"labels/stable:predict -> version {after.answers(label='stable')}; our se
 # and the labels from a ConfigMap mounted as a file: the config's `name` must be the InferenceService's (the
 # URL is `/v1/models/recsys-model-tf:predict`) and its `base_path` is where KServe mounts the `storageUri`.
 # Kubernetes refreshes a mounted ConfigMap in place (within a minute or so), TF Serving reads it again at
-# its next poll, and moving the label is a commit that Argo CD applies (lab 12). The schema check is the
+# its next poll, and moving the label is a commit that Argo CD applies (lab 13). The schema check is the
 # one of section 6, against KServe's CRD:
 
 # %%
@@ -632,7 +632,7 @@ print("\n".join(retrieval_checks.cost_summary(scale_records)))
 #   its own copy of the vectors plus 2 x `m` neighbour ids per item, about half a kilobyte per item at m = 32
 #   and 64 dimensions: the gap between the two `RSS` columns. Most of a small server's memory is the process.
 #
-# ### Exercise 9.4: trade the search width for recall and time
+# ### Exercise 10.4: trade the search width for recall and time
 #
 # At 1,664 films there is nothing to trade. On a catalogue of `SCALE_ITEMS` items from the benchmark's
 # generator, exported with exact search and with the default index, there is (the build takes a while at
@@ -683,7 +683,7 @@ selfcheck.check(
 )
 
 # %% [markdown]
-# ### Exercise 9.5: the cheapest setting that reaches a recall floor
+# ### Exercise 10.5: the cheapest setting that reaches a recall floor
 #
 # Write `choose(table, min_recall)`: among the rows of a `sweep` table with `recall >= min_recall`, the one with
 # the smallest `ms` (equally fast: the higher recall), as a tuple `(candidates, ef_search)`; `None` when no row
@@ -714,9 +714,9 @@ selfcheck.check(
 
 # %%
 settings = [(n_candidates, ef_search) for n_candidates in (10, 50, 200) for ef_search in (16, 64, 256)]
-table = selfcheck.yours_or("9.4", sweep, retrieval_checks.sweep)(scale_hnsw, scale_users, scale_exact_top, settings)
+table = selfcheck.yours_or("10.4", sweep, retrieval_checks.sweep)(scale_hnsw, scale_users, scale_exact_top, settings)
 display(table.round(3))
-choice = selfcheck.yours_or("9.5", choose, retrieval_checks.choose)(table, MIN_RECALL)
+choice = selfcheck.yours_or("10.5", choose, retrieval_checks.choose)(table, MIN_RECALL)
 print(f"the cheapest setting with recall@{K} >= {MIN_RECALL}: {choice}; exact search: {scale_exact_ms:.3f} ms")
 
 # %% [markdown]
@@ -763,7 +763,7 @@ display(pd.DataFrame(rows))
 #   to `--version 2`) with `canaryTrafficPercent: 10`, KServe keeps the last good revision and sends 10% of
 #   the requests to the new one. Watch its metrics; promote by removing the field (100%) or roll back by
 #   setting it to 0. Splitting traffic between revisions needs KServe's Serverless mode (Knative), which
-#   the workshop's clusters do not install: without it, A/B testing happens in the API layer (lab 10),
+#   the workshop's clusters do not install: without it, A/B testing happens in the API layer (lab 11),
 #   which pins a version per request with `X-Model-Version`, the workshop's header (section 3), not KServe's
 #   (with TensorFlow Serving behind it, the API would call `/versions/<v>:predict` or a label instead).
 #
@@ -827,5 +827,5 @@ print("server exit code:", server.process.poll())
 # - In a cluster, an InferenceService runs the same server; TensorFlow Serving can serve the same files;
 #   a canary sends a share of the traffic to a new version.
 #
-# Next, lab 10 puts an API with business logic (history filter, cold start, diversity, A/B between these
+# Next, lab 11 puts an API with business logic (history filter, cold start, diversity, A/B between these
 # versions) and a web page in front of this server.

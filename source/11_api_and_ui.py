@@ -9,12 +9,12 @@
 # ---
 
 # %% [markdown]
-# # Lab 10: the API layer and the UI
+# # Lab 11: the API layer and the UI
 #
 # **Time:** about 40 minutes.
 #
 # > **Before you start**
-# > - **You need:** lab 09 (the model server the API calls).
+# > - **You need:** lab 10 (the model server the API calls).
 # > - **A cluster:** no. The model server and the API run on this machine; the same code is the cluster's
 # >   Deployment.
 # > - **Run All** (2 CPU cores): under a minute at CI size, under a minute at full size
@@ -32,7 +32,7 @@
 # - open the web UI that the API serves.
 #
 # The API is the same code that runs on the cluster (`uvicorn recsys_workshop.api:app`, a Deployment in
-# front of the InferenceService of lab 09). Its logic lives, tested, in `recsys_workshop.api.logic`: here you
+# front of the InferenceService of lab 10). Its logic lives, tested, in `recsys_workshop.api.logic`: here you
 # write each step yourself, and the self-checks compare your version with the package's.
 
 # %% tags=["parameters"]
@@ -45,7 +45,7 @@ SEED = 42
 N_FACTORS = {"full": 32, "ci": 8}[WORKSHOP_SCALE]
 EPOCHS = {"full": (3, 10), "ci": (1, 2)}[WORKSHOP_SCALE]  # training epochs of model versions 1 and 2
 BATCH_SIZE = {"full": 1024, "ci": 8192}[WORKSHOP_SCALE]
-MODEL_DIR = "artifacts/lab10/models"  # exported versions: MODEL_DIR/1, MODEL_DIR/2
+MODEL_DIR = "artifacts/lab11/models"  # exported versions: MODEL_DIR/1, MODEL_DIR/2
 MMR_LAMBDA = 0.7  # 1 = the model's order, lower = more variety
 N_SIMULATED_VISITS = {"full": 5000, "ci": 1000}[WORKSHOP_SCALE]
 
@@ -76,7 +76,7 @@ title = dict(zip(items["item_id"], items["title"], strict=True))
 #
 # ## 1. A model's raw top-k
 #
-# We train two small matrix-factorisation models (lab 02) and export them as versions 1 and 2 (lab 09):
+# We train two small matrix-factorisation models (lab 02) and export them as versions 1 and 2 (lab 10):
 # the model server will serve them, the API will choose between them.
 
 # %%
@@ -106,7 +106,7 @@ seen = histories.seen[USER]
 print(f"user {USER} rated {len(seen)} films; {sum(i in seen for i in raw_items[:K])} of the raw top {K} are among them")
 
 # %% [markdown]
-# ### Exercise 10.1: the seen-item filter
+# ### Exercise 11.1: the seen-item filter
 #
 # Write `filter_seen(item_ids, scores, seen, k)`: walk the ranked list (best first), skip the items in
 # `seen` and any item already kept (a duplicate), and stop once `k` items are kept. Return two lists,
@@ -167,7 +167,7 @@ selfcheck.check(
 
 # %%
 # Until your exercises pass, the cells below run on the package's versions (recsys_workshop.api.logic).
-your_filter_seen = selfcheck.yours_or("10.1", filter_seen, logic.filter_seen)
+your_filter_seen = selfcheck.yours_or("11.1", filter_seen, logic.filter_seen)
 unseen, unseen_scores = your_filter_seen(raw_items, raw_scores, seen, K)
 print(pd.DataFrame({"film": [title[i] for i in unseen], "score": np.round(unseen_scores, 3)}))
 
@@ -186,7 +186,7 @@ print(pd.DataFrame({"film": [title[i] for i in unseen], "score": np.round(unseen
 # sim is the cosine between two films' genre vectors. $\lambda = 1$ keeps the model's order; lower values
 # trade relevance for variety.
 #
-# ### Exercise 10.2: MMR re-ranking
+# ### Exercise 11.2: MMR re-ranking
 #
 # Write `mmr_rerank(item_ids, scores, features, k, lam)`: `features[i]` is candidate `i`'s feature
 # vector (here its genres as a unit vector, a row of `catalogue.genre_unit`). Return
@@ -265,7 +265,7 @@ selfcheck.check(
 # varied) with the mean relevance kept.
 
 # %%
-your_mmr_rerank = selfcheck.yours_or("10.2", mmr_rerank, logic.mmr_rerank)
+your_mmr_rerank = selfcheck.yours_or("11.2", mmr_rerank, logic.mmr_rerank)
 candidates, candidate_scores = your_filter_seen(raw_items, raw_scores, seen, 3 * K)
 unit = catalogue.genre_unit[catalogue.rows(candidates)]
 rows = []
@@ -286,7 +286,7 @@ print(pd.DataFrame(rows).round(3).to_string(index=False))
 # from each, and plays the arm with the highest draw: an arm with little data gets wide beliefs and
 # thus its chances, an arm known to be worse rarely wins a draw.
 #
-# ### Exercise 10.3: Thompson sampling's arm choice
+# ### Exercise 11.3: Thompson sampling's arm choice
 #
 # Write `choose_arm(arms, pulls, rewards, rng)`: `pulls[arm]` responses served, `rewards[arm]` clicks;
 # draw `rng.betavariate(1 + rewards, 1 + pulls - rewards)` for each arm **in the order of `arms`** (one
@@ -326,7 +326,7 @@ def _package_choose_arm(arms, pulls, rewards, rng):
     return bandit.choose()
 
 
-your_choose_arm = selfcheck.yours_or("10.3", choose_arm, _package_choose_arm)
+your_choose_arm = selfcheck.yours_or("11.3", choose_arm, _package_choose_arm)
 true_rate = {"1": 0.08, "2": 0.12}
 pulls, rewards = {"1": 0, "2": 0}, {"1": 0, "2": 0}
 rng, clicks_rng = random.Random(SEED), random.Random(SEED + 1)
@@ -341,7 +341,7 @@ print(f"Thompson sampling: {pulls['2'] / N_SIMULATED_VISITS:.0%} of {N_SIMULATED
 # %% [markdown]
 # ## 4. The local stack
 #
-# `local_stack` starts the model server (lab 09) on the versions you exported and the API in front of
+# `local_stack` starts the model server (lab 10) on the versions you exported and the API in front of
 # it, each as its own process on a free loopback port, and stops both when closed. The API runs
 # Thompson sampling over versions 1 and 2 (`RECSYS_ARMS`). Starting takes a few seconds (the model
 # server loads TensorFlow). The API keeps what it learns (new users, feedback, the bandit's counts) in a
@@ -424,7 +424,7 @@ for line in metrics.splitlines():
 #   `Authorization: Bearer <token>`: 401 without it, 403 with a wrong one (compared in constant time). The
 #   token comes from a Kubernetes Secret on a cluster and is generated once into
 #   `artifacts/secrets/admin-token` (mode 0600) in local mode; `stack.admin_headers()` reads it for you.
-#   Switching model versions (lab 09) is guarded the same way, by the same token.
+#   Switching model versions (lab 10) is guarded the same way, by the same token.
 # - **Feedback only on what was really shown.** The `recommendation_id` is the user, the arm, the films
 #   and the time, signed with a key only the API knows (HMAC-SHA256). `POST /feedback` must send it
 #   back; the API checks the signature, the user and that the film was in the list, and credits the arm
@@ -515,5 +515,5 @@ resources.close()
 # - When the model server goes down, users still get recommendations, and the response says where they
 #   came from.
 #
-# **Next:** lab 11, load testing: how many requests a second this stack serves before its latency breaks
+# **Next:** lab 12, load testing: how many requests a second this stack serves before its latency breaks
 # the objective.

@@ -9,12 +9,12 @@
 # ---
 
 # %% [markdown]
-# # Lab 11: load testing the recommender with Locust
+# # Lab 12: load testing the recommender with Locust
 #
 # **Time:** about 50 minutes.
 #
 # > **Before you start**
-# > - **You need:** lab 10 (the stack under load).
+# > - **You need:** lab 11 (the stack under load).
 # > - **A cluster:** no. Locust and the stack run on this machine.
 # > - **Run All** (2 CPU cores): under a minute at CI size, about 4 min at full size
 # >   (`bench/results/lab-times.json`).
@@ -50,7 +50,7 @@ STEP_SECONDS = {"full": 12, "ci": 2}[WORKSHOP_SCALE]
 BATCH_SIZE = 16  # users per model-server request in the optimisation of section 6
 SLO_P95_MS = 100  # the objective: p95 latency below this many milliseconds ...
 SLO_MAX_ERROR_RATE = 0.001  # ... and fewer than 0.1% failed requests
-WORK_DIR = "artifacts/11_load_testing"  # models and Locust files (emptied at the start)
+WORK_DIR = "artifacts/12_load_testing"  # models and Locust files (emptied at the start)
 
 # %%
 import contextlib
@@ -92,7 +92,7 @@ print(f"model server {stack.model_url}, API {stack.api_url}")
 print(requests.get(f"{stack.api_url}/recommendations/196?k=3", timeout=10).json()["items"][0]["title"])
 
 # %% [markdown]
-# The stack of lab 10 runs again here: a matrix factorisation exported as version 1, the KServe model
+# The stack of lab 11 runs again here: a matrix factorisation exported as version 1, the KServe model
 # server in front of it, and the API (business logic, fallback, UI) in front of the model server, each
 # its own process on a free loopback port.
 #
@@ -112,7 +112,7 @@ print(requests.get(f"{stack.api_url}/recommendations/196?k=3", timeout=10).json(
 # ## 2. Users in code
 #
 # The workshop's Locust file is `recsys_workshop/loadtest/locustfile.py` (the same file the cluster's Locust
-# master and workers run, lab 05). Each simulated user loops: pick a task at random by weight, run it,
+# master and workers run, lab 06). Each simulated user loops: pick a task at random by weight, run it,
 # think for a while (`RECSYS_LOCUST_WAIT`, 0.5-2 s by default), repeat. The tasks:
 
 # %%
@@ -139,7 +139,7 @@ plt.show()
 print(f"the 10% most active users send {top_tenth:.0%} of the requests; uniform ids would give them 10%")
 
 # %% [markdown]
-# ### Exercise 11.1: a new task for the simulated users
+# ### Exercise 12.1: a new task for the simulated users
 #
 # Some users dislike what they are shown. Write the task `dislike_top(user)`: ask for 5 recommendations
 # for a user drawn by `user.pick_user()` with `user.get_recommendations(user_id, 5)` (it returns the list
@@ -148,7 +148,7 @@ print(f"the 10% most active users send {top_tenth:.0%} of the requests; uniform 
 # first one: `POST /feedback` with the JSON body `{"user_id": ..., "item_id": ..., "action": "dislike",
 # "recommendation_id": ...}`, through `user.client.post(path, json=body, name="/feedback [dislike]")`
 # (the `name` groups these requests in Locust's statistics). The API accepts feedback only with the
-# signed id of a recommendation it really made (lab 10), so a load test has to play by the same rules.
+# signed id of a recommendation it really made (lab 11), so a load test has to play by the same rules.
 #
 # A task is a plain function of the user: `loadtest.locustfile_with_tasks` copies it into a new
 # Locust file whose users do everything the workshop's users do, plus your task.
@@ -269,7 +269,7 @@ display(Image(filename=str(loadtest.plot_run(first, slo=loadtest.SLO(SLO_P95_MS,
 # - **Histogram**: a long right tail, or two humps (e.g. the cheap home page and the costlier
 #   recommendations, or answers from the model vs. from the fallback).
 #
-# ### Exercise 11.2: the SLO check
+# ### Exercise 12.2: the SLO check
 #
 # Write `meets_slo(stats, p95_ms, max_error_rate)`: from a Locust statistics table (the `stats`
 # DataFrame above, one row per request name plus the `"Aggregated"` row), return `(passed, reasons)`.

@@ -9,12 +9,12 @@
 # ---
 
 # %% [markdown]
-# # Lab 12: GitOps and CI/CD, the cluster follows Git
+# # Lab 13: GitOps and CI/CD, the cluster follows Git
 #
 # **Time:** about 40 minutes (plus about 10 minutes for `cluster-setup/argocd/up` and a first sync if you have a cluster).
 #
 # > **Before you start**
-# > - **You need:** lab 05 (the overlays); a GitHub fork of the repository for section 7.
+# > - **You need:** lab 06 (the overlays); a GitHub fork of the repository for section 7.
 # > - **A cluster:** optional. Every check runs offline; with one, `cluster-setup/argocd/up` installs Argo CD
 # >   and it syncs your fork.
 # > - **Run All** (2 CPU cores): under a minute at CI size, under a minute at full size
@@ -24,15 +24,15 @@
 #
 # **You will**
 # - see the workshop's desired state where it lives: the kustomize overlays, in Git;
-# - release a version as a one-line commit (Exercise 12.1) and read the diff it makes to the cluster;
+# - release a version as a one-line commit (Exercise 13.1) and read the diff it makes to the cluster;
 # - check the Argo CD `Application` for your fork and write its sync policy: automated sync, prune and
-#   self-heal (Exercise 12.2);
+#   self-heal (Exercise 13.2);
 # - follow a version to users: sync, canary, promote or roll back, and what KServe's
 #   `canaryTrafficPercent` does in the workshop's profile;
 # - read your fork's CI workflow: the tests on every push, the image pushed on a version tag;
 # - with a cluster: install Argo CD (pinned) and watch it sync; without one, work offline.
 #
-# Labs 05-11 deployed with `kubectl apply -k`: a person (or a notebook) pushed each change into the
+# Labs 06-12 deployed with `kubectl apply -k`: a person (or a notebook) pushed each change into the
 # cluster. In production nobody does that. Changes go to Git, through review and CI, and a controller in
 # the cluster pulls them. This lab needs no cluster: everything Argo CD would do starts from files in
 # this repository, which we can build and check here.
@@ -160,7 +160,7 @@ for kind, name, container, image in image_table(before):
 # `kustomize edit set image ghcr.io/recsys-workshop/recsys-workshop=localhost/recsys-workshop:0.2.0`; here
 # you write it as a function on the kustomization, read as a dict.
 #
-# ### Exercise 12.1: bump the version
+# ### Exercise 13.1: bump the version
 #
 # Write `bump_version(kustomization, version)`. It returns a **copy** of `kustomization` (leave the
 # argument unchanged: `copy.deepcopy`) in which the `images:` entry named
@@ -260,7 +260,7 @@ def dump(document: dict) -> str:
     return yaml.dump(document, Dumper=BlockDumper, sort_keys=False)
 
 
-scratch = tempfile.TemporaryDirectory(prefix="lab12-")
+scratch = tempfile.TemporaryDirectory(prefix="lab13-")
 manifests = Path(scratch.name) / "manifests"
 shutil.copytree(kube.MANIFESTS_DIR, manifests)
 kustomization_file = manifests / "overlays" / OVERLAY / "kustomization.yaml"
@@ -298,7 +298,7 @@ for difference in kube.overlay_differences(before, after):
 # TFJob/recsys/recsys-train               tensorflow        0.1.0-9c3061316e92 -> 0.2.0
 
 # %% [markdown]
-# The new build still passes every check of lab 05: CI runs these on the pull request, before anything
+# The new build still passes every check of lab 06: CI runs these on the pull request, before anything
 # is merged (`tests/test_manifests.py`), so a broken manifest never reaches `main`, and so never the cluster.
 
 # %%
@@ -314,7 +314,7 @@ print(", ".join(f"{check} {len(found)} finding(s)" for check, found in results.i
 # - **A finished job is still desired state.** The TFJob sets `ttlSecondsAfterFinished: 86400`: a day
 #   after training ends, the Training Operator deletes it. With `selfHeal`, Argo CD sees a resource of
 #   Git missing from the cluster and creates it again, so training runs again every day. Fine for a
-#   workshop; in production, runs belong to the pipeline (lab 08), and Git holds only what should keep
+#   workshop; in production, runs belong to the pipeline (lab 09), and Git holds only what should keep
 #   running (the model server, the API, their configuration).
 # - **Some fields cannot change.** Katib refuses most changes to an existing Experiment's spec, so a
 #   commit that edits `recsys-tune` fails to sync; give a changed experiment a new name instead.
@@ -349,7 +349,7 @@ print(kube.APPLICATION_FILE.read_text())
 # kustomize override (`spec.source.kustomize.images`, name only: a tag bumped in Git still applies). The Argo CD CRD is not among the schemas this repository validates against offline, so
 # `kube.validate_application` checks what the workshop relies on, explicitly: required fields, no
 # unknown fields, automated sync with prune and self-heal, and a source path that exists in this repository
-# and builds with kustomize. What a typo does is decided by the API server, not by Argo CD (as lab 05 showed
+# and builds with kustomize. What a typo does is decided by the API server, not by Argo CD (as lab 06 showed
 # for every custom resource): the Application CRD has a schema, so `kubectl apply`, which validates fields
 # strictly by default, rejects it; a client that skips strict validation has it pruned in silence, and
 # Argo CD never sees it. Checking before you push catches it in either case.
@@ -400,7 +400,7 @@ for label, broken in [("typo", typo), ("wrong path", wrong_path), ("switched off
 #     spec.syncPolicy.automated.enabled is false: automated sync is switched off
 
 # %% [markdown]
-# ### Exercise 12.2: the sync policy
+# ### Exercise 13.2: the sync policy
 #
 # Write `sync_policy()`: it returns the `syncPolicy` dict of the workshop's Application, with
 #
@@ -456,7 +456,7 @@ selfcheck.check(
 # A sync rolls the new version out to every pod. A **canary** first gives it a small share of the
 # traffic, watches the metrics (errors, latency, and here the recommendations' quality), then promotes
 # it or rolls it back. KServe has a field for that on every component, `canaryTrafficPercent`: the
-# CRD accepts it (lab 05's schema check), and a misspelt one is caught.
+# CRD accepts it (lab 06's schema check), and a misspelt one is caught.
 
 # %%
 isvc = next(d for d in after if d["kind"] == "InferenceService")
@@ -483,7 +483,7 @@ print("recsys-model asks for:", isvc["metadata"]["annotations"]["serving.kserve.
       "(KServe 0.16's older name for Standard)")
 
 # %% [markdown]
-# So in this profile the canary lives one level up, where lab 10 already splits users: a second
+# So in this profile the canary lives one level up, where lab 11 already splits users: a second
 # InferenceService runs the candidate, and the API sends a share of users to it (a stable hash of the
 # user id, so each user sees one model). In Git that is one more file in the overlay. The whole cycle is
 # commits, and Argo CD does every step:
@@ -514,7 +514,7 @@ print("image:", canary_isvc["spec"]["predictor"]["containers"][0]["image"])
 print("findings:", kube.validate_custom([canary_isvc]) + kube.policy_violations([canary_isvc]))
 
 # %% [markdown]
-# One catch in this stack: the model volume is ReadWriteOnce (lab 05), so on a multi-node cluster the
+# One catch in this stack: the model volume is ReadWriteOnce (lab 06), so on a multi-node cluster the
 # canary must run on the same node as the model server, or read its models from elsewhere (object
 # storage: what KServe's `storageUri` is for). On kind, one node, it just works.
 #
@@ -523,7 +523,7 @@ print("findings:", kube.validate_custom([canary_isvc]) + kube.policy_violations(
 # Argo CD deploys what is on `main`; CI decides what may get there. `.github/workflows/ci.yml` runs on
 # your fork's every push and pull request (GitHub Actions). Its `test` job runs the README's test command
 # through `.ci/run`, exactly as the workshop's own CI does: lint, notebooks built from `source/`, the
-# tests (including the manifest checks of lab 05 and this lab's Application check) and every solution
+# tests (including the manifest checks of lab 06 and this lab's Application check) and every solution
 # notebook. Its `image` job builds the workshop image and, for a tag `v0.2.0`, pushes
 # `ghcr.io/<you>/recsys-workshop:0.2.0` with the workflow's own `GITHUB_TOKEN` (no secret to create).
 
@@ -636,10 +636,10 @@ scratch.cleanup()  # the scratch copy of the manifests from section 3
 # ## What you saw
 # - GitOps: the desired state is declared, versioned in Git, pulled by an agent in the cluster and
 #   continuously reconciled. A release and a rollback are both commits; Git records who did what, and why.
-# - A release of the workshop is one line of an overlay, the image's `newTag` (Exercise 12.1); building
-#   the overlay before and after shows exactly what will change, and the same checks as lab 05 run on it.
+# - A release of the workshop is one line of an overlay, the image's `newTag` (Exercise 13.1); building
+#   the overlay before and after shows exactly what will change, and the same checks as lab 06 run on it.
 # - The Argo CD `Application` for the workshop stack: source (your fork, a branch, an overlay),
-#   destination, and a `syncPolicy` with automated sync, `prune` and `selfHeal` (Exercise 12.2), checked
+#   destination, and a `syncPolicy` with automated sync, `prune` and `selfHeal` (Exercise 13.2), checked
 #   offline with `kube.validate_application`; installed with a pinned `cluster-setup/argocd/up`.
 # - Canary, promote, roll back as commits; KServe's `canaryTrafficPercent` splits traffic only in
 #   Serverless mode, so in the workshop's Standard mode the canary is a second InferenceService behind

@@ -18,7 +18,7 @@ def test_each_solution_is_timed_at_each_scale_and_merged_into_the_results(tmp_pa
     monkeypatch.setattr(lab_times, "solutions", lambda only=None: [fine, broken])
     monkeypatch.setattr(lab_times, "RESULTS", tmp_path / "results")
     (tmp_path / "results").mkdir()
-    kept = {"benchmark": "lab-times", "protocol": "run-all", "dataset": "full", "model": "lab-07",
+    kept = {"benchmark": "lab-times", "protocol": "run-all", "dataset": "full", "model": "lab-08",
             "metric": "run_seconds", "value": 500.0}  # fmt: skip
     stale = kept | {"dataset": "ci", "model": "lab-00", "value": 999.0}
     broken_before = kept | {"dataset": "ci", "model": "lab-01", "value": 3.0}
@@ -27,7 +27,7 @@ def test_each_solution_is_timed_at_each_scale_and_merged_into_the_results(tmp_pa
     assert status == 1, "a lab that fails makes the run fail, and gets no time"
     records = json.loads((tmp_path / "results" / "lab-times.json").read_text())
     keys = [(r["dataset"], r["model"]) for r in records]
-    assert keys == [("ci", "lab-00"), ("full", "lab-07")], "lab-00 replaced, lab-07 kept, lab-01 (fails now) dropped"
+    assert keys == [("ci", "lab-00"), ("full", "lab-08")], "lab-00 replaced, lab-08 kept, lab-01 (fails now) dropped"
     fresh = records[0]
     assert 0 < fresh["value"] < 120 and fresh["value"] != 999.0
     assert (fresh["benchmark"], fresh["protocol"], fresh["metric"]) == ("lab-times", "run-all", "run_seconds")

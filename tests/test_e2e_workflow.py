@@ -414,7 +414,7 @@ def test_dry_run_in_another_namespace_and_context(run_stubbed):
 
 def test_the_pipeline_submission_calls_what_exists():
     """The Python the smoke test pipes to the venv's interpreter (KFP_SUBMIT) parses, and what it calls exists
-    with the parameters it passes: lab 08's cluster_arguments, the kfp 2 client."""
+    with the parameters it passes: lab 09's cluster_arguments, the kfp 2 client."""
     import ast
     import inspect
 

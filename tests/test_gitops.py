@@ -1,4 +1,4 @@
-"""Lab 12's GitOps pieces: the Argo CD Application and its checks, cluster-setup/argocd/{up,down}, the
+"""Lab 13's GitOps pieces: the Argo CD Application and its checks, cluster-setup/argocd/{up,down}, the
 version bump, and the CI workflow of a learner's fork (.github/workflows/ci.yml).
 
 The scripts run against a stub ``kubectl`` on an isolated PATH (no cluster here): a dry run must only print,
@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 SETUP = REPO / "cluster-setup"
 SCRIPTS = ["argocd/up", "argocd/down"]
 WORKFLOW = REPO / ".github" / "workflows" / "ci.yml"
-LAB_SOURCE = REPO / "source" / "12_gitops_cicd.py"
+LAB_SOURCE = REPO / "source" / "13_gitops_cicd.py"
 V = kube.versions()
 FORK = "https://github.com/alice/recsys-workshop.git"
 CONTEXT = f"kind-{V['KIND_CLUSTER_NAME']}"
@@ -349,7 +349,7 @@ def test_render_application_points_at_the_fork_and_leaves_the_file_alone(monkeyp
 
 
 def test_render_application_gives_gke_the_recorded_image_as_argocd_up_does(monkeypatch, tmp_path):
-    """Issue 14: lab 12 creating the Application on GKE must not deploy the PROJECT_ID placeholder."""
+    """Issue 14: lab 13 creating the Application on GKE must not deploy the PROJECT_ID placeholder."""
     monkeypatch.setattr(kube_manifests, "LOCAL_GKE_OVERLAY", tmp_path)
     name = "europe-west1-docker.pkg.dev/class-42/recsys-workshop/recsys-workshop"
     (tmp_path / "kustomization.yaml").write_text(

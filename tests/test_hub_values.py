@@ -232,8 +232,8 @@ def pod_requests(pods: list[dict], field: str = "requests") -> tuple[float, floa
 
 
 def lab_workloads(docs: list[dict]) -> dict[str, list[dict]]:
-    """The pods each lab starts on a cluster, from the rendered overlay: the training job (lab 06), one round of
-    the tuning experiment's parallel trials (lab 07), the serving stack with its load generator (labs 09-11)."""
+    """The pods each lab starts on a cluster, from the rendered overlay: the training job (lab 07), one round of
+    the tuning experiment's parallel trials (lab 08), the serving stack with its load generator (labs 10-12)."""
     def pods_of(doc):
         if doc["kind"] == "TFJob":
             return [s["template"]["spec"] for s in doc["spec"]["tfReplicaSpecs"].values()

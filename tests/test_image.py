@@ -4,7 +4,7 @@
   (no Docker engine, no cluster, no cloud here); the reference its dry run prints is the one every
   workshop workload of that target's overlay runs, every compiled pipeline step runs and the hub's
   single-user server runs.
-- ``kube.cluster_flavour`` tells kind from GKE, so lab 06 applies the matching overlay.
+- ``kube.cluster_flavour`` tells kind from GKE, so lab 07 applies the matching overlay.
 - The lock resolves for linux/amd64 and linux/arm64 (the image's Python), checked against the package index
   this machine's pip is configured with: each pin evaluated with that platform's markers must have a wheel
   for that platform's tags (or be a source distribution the Dockerfile can build), and the packages only one
@@ -346,7 +346,7 @@ def test_kind_run_stops_without_a_cluster_or_when_the_build_fails(image, checkou
 
 def test_gke_run_records_the_image_in_an_ignored_file_and_leaves_git_clean(image, checkout):
     """Issue 14: writing the project id into the tracked overlay and hub values left a learner's clone dirty,
-    and a push (GitOps, lab 12) published the project id."""
+    and a push (GitOps, lab 13) published the project id."""
     git(checkout, "init", "-q")
     git(checkout, "add", "-A")
     git(checkout, "commit", "-q", "-m", "the clone as a learner gets it")
@@ -594,7 +594,7 @@ def test_node_provider_ids_is_empty_without_a_cluster(tmp_path):
 
 
 def test_lab_06_applies_the_overlay_of_the_cluster_it_finds():
-    source = (REPO / "source" / "06_training_at_scale.py").read_text()
+    source = (REPO / "source" / "07_training_at_scale.py").read_text()
     cell = source[source.index("context = kube.cluster_context(") :]
     cell = cell[: cell.index("# %%")]
     assert 'overlay_dir("kind")' not in cell
@@ -619,7 +619,7 @@ def test_dockerfile_builds_on_both_platforms_and_ships_what_the_labs_read():
     ignored = (REPO / ".dockerignore").read_text().splitlines()
     assert {"cluster-setup/*", "!cluster-setup/versions.env", "!cluster-setup/manifests"} <= set(ignored)
     assert ignored.index("cluster-setup/*") < ignored.index("!cluster-setup/manifests")
-    # lab 09 shows the catalogue-scale benchmark's curve: those two files, and nothing else of bench/
+    # lab 10 shows the catalogue-scale benchmark's curve: those two files, and nothing else of bench/
     shipped = ("bench/results/serving-scale.json", "bench/results/serving-scale.png")
     assert f"COPY {' '.join(shipped)} bench/results/" in text
     assert all(f"!{name}" in ignored and (REPO / name).is_file() for name in shipped)

@@ -1,4 +1,4 @@
-"""The lab self-checks of labs 00, 01, 02 and 04 (recsys_workshop.labchecks): the solution passes, and a
+"""The lab self-checks of labs 00, 01, 02 and 05 (recsys_workshop.labchecks): the solution passes, and a
 wrong answer of each usual kind gets a message that names the case and says what is wrong."""
 
 from __future__ import annotations
@@ -190,7 +190,7 @@ def test_top_k_unseen_names_the_mistake(split):
     _fails(labchecks.top_k_unseen, late, model, 10, match="on MF's scores, user ")
 
 
-# ------------------------------------------------------------------------------------------------ lab 04
+# ------------------------------------------------------------------------------------------------ lab 05
 
 
 def _ndcg_right(recommended, relevant, k):
@@ -273,7 +273,7 @@ def test_ease_weights_names_the_mistake(split):
 
 def test_a_failed_check_carries_both_hint_tiers():
     with pytest.raises(selfcheck.ExerciseIncorrect) as info:
-        selfcheck.check("4.2", lambda: labchecks.coverage(lambda r, n: 0.0, pd.DataFrame(
+        selfcheck.check("5.2", lambda: labchecks.coverage(lambda r, n: 0.0, pd.DataFrame(
             {"user_id": [1], "item_id": [2]}), 10), hint="the idea", code_hint="the code")  # fmt: skip
     message = str(info.value)
     assert "coverage(2 lists over films 5, 6, 6, 7; catalogue of 10): expected 0.3, got 0" in message

@@ -1,4 +1,4 @@
-"""The self-checks of Exercises 8.4, 10.3 and 11.2 (recsys_workshop.labchecks.operations): the package's
+"""The self-checks of Exercises 9.4, 11.3 and 12.2 (recsys_workshop.labchecks.operations): the package's
 versions pass, and a wrong answer of each usual kind gets a message that names the case, expected vs got and
 the mistake."""
 
@@ -76,9 +76,9 @@ def test_feedback_shape_mistakes():
 
 def test_feedback_stub_propagates():
     def stub(events):
-        raise NotImplementedError("Exercise 8.4")
+        raise NotImplementedError("Exercise 9.4")
 
-    with pytest.raises(NotImplementedError, match="Exercise 8.4"):
+    with pytest.raises(NotImplementedError, match="Exercise 9.4"):
         operations.feedback_to_ratings(stub)
 
 

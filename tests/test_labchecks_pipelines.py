@@ -1,4 +1,4 @@
-"""Lab 08's checks of the learner's KFP code (recsys_workshop.labchecks.pipelines): the right answers pass, and a
+"""Lab 09's checks of the learner's KFP code (recsys_workshop.labchecks.pipelines): the right answers pass, and a
 wrong answer of each usual kind gets a message that names what is wrong; plus the package pieces the exercises
 use (evaluate_deployed, push_gate, run_local(pipeline=...)) in a real local run."""
 
@@ -194,7 +194,7 @@ def test_the_right_gate_and_the_package_gate_pass():
 
 
 def test_a_gate_not_written_yet_is_not_done():
-    with pytest.raises(NotImplementedError, match="Exercise 8.2"):
+    with pytest.raises(NotImplementedError, match="Exercise 9.2"):
         checks.push_gate(None)
 
 
@@ -282,7 +282,7 @@ def test_the_check_cases_are_the_package_gate_s_decisions():
 
 
 def build(gate, mistake: str = ""):
-    """Exercise 8.3's answer, or the same with one ``mistake``."""
+    """Exercise 9.3's answer, or the same with one ``mistake``."""
 
     @dsl.pipeline(name="gated-training")
     def gated(deployed_dir: str, job_config: str = "{}", min_improvement: float = 0.0):
@@ -329,9 +329,9 @@ def test_the_right_pipeline_passes_with_the_package_gate_and_with_a_gate_of_your
 
 def test_a_pipeline_not_written_yet_is_not_done():
     def stub(gate):
-        raise NotImplementedError("Exercise 8.3")
+        raise NotImplementedError("Exercise 9.3")
 
-    with pytest.raises(NotImplementedError, match="Exercise 8.3"):
+    with pytest.raises(NotImplementedError, match="Exercise 9.3"):
         checks.gated_pipeline(stub, pipelines.push_gate)
 
 
@@ -426,7 +426,7 @@ def test_nothing_deployed_means_no_metrics(tmp_path):
 @pytest.mark.tf
 @pytest.mark.slow
 def test_the_answer_runs_locally_and_its_gate_refuses_a_weak_candidate(tmp_path):
-    """Exercise 8.3's answer with the package's gate, run as lab 08 runs it (run_local(pipeline=...)), against a
+    """Exercise 9.3's answer with the package's gate, run as lab 09 runs it (run_local(pipeline=...)), against a
     deployed model: the candidate (2 factors, 1 epoch, a tiny learning rate) is refused, nothing is pushed."""
     from model_fixtures import exported_versions
 

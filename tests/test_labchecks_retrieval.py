@@ -1,4 +1,4 @@
-"""Lab 09's serving at catalogue scale (recsys_workshop.labchecks.retrieval): Exercises 9.4 (``sweep``) and 9.5
+"""Lab 10's serving at catalogue scale (recsys_workshop.labchecks.retrieval): Exercises 10.4 (``sweep``) and 9.5
 (``choose``) pass with the lab's solution and the package's versions, which agree; each usual wrong answer gets
 a message of its own (an untuned or swapped tune, a batched request, the wrong k, recall as a percentage, a hit
 count, a positional match, a median, one user's, misaligned rows; the floor ignored or exclusive, the highest
@@ -30,7 +30,7 @@ K = 10
 
 def _solution_functions() -> dict:
     """``one_by_one``, ``sweep`` and ``choose`` as the solution notebook defines them."""
-    notebook = nbformat.read(REPO / "solutions" / "09_serving.ipynb", as_version=4)
+    notebook = nbformat.read(REPO / "solutions" / "10_serving.ipynb", as_version=4)
     namespace: dict = {"np": np, "pd": pd, "time": time, "retrieval": retrieval, "K": K,
                        "threadpool_limits": threadpool_limits}  # fmt: skip
     for name in ("one_by_one", "sweep", "choose"):
@@ -113,7 +113,7 @@ def test_a_version_without_an_index_is_a_usage_error(versions):
         hnsw.searcher = searcher
 
 
-# ------------------------------------------------------------------------------------ Exercise 9.4: sweep
+# ------------------------------------------------------------------------------------ Exercise 10.4: sweep
 
 
 def _sweep(*, tune="named", batch=False, k=K, recall="mean", sort_users=False, skip_user=False, reverse=False,
@@ -185,7 +185,7 @@ def test_a_right_sweep_passes_the_stand_in_whatever_its_times():
     checks.check_sweep(_sweep(ms=1e9))
 
 
-# ------------------------------------------------------------------------------------ Exercise 9.5: choose
+# ------------------------------------------------------------------------------------ Exercise 10.5: choose
 
 
 def _setting(row) -> tuple[int, int]:

@@ -1,4 +1,4 @@
-"""Lab 04's sequence exercise check (recsys_workshop.labchecks.sequences): the right answer passes, and
+"""Lab 05's sequence exercise check (recsys_workshop.labchecks.sequences): the right answer passes, and
 each usual wrong answer gets a message that names the case and says what is wrong."""
 
 from __future__ import annotations

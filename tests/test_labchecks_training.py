@@ -1,4 +1,4 @@
-"""Lab 06's self-check (recsys_workshop.labchecks.training): the solution passes, a wrong ``worker_share`` of
+"""Lab 07's self-check (recsys_workshop.labchecks.training): the solution passes, a wrong ``worker_share`` of
 each usual kind gets a message that names the case and the mistake, and the learner's function really runs
 in the training job (shipped to the worker processes with what it uses from the notebook)."""
 
@@ -151,15 +151,15 @@ def test_other_errors_and_types_are_named():
 
 def test_an_unwritten_exercise_is_not_an_error_of_the_check():
     def stub(tf_config, batch):
-        raise NotImplementedError("Exercise 6.1")
+        raise NotImplementedError("Exercise 7.1")
 
-    with pytest.raises(NotImplementedError, match="Exercise 6.1"):
+    with pytest.raises(NotImplementedError, match="Exercise 7.1"):
         training.worker_share(stub)
 
 
 def _solution_function():
     """The lab's ``worker_share``, as the solution notebook defines it."""
-    notebook = nbformat.read(REPO / "solutions" / "06_training_at_scale.ipynb", as_version=4)
+    notebook = nbformat.read(REPO / "solutions" / "07_training_at_scale.ipynb", as_version=4)
     cell = next(c.source for c in notebook.cells if c.cell_type == "code" and "def worker_share(" in c.source)
     namespace = {"json": json, "WorkerShare": WorkerShare}
     exec(compile(cell, "solution-06", "exec"), namespace)  # noqa: S102 - the repository's own solution
@@ -283,7 +283,7 @@ def test_a_share_that_tensorflow_disagrees_with_fails_the_job_with_a_reason(job_
     ), message
 
 
-# ------------------------------------------------------------------------------------ exercise 6.2
+# ------------------------------------------------------------------------------------ exercise 7.2
 
 
 def efficiency(one, many, n, mistake=""):

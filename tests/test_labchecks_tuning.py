@@ -1,4 +1,4 @@
-"""Lab 07's self-checks (recsys_workshop.labchecks.tuning): the solutions pass, and a wrong answer of each usual
+"""Lab 08's self-checks (recsys_workshop.labchecks.tuning): the solutions pass, and a wrong answer of each usual
 kind (a wrong direction, an integer or log-scale draw for a range, bounds swapped, a parameter missing or
 misspelt, a metric name the trial does not print, no goal) gets a message that names it."""
 
@@ -75,7 +75,7 @@ def _objective(*, suggest=None, names=None, values=None, base=BASE, result=lambd
         passed = values(drawn) if values else drawn
         metrics = None
         for _ in range(calls):
-            metrics = tune.run_trial(trial, passed, base, workdir="artifacts/lab07")
+            metrics = tune.run_trial(trial, passed, base, workdir="artifacts/lab08")
         return result(metrics) if metrics is not None else 0.3
 
     return objective
@@ -83,7 +83,7 @@ def _objective(*, suggest=None, names=None, values=None, base=BASE, result=lambd
 
 def test_the_solution_and_the_package_objective_pass():
     tuning.optuna_objective(_objective(), BASE)
-    tuning.optuna_objective(tune.make_objective(BASE, workdir="artifacts/lab07"), BASE)
+    tuning.optuna_objective(tune.make_objective(BASE, workdir="artifacts/lab08"), BASE)
     shuffled = _objective(suggest={"model.n_negatives": lambda t, k: t.suggest_categorical(k, [8, 2, 4])})
     tuning.optuna_objective(shuffled, BASE)  # the same choices in another order: the same search
 
@@ -154,13 +154,13 @@ def test_the_fake_metrics_depend_only_on_the_values():
 
 def test_a_stub_reads_not_done_and_the_verdict_carries_both_hints():
     def stub(trial):
-        raise NotImplementedError("Exercise 7.2")
+        raise NotImplementedError("Exercise 8.2")
 
     with pytest.raises(selfcheck.ExerciseNotDone):
-        selfcheck.check("7.2", lambda: tuning.optuna_objective(stub, BASE), hint="idea", code_hint="code")
+        selfcheck.check("8.2", lambda: tuning.optuna_objective(stub, BASE), hint="idea", code_hint="code")
     wrong = _objective(result=lambda m: -m["ndcg_at_10"])
     with pytest.raises(selfcheck.ExerciseIncorrect) as info:
-        selfcheck.check("7.2", lambda: tuning.optuna_objective(wrong, BASE), hint="idea", code_hint="code")
+        selfcheck.check("8.2", lambda: tuning.optuna_objective(wrong, BASE), hint="idea", code_hint="code")
     assert str(info.value).splitlines()[1:] == ["Hint: idea", "Code hint: code"]
 
 
@@ -285,7 +285,7 @@ def test_the_block_is_validated_inside_the_experiment(monkeypatch):
 
     def validate(docs):
         seen.extend(docs)
-        return [kube.Finding("Experiment/lab07/recsys-tune", "katib", "spec.parameters[0]: made-up problem")]
+        return [kube.Finding("Experiment/lab08/recsys-tune", "katib", "spec.parameters[0]: made-up problem")]
 
     monkeypatch.setattr(kube, "validate_custom", validate)
     _fails(tuning.katib_block, _block, algorithm="random", goal=GOAL, match="not valid: spec.parameters[0]: made-up")

@@ -1,6 +1,6 @@
-"""Lab 09's TF Serving version policy (recsys_workshop.labchecks.version_policy): the schema copy parses what
+"""Lab 10's TF Serving version policy (recsys_workshop.labchecks.version_policy): the schema copy parses what
 TF Serving's documentation shows and refuses what TF Serving would, the rules say which versions a policy
-loads and which one answers, and Exercise 9.3's check passes the solution and names each usual mistake (a
+loads and which one answers, and Exercise 10.3's check passes the solution and names each usual mistake (a
 map written as a message, JSON instead of text format, no policy, ``latest``, ``all``, a missing or extra
 version, a wrong name or path, a version folder as base path, a wrong label)."""
 
@@ -138,12 +138,12 @@ def test_render_writes_what_it_was_asked_for():
     assert dict(_model(version_policy.render("m", "/m", [5], {})).version_labels) == {}
 
 
-# ------------------------------------------------------------------------------------------ Exercise 9.3
+# ------------------------------------------------------------------------------------------ Exercise 10.3
 
 
 def _solution_function():
     """The lab's ``models_config``, as the solution notebook defines it."""
-    notebook = nbformat.read(REPO / "solutions" / "09_serving.ipynb", as_version=4)
+    notebook = nbformat.read(REPO / "solutions" / "10_serving.ipynb", as_version=4)
     cell = next(c.source for c in notebook.cells if c.cell_type == "code" and "def models_config(" in c.source)
     namespace: dict = {}
     exec(compile(cell, "solution-09", "exec"), namespace)  # noqa: S102 - the repository's own solution
@@ -214,9 +214,9 @@ def test_a_non_text_answer_and_an_unwritten_exercise():
     _fails(lambda *a: {"model_config_list": {}}, "returned dict, not the text of a models.config (str)")
 
     def stub(*args):
-        raise NotImplementedError("Exercise 9.3")
+        raise NotImplementedError("Exercise 10.3")
 
-    with pytest.raises(NotImplementedError, match="Exercise 9.3"):
+    with pytest.raises(NotImplementedError, match="Exercise 10.3"):
         version_policy.check_models_config(stub)
 
 

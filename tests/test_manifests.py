@@ -992,7 +992,7 @@ def test_jupyterhub_chart_is_pinned():
     assert V["JUPYTERHUB_CHART_REPO"] == "https://hub.jupyter.org/helm-chart/"
 
 
-# --- additions for lab 05: collapsed differences, the profile a live cluster is checked against --------------
+# --- additions for lab 06: collapsed differences, the profile a live cluster is checked against --------------
 
 
 def test_collapsed_differences_report_one_sided_parts_once(built):

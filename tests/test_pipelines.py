@@ -200,7 +200,7 @@ def test_lab_08_submits_with_the_cluster_arguments():
 
     from recsys_workshop.paths import REPO_ROOT
 
-    tree = ast.parse((REPO_ROOT / "source" / "08_pipelines.py").read_text(encoding="utf-8"))
+    tree = ast.parse((REPO_ROOT / "source" / "09_pipelines.py").read_text(encoding="utf-8"))
     calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "attr", "") ==
              "create_run_from_pipeline_package"]  # fmt: skip
     assert len(calls) == 1

@@ -146,14 +146,14 @@ def test_import_is_light():
 
 def test_yours_or_falls_back_to_the_reference_only_for_an_exercise_stub(capsys):
     def stub(x):
-        raise NotImplementedError("Exercise 9.9")
+        raise NotImplementedError("Exercise 10.9")
 
     def broken(x):
         raise NotImplementedError("something else")
 
-    wrapped = selfcheck.yours_or("9.9", stub, lambda x: x + 1)
+    wrapped = selfcheck.yours_or("10.9", stub, lambda x: x + 1)
     assert [wrapped(1), wrapped(2)] == [2, 3]
-    assert capsys.readouterr().out.count("Exercise 9.9 is not done yet") == 1
-    assert selfcheck.yours_or("9.9", lambda x: x * 10, lambda x: x + 1)(1) == 10
+    assert capsys.readouterr().out.count("Exercise 10.9 is not done yet") == 1
+    assert selfcheck.yours_or("10.9", lambda x: x * 10, lambda x: x + 1)(1) == 10
     with pytest.raises(NotImplementedError, match="something else"):
-        selfcheck.yours_or("9.9", broken, lambda x: x + 1)(1)
+        selfcheck.yours_or("10.9", broken, lambda x: x + 1)(1)

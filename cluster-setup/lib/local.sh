@@ -82,7 +82,7 @@ kind: Kustomization
 resources:
   - ../../manifests/overlays/gke
 images:
-  # the name only: the tag stays the one the overlay (and lab 12's releases) set
+  # the name only: the tag stays the one the overlay (and lab 13's releases) set
   - name: ${committed}
     newName: ${name}
 EOF

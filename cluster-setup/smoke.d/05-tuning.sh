@@ -17,5 +17,5 @@ step_tuning() {
     -o 'jsonpath={.status.currentOptimalTrial.observation.metrics[0]}' 2>/dev/null || true)"
 }
 
-# Submit the compiled pipeline the way lab 08 does (pipelines.cluster_arguments: deployed_dir is the model
+# Submit the compiled pipeline the way lab 09 does (pipelines.cluster_arguments: deployed_dir is the model
 # server's URL, after checking that the run's namespace holds the admin token's Secret), then wait for the run. Given to Python on its standard input:

@@ -13,7 +13,7 @@
 # version, active, that answers.
 set -Eeuo pipefail
 
-# Submit the compiled pipeline the way lab 08 does (pipelines.cluster_arguments: deployed_dir is the model
+# Submit the compiled pipeline the way lab 09 does (pipelines.cluster_arguments: deployed_dir is the model
 # server's URL, after checking that the run's namespace holds the admin token's Secret), write the run's id to
 # RUN_ID_FILE, then wait for the run. Given to Python on its standard input:
 # python - KFP_HOST PACKAGE JOB_CONFIG_FILE CONTEXT NAMESPACE TIMEOUT RUN_ID_FILE.

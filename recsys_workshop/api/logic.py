@@ -1,6 +1,6 @@
 """The API's business logic: what happens between the model's raw top-k and the list a user sees.
 
-Pure numpy (no TensorFlow, no web framework), so lab 10 can build each step by hand and the tests can
+Pure numpy (no TensorFlow, no web framework), so lab 11 can build each step by hand and the tests can
 check it in milliseconds:
 
 - :func:`filter_seen` drops the films a user has already rated or given feedback on;

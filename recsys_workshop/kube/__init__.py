@@ -1,6 +1,6 @@
 """The workshop's Kubernetes side, as plain functions: build, check and compare the manifests.
 
-Lab 05, the tests and ``cluster-setup/`` share these helpers. The manifests themselves are kustomize
+Lab 06, the tests and ``cluster-setup/`` share these helpers. The manifests themselves are kustomize
 bases under ``cluster-setup/manifests`` (``base`` + ``overlays/kind`` + ``overlays/gke``); this module
 only reads them::
 
@@ -17,7 +17,7 @@ only reads them::
     kube.validate_custom(docs)                  # TFJob / InferenceService (CRD schemas), Katib Experiment
     kube.policy_violations(docs)                # limits, probes, non-root, pinned images
     print(kube.diff_overlays("kind", "gke"))    # what changes between the laptop and the cloud
-    app = kube.render_application("https://github.com/<you>/<fork>.git")   # Argo CD, lab 12
+    app = kube.render_application("https://github.com/<you>/<fork>.git")   # Argo CD, lab 13
     kube.validate_application(app)              # its explicit checks (no Argo CD CRD offline)
     kube.set_image_tag(kustomization, "0.2.0")  # the commit that releases a version
 

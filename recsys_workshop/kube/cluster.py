@@ -2,7 +2,7 @@
 
 :func:`cluster_context` never guesses (``reachable`` only after an answer) and returns None when there is no
 cluster to talk to; :func:`cluster_flavour` tells a kind cluster from a GKE one, so a lab applies the
-matching overlay; :data:`PROFILE_DEPLOYMENTS` and :data:`PROFILE_CRDS` are what lab 05 checks a live
+matching overlay; :data:`PROFILE_DEPLOYMENTS` and :data:`PROFILE_CRDS` are what lab 06 checks a live
 cluster against. The Kubernetes client is imported only when a cluster is asked something.
 """
 
@@ -18,7 +18,7 @@ from recsys_workshop.kube.manifests import OVERLAYS, KubeError
 
 # The workshop profile as `cluster-setup/lib/common.sh` (install_profile) installs it and waits for it:
 # the controllers that must be Available in each namespace, and the CRDs that must be established.
-# A test keeps these in step with the script; lab 05 checks a live cluster against them.
+# A test keeps these in step with the script; lab 06 checks a live cluster against them.
 PROFILE_DEPLOYMENTS: dict[str, tuple[str, ...]] = {
     "cert-manager": ("cert-manager", "cert-manager-cainjector", "cert-manager-webhook"),
     "kubeflow": (

@@ -1,6 +1,6 @@
 """GitOps: the Argo CD Application of ``cluster-setup/argocd``, and the version bump that releases an image.
 
-Lab 12 renders the Application for a learner's fork (:func:`render_application`), checks it
+Lab 13 renders the Application for a learner's fork (:func:`render_application`), checks it
 (:func:`validate_application`: the Argo CD CRD is not in the offline CRD folder, so the rules are explicit)
 and releases a version with a one-line change of an overlay's ``images:`` (:func:`set_image_tag`).
 """

@@ -3,13 +3,13 @@
 case, what was expected and what came back (``AssertionError`` with that message, which
 :func:`recsys_workshop.selfcheck.check` turns into the verdict).
 
-- :mod:`.basics`: labs 00, 01, 02 and 04 (numpy and pandas; Keras only inside ``mf_model``);
-- :mod:`.training`: lab 06 (a worker's share of the global batch under ``TF_CONFIG``);
-- :mod:`.tuning`: lab 07 (an Optuna objective and the matching Katib search space);
-- :mod:`.pipelines`: lab 08 (a KFP component and its wiring into the pipeline);
-- :mod:`.version_policy`: lab 09 (TF Serving's ``models.config``);
-- :mod:`.retrieval`: lab 09 (the index settings sweep and the choice against a recall floor);
-- :mod:`.operations`: labs 08, 10 and 11 (feedback as ratings, Thompson sampling's arm, the SLO check).
+- :mod:`.basics`: labs 00, 01, 02 and 05 (numpy and pandas; Keras only inside ``mf_model``);
+- :mod:`.training`: lab 07 (a worker's share of the global batch under ``TF_CONFIG``);
+- :mod:`.tuning`: lab 08 (an Optuna objective and the matching Katib search space);
+- :mod:`.pipelines`: lab 09 (a KFP component and its wiring into the pipeline);
+- :mod:`.version_policy`: lab 10 (TF Serving's ``models.config``);
+- :mod:`.retrieval`: lab 10 (the index settings sweep and the choice against a recall floor);
+- :mod:`.operations`: labs 09, 11 and 12 (feedback as ratings, Thompson sampling's arm, the SLO check).
 
 The labs import the modules other than :mod:`.basics` by name (``from recsys_workshop.labchecks import
 training``): each imports what its lab needs, nothing more.

@@ -1,4 +1,4 @@
-"""The checks behind the self-check cells of labs 00, 01, 02 and 04: each runs the learner's function on
+"""The checks behind the self-check cells of labs 00, 01, 02 and 05: each runs the learner's function on
 named cases and, when an answer is wrong, says which case, what was expected and what came back, and,
 for the usual mistakes, what the mistake probably is::
 
@@ -248,7 +248,7 @@ def top_k_unseen(yours: Callable[[np.ndarray, np.ndarray, int], np.ndarray], mod
                              f"got {yours_ids[u].tolist()}")  # fmt: skip
 
 
-# ------------------------------------------------------------------------------------------------ lab 04
+# ------------------------------------------------------------------------------------------------ lab 05
 
 
 def _ndcg(recommended: Sequence, relevant: set, k: int, *, first_rank: int = 1, cut: bool = True,
@@ -265,7 +265,7 @@ def _ndcg(recommended: Sequence, relevant: set, k: int, *, first_rank: int = 1, 
 
 
 def ndcg_one_user(yours: Callable[[list, set, int], float], recs: pd.DataFrame, truth: pd.DataFrame, k: int) -> None:
-    """Exercise 4.1: cases worked out by hand (each built to expose one usual mistake), then the mean over
+    """Exercise 5.1: cases worked out by hand (each built to expose one usual mistake), then the mean over
     ``recs``' users against :func:`recsys_workshop.metrics.ndcg_at_k`."""
     from recsys_workshop import metrics
 
@@ -300,7 +300,7 @@ def ndcg_one_user(yours: Callable[[list, set, int], float], recs: pd.DataFrame, 
 
 
 def coverage(yours: Callable[[pd.DataFrame, int], float], recs: pd.DataFrame, catalogue_size: int) -> None:
-    """Exercise 4.2 against :func:`recsys_workshop.metrics.catalogue_coverage` and a case by hand."""
+    """Exercise 5.2 against :func:`recsys_workshop.metrics.catalogue_coverage` and a case by hand."""
     from recsys_workshop import metrics
 
     small = pd.DataFrame({"user_id": [1, 1, 2, 2], "item_id": [5, 6, 6, 7], "rank": [1, 2, 1, 2]})
@@ -320,7 +320,7 @@ def coverage(yours: Callable[[pd.DataFrame, int], float], recs: pd.DataFrame, ca
 
 
 def ease_weights(yours: Callable[[Any, float], np.ndarray], X, l2: float, expected: np.ndarray) -> None:
-    """Exercise 4.3 against the package's fitted EASE (``expected`` = ``ease.weights_`` for ``l2``)."""
+    """Exercise 5.3 against the package's fitted EASE (``expected`` = ``ease.weights_`` for ``l2``)."""
     got = _array(yours(X, l2), f"ease_weights(X, {l2:g})", expected.shape)
     if not np.allclose(np.diag(got), 0.0):
         raise AssertionError("the diagonal of B must be 0: a film may not predict itself (np.fill_diagonal)")

@@ -67,11 +67,10 @@ def _diagnose(got: np.ndarray, logits, probability, item_ids, expected: np.ndarr
                 "column c (broadcast the (B,) probabilities along the last axis)")
     if near(got, logits - probability[None, :]):
         return "you subtracted p itself: subtract its logarithm, log p"
+    if (np.diag(got) <= REMOVED).any():
+        return "you removed the diagonal too: column b is row b's own positive, the one the softmax must pick"
     if not near(got, expected):
         return ""
-    diagonal = np.diag(got)
-    if (diagonal <= REMOVED).any():
-        return "you removed the diagonal too: column b is row b's own positive, the one the softmax must pick"
     if np.any(same) and np.allclose(got[same], 0.0):
         return ("accidental hits set to 0: a logit of 0 still counts in the softmax; make it a huge negative "
                 "number (e.g. -1e9)")

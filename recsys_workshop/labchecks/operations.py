@@ -1,10 +1,10 @@
-"""The checks behind three self-checks of the labs on running the service: feedback as ratings (lab 08,
-Exercise 8.4), Thompson sampling's arm choice (lab 10, Exercise 10.3) and the SLO check (lab 11,
-Exercise 11.2)::
+"""The checks behind three self-checks of the labs on running the service: feedback as ratings (lab 09,
+Exercise 9.4), Thompson sampling's arm choice (lab 11, Exercise 11.3) and the SLO check (lab 12,
+Exercise 12.2)::
 
     from recsys_workshop.labchecks import operations
 
-    selfcheck.check("8.4", lambda: operations.feedback_to_ratings(feedback_to_ratings, feedback), hint=...)
+    selfcheck.check("9.4", lambda: operations.feedback_to_ratings(feedback_to_ratings, feedback), hint=...)
 
 Each runs the learner's function on named cases against the package's version
 (``pipelines.steps.feedback_to_ratings``, ``api.logic.ThompsonSampling``, ``loadtest.verdict``) and raises
@@ -35,11 +35,11 @@ FEEDBACK_EXAMPLE = pd.DataFrame({
 RATING_COLUMNS = ["user_id", "item_id", "rating", "timestamp"]
 
 
-# ------------------------------------------------------------------------------------------------ lab 08
+# ------------------------------------------------------------------------------------------------ lab 09
 
 
 def feedback_to_ratings(yours: Callable[[pd.DataFrame], Any], feedback: pd.DataFrame | None = None) -> None:
-    """Exercise 8.4 on :data:`FEEDBACK_EXAMPLE`, then on ``feedback`` (the stored events) if given."""
+    """Exercise 9.4 on :data:`FEEDBACK_EXAMPLE`, then on ``feedback`` (the stored events) if given."""
     from recsys_workshop.pipelines import steps
 
     cases = [("the small example (5 pairs)", FEEDBACK_EXAMPLE)]
@@ -109,7 +109,7 @@ def _rating_mistake(events: pd.DataFrame, pair: tuple[int, int], got: Any, mappi
     return "like -> 5.0, click -> 4.0, dislike -> 1.0, from the latest event of the pair"
 
 
-# ------------------------------------------------------------------------------------------------ lab 10
+# ------------------------------------------------------------------------------------------------ lab 11
 
 # (pulls, rewards) per arm for the two arms "1" and "2": no data, a clear winner, uneven data, a small sample
 BANDIT_CASES = [({"1": 0, "2": 0}, {"1": 0, "2": 0}), ({"1": 100, "2": 100}, {"1": 30, "2": 5}),
@@ -133,7 +133,7 @@ BANDIT_MISTAKES = {
 
 
 def choose_arm(yours: Callable[..., Any]) -> None:
-    """Exercise 10.3: 300 seeded choices per case equal ``api.logic.ThompsonSampling``'s, then arm 1 (30%
+    """Exercise 11.3: 300 seeded choices per case equal ``api.logic.ThompsonSampling``'s, then arm 1 (30%
     clicks) beats arm 2 (5%) in more than 99% of 500 choices."""
     from recsys_workshop.api import logic
 
@@ -177,7 +177,7 @@ def _choices(choose: Callable[..., Any], arms: list[str], pulls: dict, rewards: 
         ) from err
 
 
-# ------------------------------------------------------------------------------------------------ lab 11
+# ------------------------------------------------------------------------------------------------ lab 12
 
 
 def _table(requests: int, failures: int, p95: float, first_row: dict | None = None) -> pd.DataFrame:
@@ -202,7 +202,7 @@ SLO_CASES = [
 
 
 def meets_slo(yours: Callable[..., Any], p95_ms: float = 100, max_error_rate: float = 0.001) -> None:
-    """Exercise 11.2 on :data:`SLO_CASES` against ``loadtest.verdict``."""
+    """Exercise 12.2 on :data:`SLO_CASES` against ``loadtest.verdict``."""
     from recsys_workshop.loadtest import SLO, verdict
 
     slo = SLO(p95_ms, max_error_rate)

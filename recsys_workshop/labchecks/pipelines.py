@@ -1,9 +1,9 @@
-"""The checks behind lab 08's self-checks on KFP code: the learner's ``@dsl.component`` (the push gate, Exercise
-8.2) and the ``@dsl.pipeline`` that wires it after the workshop's components (Exercise 8.3)::
+"""The checks behind lab 09's self-checks on KFP code: the learner's ``@dsl.component`` (the push gate, Exercise
+9.2) and the ``@dsl.pipeline`` that wires it after the workshop's components (Exercise 9.3)::
 
     from recsys_workshop.labchecks import pipelines as pipeline_checks
 
-    selfcheck.check("8.2", lambda: pipeline_checks.push_gate(push_gate), hint=..., code_hint=...)
+    selfcheck.check("9.2", lambda: pipeline_checks.push_gate(push_gate), hint=..., code_hint=...)
 
 Both compile the learner's code with the KFP compiler and read the spec a cluster would get: the component's
 inputs, outputs, types and image; the pipeline's tasks, where each input comes from (a task's output, a pipeline
@@ -84,15 +84,15 @@ def _kind(value: Any) -> str:
     return next((kind for hit, kind in kinds if hit), "other")
 
 
-# --------------------------------------------------------------------------------------- Exercise 8.2
+# --------------------------------------------------------------------------------------- Exercise 9.2
 
 
 def push_gate(yours: Any, run: bool = True) -> None:
-    """Exercise 8.2: ``yours`` is a ``@dsl.component`` with :data:`GATE_SIGNATURE` in the workshop image, hermetic,
+    """Exercise 9.2: ``yours`` is a ``@dsl.component`` with :data:`GATE_SIGNATURE` in the workshop image, hermetic,
     right on :data:`GATE_CASES`, and (``run``) gives the right answer when KFP's local runner runs it alone."""
     kind = _kind(yours)
     if kind == "none":
-        raise NotImplementedError("Exercise 8.2")
+        raise NotImplementedError("Exercise 9.2")
     if kind == "pipeline":
         raise AssertionError("push_gate is a pipeline (@dsl.pipeline): a single step is a @dsl.component")
     if kind != "component":
@@ -345,9 +345,9 @@ def _check_local_run(gate: Any) -> None:
         )
 
 
-# --------------------------------------------------------------------------------------- Exercise 8.3
+# --------------------------------------------------------------------------------------- Exercise 9.3
 
-# The wiring of Exercise 8.3: (component, input) -> where it must come from: ("task", component, output key) or
+# The wiring of Exercise 9.3: (component, input) -> where it must come from: ("task", component, output key) or
 # ("param", pipeline parameter). "gate" stands for the gate component passed to the check.
 WIRING = {
     ("validate-data", "ratings"): ("task", "ingest", "ratings"),
@@ -389,9 +389,9 @@ MISTAKES = {
 
 
 def gated_pipeline(build: Callable[[Any], Any], gate: Any) -> None:
-    """Exercise 8.3: ``build(gate)`` returns a ``@dsl.pipeline`` (parameters :data:`PIPELINE_PARAMETERS`) whose
+    """Exercise 9.3: ``build(gate)`` returns a ``@dsl.pipeline`` (parameters :data:`PIPELINE_PARAMETERS`) whose
     compiled spec runs the workshop's steps and ``gate`` wired as :data:`WIRING`, with the split after the
-    validation. ``gate``: the learner's component from Exercise 8.2, or the package's ``pipelines.push_gate``."""
+    validation. ``gate``: the learner's component from Exercise 9.2, or the package's ``pipelines.push_gate``."""
     try:
         built = build(gate)
     except NotImplementedError:

@@ -1,7 +1,7 @@
-"""Lab 09, section 5 (serving at catalogue scale): the checks of Exercises 9.4 and 9.5, the package's own
+"""Lab 10, section 5 (serving at catalogue scale): the checks of Exercises 10.4 and 10.5, the package's own
 versions of both, and the benchmark's cost curve as the lab shows it.
 
-- Exercise 9.4, ``sweep(version, users, exact_top, settings)``: for each ``(candidates, ef_search)``, tune an
+- Exercise 10.4, ``sweep(version, users, exact_top, settings)``: for each ``(candidates, ef_search)``, tune an
   HNSW version (:meth:`recsys_workshop.serving.LoadedVersion.tune`), ask each user's top-10 one request at a
   time, and return one row per setting: ``candidates``, ``ef_search``, ``recall`` (recall@10 against
   ``exact_top``, :func:`recsys_workshop.retrieval.recall_at_k`) and ``ms`` (median milliseconds per request).
@@ -9,7 +9,7 @@ versions of both, and the benchmark's cost curve as the lab shows it.
   mistake gives a recall of its own, and the calls show whether the version was tuned, to what, and how it
   was asked), then on the lab's own HNSW version against the package's recall of the same answers (an
   index searches the same way every time it is asked). Times are never checked: they depend on the machine.
-- Exercise 9.5, ``choose(table, min_recall)``: the cheapest setting (smallest ``ms``) whose recall reaches the
+- Exercise 10.5, ``choose(table, min_recall)``: the cheapest setting (smallest ``ms``) whose recall reaches the
   floor (``>=``), the higher recall between equally fast ones, ``None`` when none reaches it; returned as
   ``(candidates, ef_search)``. :func:`check_choose` runs it on named tables.
 - :func:`cost_table` and :func:`cost_summary`: the records of ``bench/results/serving-scale.json``
@@ -61,7 +61,7 @@ def _one_by_one(version, users: Sequence[int], k: int) -> tuple[np.ndarray, floa
 
 
 def sweep(version, users: Sequence[int], exact_top: np.ndarray, settings: Sequence[tuple[int, int]], k: int = K):
-    """Exercise 9.4: one row per ``(candidates, ef_search)`` of ``settings``, in order (see the module)."""
+    """Exercise 10.4: one row per ``(candidates, ef_search)`` of ``settings``, in order (see the module)."""
     rows = []
     for candidates, ef_search in settings:
         version.tune(candidates=candidates, ef_search=ef_search)
@@ -71,7 +71,7 @@ def sweep(version, users: Sequence[int], exact_top: np.ndarray, settings: Sequen
 
 
 def choose(table: pd.DataFrame, min_recall: float) -> tuple[int, int] | None:
-    """Exercise 9.5: the fastest setting with ``recall >= min_recall`` (equal times: the higher recall, then
+    """Exercise 10.5: the fastest setting with ``recall >= min_recall`` (equal times: the higher recall, then
     the first row), as ``(candidates, ef_search)``; ``None`` if no setting reaches the floor."""
     reaching = table[table["recall"] >= min_recall]
     if reaching.empty:
@@ -80,7 +80,7 @@ def choose(table: pd.DataFrame, min_recall: float) -> tuple[int, int] | None:
     return int(best["candidates"]), int(best["ef_search"])
 
 
-# ------------------------------------------------------------------------------------- Exercise 9.4: sweep
+# ------------------------------------------------------------------------------------- Exercise 10.4: sweep
 
 
 class _Planted:
@@ -235,7 +235,7 @@ def _as_number(value: Any, what: str) -> float:
 
 
 def check_sweep(yours: Callable[..., Any], version=None, users=None, exact_top=None) -> None:
-    """Exercise 9.4: ``yours`` on the planted stand-in (every usual mistake named), then, when ``version`` is
+    """Exercise 10.4: ``yours`` on the planted stand-in (every usual mistake named), then, when ``version`` is
     given, on it (an HNSW LoadedVersion; ``users`` and their ``exact_top``) against the package's recall of
     the same answers, for two settings; the version's own settings are restored afterwards."""
     exact = {u: 100 * u + np.arange(K, dtype=np.int64) for u in PLANTED_USERS}
@@ -276,7 +276,7 @@ def _check_on_version(yours: Callable[..., Any], version, users, exact_top) -> N
         _check_ms(ms, setting, call)
 
 
-# ------------------------------------------------------------------------------------ Exercise 9.5: choose
+# ------------------------------------------------------------------------------------ Exercise 10.5: choose
 
 
 def _frame(rows: list[tuple[int, int, float, float]], index: list[int] | None = None) -> pd.DataFrame:
@@ -341,7 +341,7 @@ def _as_setting(value: Any, call: str) -> tuple[float, float] | None:
 
 
 def check_choose(yours: Callable[[pd.DataFrame, float], Any]) -> None:
-    """Exercise 9.5 on the named tables of :data:`CHOOSE_CASES`."""
+    """Exercise 10.5 on the named tables of :data:`CHOOSE_CASES`."""
     for name, table, floor, expected in CHOOSE_CASES:
         call = f"choose(a table where {name}, {floor})"
         given = table.copy()

@@ -1,8 +1,8 @@
-"""The check behind lab 04's sequence exercise (4.4): cutting one user's films, in time order, into the
+"""The check behind lab 05's sequence exercise (5.4): cutting one user's films, in time order, into the
 ``(input, target)`` windows a next-film model trains on, as :func:`recsys_workshop.models.sequence.windows`
 does (``horizon=1``).
 
-    selfcheck.check("4.4", lambda: sequences.next_film_windows(next_film_windows), hint=..., code_hint=...)
+    selfcheck.check("5.4", lambda: sequences.next_film_windows(next_film_windows), hint=..., code_hint=...)
 
 Each case is a history of a given length; a wrong answer names the case, the window and what was
 expected against what came back, and says what the usual mistakes mean (windows taken from the start,
@@ -67,7 +67,7 @@ def _mistake(history: np.ndarray, got: list, expected: list) -> str:
 
 
 def next_film_windows(yours: Callable[[np.ndarray, int], Any]) -> None:
-    """Exercise 4.4 against the package's ``windows(history, max_len)`` on the histories of ``CASES``
+    """Exercise 5.4 against the package's ``windows(history, max_len)`` on the histories of ``CASES``
     (films numbered 101, 102, ... in time order)."""
     from recsys_workshop.models.sequence import windows
 

@@ -1,11 +1,11 @@
-"""The checks behind lab 06's self-checks (training at scale): the learner's ``worker_share`` on named cases,
+"""The checks behind lab 07's self-checks (training at scale): the learner's ``worker_share`` on named cases,
 then in the real training job; the scaling efficiency on cases worked out by hand::
 
     from recsys_workshop.labchecks import training
 
     training.worker_share(worker_share)                                  # TF_CONFIG strings, one mistake each
-    training.worker_share_in_job(worker_share, JOB, "artifacts/lab06/yours")  # 2 processes, yours swapped in
-    training.scaling_efficiency(scaling_efficiency)                      # exercise 6.2
+    training.worker_share_in_job(worker_share, JOB, "artifacts/lab07/yours")  # 2 processes, yours swapped in
+    training.scaling_efficiency(scaling_efficiency)                      # exercise 7.2
 
 Each raises ``AssertionError`` naming the failed case, what was expected and what came back, and, for the
 usual mistakes (the chief not counted, or counted as worker 0; an index off by one; the global batch for
@@ -180,7 +180,7 @@ def _call(yours: Callable, case: _Case):
 
 
 def worker_share(yours: Callable[[str | None, int], Any]) -> None:
-    """Exercise 6.1 against :func:`recsys_workshop.train.tfconfig.worker_share`: every case of :data:`CASES`
+    """Exercise 7.1 against :func:`recsys_workshop.train.tfconfig.worker_share`: every case of :data:`CASES`
     (each built to expose one usual mistake), then the cases of :data:`ERROR_CASES`, which must raise
     ``ValueError``."""
     from recsys_workshop.train import tfconfig
@@ -201,7 +201,7 @@ def worker_share(yours: Callable[[str | None, int], Any]) -> None:
 
 
 def scaling_efficiency(yours: Callable[[float, float, int], float]) -> None:
-    """Exercise 6.2: cases worked out by hand (the speed-up divided by the number of workers), then the
+    """Exercise 7.2: cases worked out by hand (the speed-up divided by the number of workers), then the
     arguments that must raise ``ValueError``."""
     cases = [(1000.0, 2000.0, 2, 1.0), (1000.0, 1500.0, 2, 0.75), (1000.0, 4000.0, 8, 0.5), (900.0, 300.0, 2, 1 / 6)]
     for one, many, n, expected in cases:

@@ -1,10 +1,10 @@
-"""The checks behind the self-check cells of lab 07 (hyper-parameter tuning): each runs the learner's code
+"""The checks behind the self-check cells of lab 08 (hyper-parameter tuning): each runs the learner's code
 on named cases and, when an answer is wrong, says which case, what was expected and what came back, and
 for the usual mistakes what the mistake probably is::
 
     from recsys_workshop.labchecks import tuning
 
-    selfcheck.check("7.2", lambda: tuning.optuna_objective(objective, DEFAULT), hint=..., code_hint=...)
+    selfcheck.check("8.2", lambda: tuning.optuna_objective(objective, DEFAULT), hint=..., code_hint=...)
 
 - :func:`trials_needed`: the number of random trials that find a top-``p`` trial with a given confidence;
 - :func:`optuna_objective`: the learner's Optuna objective, run trial by trial with the training run
@@ -81,7 +81,7 @@ TRIALS_MISTAKES = {
 
 
 def trials_needed(yours: Callable[[float, float], int]) -> None:
-    """Exercise 7.1: the smallest ``n`` with ``1 - (1 - p) ** n >= confidence`` on five cases (a slip is named
+    """Exercise 8.1: the smallest ``n`` with ``1 - (1 - p) ** n >= confidence`` on five cases (a slip is named
     when it explains every case), and a ``ValueError`` outside ``0 < p < 1``, ``0 < confidence < 1``."""
     answers = {}
     for p, confidence in TRIALS_CASES:
@@ -261,7 +261,7 @@ def _value_problem(value: Any, metrics: Mapping[str, float]) -> str | None:
 
 def optuna_objective(yours: Callable[[Any], Any], base, space: Sequence[tune.Parameter] = tune.SEARCH_SPACE,
                      *, n_trials: int = 6) -> None:  # fmt: skip
-    """Exercise 7.2: ``n_trials`` trials of a random-search study with ``yours`` as the objective and
+    """Exercise 8.2: ``n_trials`` trials of a random-search study with ``yours`` as the objective and
     ``tune.run_trial`` replaced by :class:`_StandIn`: each parameter of ``space`` suggested under its key with
     the space's distribution; one ``run_trial`` call with the trial, its values and ``base``; the trial's
     NDCG@10 returned; and, for the same values, the same value as the package's objective."""
@@ -461,7 +461,7 @@ def _parameters_problem(parameters: Any, space: Sequence[tune.Parameter], algori
 
 def katib_block(yours: Callable[[str], Any], *, algorithm: str, goal: float,
                 space: Sequence[tune.Parameter] = tune.SEARCH_SPACE) -> None:  # fmt: skip
-    """Exercise 7.3: ``yours(algorithm)`` gives ``{"objective": ..., "parameters": [...]}``; put into the
+    """Exercise 8.3: ``yours(algorithm)`` gives ``{"objective": ..., "parameters": [...]}``; put into the
     package's Experiment (its trial template, :func:`recsys_workshop.tune.manifest_experiment`), it must be
     valid (:func:`recsys_workshop.kube.validate_custom`) and say what the package's rendering says: maximise
     ``ndcg_at_10`` with ``goal``, and each parameter of ``space`` with its Katib type and feasible space."""
@@ -487,7 +487,7 @@ def katib_block(yours: Callable[[str], Any], *, algorithm: str, goal: float,
     trial_spec = tune.manifest_experiment()["spec"]["trialTemplate"]["trialSpec"]
     experiment = tune.katib_experiment(space, algorithm=algorithm, trial_spec=trial_spec, goal=goal)
     experiment["spec"].update(json.loads(json.dumps(dict(block))))
-    experiment["metadata"]["namespace"] = "lab07"
+    experiment["metadata"]["namespace"] = "lab08"
     findings = kube.validate_custom([experiment])
     if findings:
         raise AssertionError(f"{call}: the Experiment with your block is not valid: {findings[0].message}")

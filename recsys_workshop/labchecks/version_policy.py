@@ -1,5 +1,5 @@
-"""TensorFlow Serving's version policy, for lab 09: its ``models.config`` schema, what a config serves, and
-the check of Exercise 9.3 (the learner writes the ``models.config`` of a rollback).
+"""TensorFlow Serving's version policy, for lab 10: its ``models.config`` schema, what a config serves, and
+the check of Exercise 10.3 (the learner writes the ``models.config`` of a rollback).
 
 TF Serving decides which versions of a model it loads from a ``ModelServerConfig`` in protobuf text format
 (``--model_config_file``)::
@@ -153,7 +153,7 @@ def served(model, on_disk: Iterable[int], *, allow_unavailable_labels: bool = Fa
 
 def render(name: str, base_path: str, versions: Iterable[int], labels: Mapping[str, int]) -> str:
     """The ``models.config`` of one TensorFlow model serving exactly ``versions``, with ``labels``
-    (label -> version): the package's version of Exercise 9.3."""
+    (label -> version): the package's version of Exercise 10.3."""
     lines = ["model_config_list {", "  config {", f'    name: "{name}"', f'    base_path: "{base_path}"',
              '    model_platform: "tensorflow"', "    model_version_policy {", "      specific {"]  # fmt: skip
     lines += [f"        versions: {int(v)}" for v in versions]
@@ -162,7 +162,7 @@ def render(name: str, base_path: str, versions: Iterable[int], labels: Mapping[s
     return "\n".join([*lines, "  }", "}", ""])
 
 
-# ------------------------------------------------------------------------------------------ Exercise 9.3
+# ------------------------------------------------------------------------------------------ Exercise 10.3
 
 _PARSE_ADVICE = {
     "VersionLabelsEntry": 'a label is a map entry: version_labels { key: "stable" value: 2 }, one block per label',
@@ -217,9 +217,9 @@ def _policy_problem(model, versions: list[int], on_disk: list[int]) -> str:
 
 
 def check_models_config(yours: Callable[[str, str, list[int], dict[str, int]], str]) -> None:
-    """Exercise 9.3: ``yours(name, base_path, versions, labels)`` returns a ``models.config`` that TF Serving
+    """Exercise 10.3: ``yours(name, base_path, versions, labels)`` returns a ``models.config`` that TF Serving
     parses, for one TensorFlow model serving exactly ``versions`` whatever else is on disk (so ``specific``),
-    with ``labels``; three cases, the first the rollback of lab 09 (version 3 broken on disk)."""
+    with ``labels``; three cases, the first the rollback of lab 10 (version 3 broken on disk)."""
     cases = [
         (("recsys", "/mnt/models", [1, 2], {"stable": 2}), [1, 2, 3]),
         (("recsys", "/mnt/models", [2, 3], {"stable": 2, "canary": 3}), [1, 2, 3, 4]),

@@ -14,7 +14,7 @@ The modules, by responsibility:
 - :mod:`.components`: each step as a lightweight KFP component (in the workshop image: :data:`IMAGE`,
   ``kube.workshop_image()`` unless compiled with another) whose body calls one ``steps.step_*`` function;
   artifacts are typed (``Dataset``, ``Model``, ``Metrics``, ``Markdown``); ``evaluate_deployed`` and
-  ``push_gate`` split the compare step in two, for a pipeline of your own (lab 08, Exercises 8.2-8.3);
+  ``push_gate`` split the compare step in two, for a pipeline of your own (lab 09, Exercises 9.2-9.3);
 - :mod:`.pipeline`: :func:`training_pipeline` wiring the components, and :func:`compile_pipeline`, which
   writes the pipeline YAML to upload to Kubeflow Pipelines. On a cluster the components run in the
   workshop image, and ``deployed_dir`` is the model server's URL: the compare and push steps download and
@@ -26,7 +26,7 @@ The modules, by responsibility:
 - :mod:`.local`: :func:`run_local` runs the whole pipeline on this machine with ``kfp.local.
   SubprocessRunner(use_venv=False)`` (a failing validation stops the run, with the report in the
   :class:`PipelineFailed` error); :func:`job_config_with_best` merges a tuning run's best parameters
-  into the job config, so the config a learner tunes in lab 07 is the one trained here;
+  into the job config, so the config a learner tunes in lab 08 is the one trained here;
   :func:`task_outputs` reads what a task of a local run produced (output parameters, artifact metadata);
 - :mod:`.cli`: ``python -m recsys_workshop.pipelines run|compile`` (see there).
 

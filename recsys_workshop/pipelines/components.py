@@ -144,7 +144,7 @@ def evaluate_deployed(train: Input[Dataset], test: Input[Dataset], deployed_dir:
 def push_gate(candidate: Input[Metrics], deployed: Input[Metrics], min_improvement: float) -> bool:
     """Push when nothing is deployed (``deployed`` has no NDCG@10) or the candidate's NDCG@10 beats the
     deployed one by more than ``min_improvement`` (:func:`~recsys_workshop.pipelines.steps.is_better`).
-    Lab 08's Exercise 8.2 writes this component; its check compares the learner's with it."""
+    Lab 09's Exercise 9.2 writes this component; its check compares the learner's with it."""
     from recsys_workshop.pipelines import steps
 
     better = steps.is_better(candidate.metadata[steps.METRIC], deployed.metadata.get(steps.METRIC), min_improvement)

@@ -6,7 +6,7 @@ task start). A failing validation fails its task and stops the run, with the rep
 :func:`task_outputs` reads what a task produced (its output parameters, its artifacts' metadata).
 
 The train step runs the same job as ``python -m recsys_workshop.train`` (:func:`recsys_workshop.train.
-job.run`) with the pipeline's job config, so the config a learner tunes in lab 07 is the one trained
+job.run`) with the pipeline's job config, so the config a learner tunes in lab 08 is the one trained
 here (:func:`job_config_with_best` merges the tuner's best parameters into it).
 """
 
@@ -49,7 +49,7 @@ def run_local(
     you. ``log_path``: send the tasks' (long) output
     there instead of stdout. ``feedback_db="sqlite:////abs/path/api.db"`` adds the local API's stored
     feedback to the ratings (see :func:`recsys_workshop.pipelines.steps.step_ingest`). ``pipeline``: another
-    ``@dsl.pipeline`` to run the same way (one that takes ``deployed_dir``, e.g. yours from lab 08). Raises
+    ``@dsl.pipeline`` to run the same way (one that takes ``deployed_dir``, e.g. yours from lab 09). Raises
     :class:`PipelineFailed` when a task fails, with the validation report if that was the cause."""
     import contextlib
     import warnings

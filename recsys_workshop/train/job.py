@@ -172,7 +172,7 @@ def run(config: JobConfig, *, log=print, train=None, evaluation=None, model_dir:
     from recsys_workshop.train.distributed import strategy_from_env
 
     strategy = strategy_from_env()  # first: TensorFlow wants the cluster set up before any other op
-    # module-qualified, so that lab 06's self-check can swap in the learner's worker_share
+    # module-qualified, so that lab 07's self-check can swap in the learner's worker_share
     share = tfconfig.worker_share(os.environ.get("TF_CONFIG"), config.train.batch_size)
     movielens = None
     if train is None:

@@ -13,7 +13,7 @@ whole group when one process fails (the ``OnFailure`` restart policy of the mani
     result.metrics["ndcg_at_10"]  # parsed from the chief's "name=value" lines, like Katib does
 
 ``entrypoint`` replaces ``-m recsys_workshop.train`` by another program taking the same ``--config``
-(lab 06's self-check runs a script that calls the job's ``main`` with the learner's ``worker_share``).
+(lab 07's self-check runs a script that calls the job's ``main`` with the learner's ``worker_share``).
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ A TFJob (and the local launcher, :mod:`recsys_workshop.train.launcher`) gives ev
 That is the numbering ``tf.distribute.MultiWorkerMirroredStrategy`` uses for its input pipelines, and the
 training loop (:mod:`recsys_workshop.train.distributed`) checks that TensorFlow agrees. The training job
 calls ``tfconfig.worker_share`` through this module (``from recsys_workshop.train import tfconfig``), so
-lab 06's self-check can run the job with a learner's version of it swapped in. No TensorFlow here.
+lab 07's self-check can run the job with a learner's version of it swapped in. No TensorFlow here.
 """
 
 from __future__ import annotations
