@@ -17,7 +17,7 @@
 # > - **You need:** lab 03 (negative sampling, NCF, the hybrid: this lab compares its models with
 # >   them, and loads them if lab 03 ran on this machine).
 # > - **A cluster:** no: everything runs on this machine, in local mode.
-# > - **Run All** (2 CPU cores): under a minute at CI size, about 2 min at full size
+# > - **Run All** (2 CPU cores): under a minute at CI size, under a minute at full size
 # >   (`bench/results/lab-times.json`).
 # > - **Cost on GKE:** none: it runs on your machine or your hub server.
 #
@@ -407,8 +407,8 @@ compare_search(synthetic, retrieval_model.user_vectors_).round(3)
 #
 # ## 3. One interface, one comparison
 #
-# Lab 03's best pointwise models join the comparison: NeuMF and the hybrid's ranking head, with lab
-# 03's settings (`LAB_03`). `saved.fit` loads them if lab 03 ran on this machine with the same data and
+# Lab 03's best pointwise models join the comparison: NeuMF and the hybrid's ranking head, with
+# lab 03's settings (`LAB_03`). `saved.fit` loads them if lab 03 ran on this machine with the same data and
 # code, and trains them otherwise, saying why (a few minutes at full size).
 
 # %%

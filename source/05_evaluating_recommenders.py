@@ -16,7 +16,7 @@
 # > **Before you start**
 # > - **You need:** labs 02 and 03 (the models it compares; it trains them again, on its own splits).
 # > - **A cluster:** no: everything runs on this machine, in local mode.
-# > - **Run All** (2 CPU cores): about 1 min at CI size, about 14 min at full size
+# > - **Run All** (2 CPU cores): under a minute at CI size, about 8 min at full size
 # >   (`bench/results/lab-times.json`).
 # > - **Cost on GKE:** none: it runs on your machine or your hub server.
 #
@@ -229,7 +229,7 @@ from recsys_workshop import labchecks
 
 recs_50 = trained["item-knn"].recommend(test.user_id.unique()[:50], k=K)
 selfcheck.check(
-    "4.1",
+    "5.1",
     lambda: labchecks.ndcg_one_user(ndcg_one_user, recs_50, test[test.user_id.isin(recs_50.user_id)], K),
     hint="Only the first k recommendations count; a hit at rank r (counting from 1) is worth 1/log2(r + 1); "
     "IDCG is the same sum for a list with min(k, |relevant|) hits on top; no relevant film: 0.",
@@ -254,7 +254,7 @@ def coverage(recs: pd.DataFrame, catalogue_size: int) -> float:
 # %%
 # Self-check
 selfcheck.check(
-    "4.2",
+    "5.2",
     lambda: labchecks.coverage(coverage, trained["item-knn"].recommend(test.user_id.unique(), k=K),
                                train.item_id.nunique()),  # fmt: skip
     hint="Coverage asks which films were shown to anybody at all: each film counts once, however many "
@@ -287,7 +287,7 @@ def ease_weights(X, l2: float) -> np.ndarray:
 # %%
 # Self-check
 selfcheck.check(
-    "4.3",
+    "5.3",
     lambda: labchecks.ease_weights(ease_weights, ease.seen_, 500.0, ease.weights_),
     hint="Regularise the film-by-film co-occurrence matrix, invert it, scale each column by minus the "
     "inverse of its diagonal entry, and forbid a film from predicting itself.",
@@ -528,7 +528,7 @@ def next_film_windows(history: np.ndarray, max_len: int) -> list:
 from recsys_workshop.labchecks import sequences
 
 selfcheck.check(
-    "4.4",
+    "5.4",
     lambda: sequences.next_film_windows(next_film_windows),
     hint="Walk back from the end: each window is the max_len + 1 films ending at `end`; the input drops its last "
     "film, the target its first; pad short windows on the left; the next window ends one film after this one "
@@ -553,7 +553,7 @@ from recsys_workshop.models.sequence import SequenceRecommender
 
 time_train, time_test = data.global_time_split(ratings, 0.8)
 yours_windows = selfcheck.yours_or(
-    "4.4", lambda history, max_len, horizon=1: next_film_windows(history, max_len), sequence.windows
+    "5.4", lambda history, max_len, horizon=1: next_film_windows(history, max_len), sequence.windows
 )
 started = time.perf_counter()
 with mock.patch.object(sequence, "windows", yours_windows):  # the GRU trains on your windows

@@ -121,10 +121,10 @@ print(f"Kubernetes {VERSIONS['KUBERNETES_VERSION']}, Kubeflow manifests {VERSION
 #
 # | kind (API group) | operator | what it creates | lab |
 # |---|---|---|---|
-# | `TFJob` (kubeflow.org/v1) | Training Operator | one pod per replica (Chief, Workers), each with a `TF_CONFIG` describing the others | 06 |
-# | `Experiment` (kubeflow.org/v1beta1) | Katib | `Trial`s, each running a TFJob with suggested hyperparameters; reads the metric from the logs | 07 |
-# | pipelines (no CRD of their own) | Kubeflow Pipelines | runs compiled to Argo `Workflow`s, whose steps are pods | 08 |
-# | `InferenceService` (serving.kserve.io/v1beta1) | KServe | in *RawDeployment* mode, a plain Deployment + Service for the model server | 09 |
+# | `TFJob` (kubeflow.org/v1) | Training Operator | one pod per replica (Chief, Workers), each with a `TF_CONFIG` describing the others | 07 |
+# | `Experiment` (kubeflow.org/v1beta1) | Katib | `Trial`s, each running a TFJob with suggested hyperparameters; reads the metric from the logs | 08 |
+# | pipelines (no CRD of their own) | Kubeflow Pipelines | runs compiled to Argo `Workflow`s, whose steps are pods | 09 |
+# | `InferenceService` (serving.kserve.io/v1beta1) | KServe | in *RawDeployment* mode, a plain Deployment + Service for the model server | 10 |
 #
 # **The workshop profile** installs only these, not the whole Kubeflow platform: the Training
 # Operator, Katib, KServe in raw deployment mode (no Istio, no Knative; cert-manager for its webhook
@@ -664,7 +664,7 @@ def _check_model_server():
 
 
 selfcheck.check(
-    "5.1",
+    "6.1",
     _check_model_server,
     hint="A Deployment is a selector, a pod template whose labels match it, and the containers; the "
     "workshop's policy adds probes, requests and limits, a non-root securityContext and a read-only root "
@@ -802,7 +802,7 @@ def _check_canary():
 
 
 selfcheck.check(
-    "5.2",
+    "6.2",
     _check_canary,
     hint="Read the findings one by one: the schema says which field has the wrong type or the wrong name "
     "(names are case-sensitive), the policy says what a pod must declare (a pinned tag, limits as well as "

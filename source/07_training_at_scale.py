@@ -174,7 +174,7 @@ def _check_worker_share():
 
 
 selfcheck.check(
-    "6.1",
+    "7.1",
     _check_worker_share,
     hint="The string is JSON: its task says who this process is, its cluster lists every process. Only the "
     "chief and the workers train in sync (an evaluator does not). Number them chief first, then the workers: "
@@ -260,7 +260,7 @@ def scaling_efficiency(throughput_1: float, throughput_n: float, n: int) -> floa
 # %%
 # Self-check
 selfcheck.check(
-    "6.2",
+    "7.2",
     lambda: training.scaling_efficiency(scaling_efficiency),
     hint="The speed-up is how many times faster n workers go than one (a ratio of the two throughputs); "
     "perfect scaling makes it n, so divide it by n.",

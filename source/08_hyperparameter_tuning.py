@@ -127,7 +127,7 @@ def trials_needed(p: float, confidence: float) -> int:
 # %%
 # Self-check
 selfcheck.check(
-    "7.1",
+    "8.1",
     lambda: tuning.trials_needed(trials_needed),
     hint="At least one good trial with probability confidence means: all n trials miss with probability at "
     "most 1 - confidence. Solve (1 - p) ** n <= 1 - confidence for n with logarithms, and keep the smallest "
@@ -184,7 +184,7 @@ def objective(trial) -> float:
 # %%
 # Self-check
 selfcheck.check(
-    "7.2",
+    "8.2",
     lambda: tuning.optuna_objective(objective, DEFAULT),
     hint="One suggest_* call per parameter of tune.SEARCH_SPACE, named by its key in the job config: "
     "suggest_categorical over the choices, suggest_float over [low, high] for the range. Pass the drawn "
@@ -322,7 +322,7 @@ def katib_search(algorithm: str) -> dict:
 # %%
 # Self-check
 selfcheck.check(
-    "7.3",
+    "8.3",
     lambda: tuning.katib_block(katib_search, algorithm=ALGORITHM, goal=GOAL),
     hint="The objective: NDCG@10 is better when higher; Katib finds the metric by the exact name of the line "
     "the trial prints; the goal is a number. The parameters: the same five as tune.SEARCH_SPACE, by their "

@@ -137,7 +137,7 @@ def _check_leakage():
 
 
 selfcheck.check(
-    "8.1", _check_leakage,
+    "9.1", _check_leakage,
     hint="Leakage is a (user, film) pair in both splits. A user or a film in both is normal (collaborative "
          "filtering needs it), so compare the two columns together, and count each pair once however many rows "
          "carry it.",
@@ -235,7 +235,7 @@ def push_gate(candidate: Input[Metrics], deployed: Input[Metrics], min_improveme
 # %%
 # Self-check
 selfcheck.check(
-    "8.2", lambda: pipeline_checks.push_gate(push_gate),
+    "9.2", lambda: pipeline_checks.push_gate(push_gate),
     hint="A component is typed: the evaluate steps hand over Metrics artifacts, whose numbers sit in their "
          ".metadata dict (empty when nothing is deployed). KFP ships only the function's source: import inside it "
          "whatever it uses.",
@@ -299,7 +299,7 @@ def gated_pipeline(gate):
 # %%
 # Self-check
 selfcheck.check(
-    "8.3", lambda: pipeline_checks.gated_pipeline(gated_pipeline, push_gate or pipelines.push_gate),
+    "9.3", lambda: pipeline_checks.gated_pipeline(gated_pipeline, push_gate or pipelines.push_gate),
     hint="Wire it like training_pipeline above: each input is another task's output (task.outputs['name'], or "
          ".output for a return value) or a pipeline parameter. The split needs .after() on the validation, because "
          "no data flows between them.",
@@ -499,7 +499,7 @@ def feedback_to_ratings(feedback: pd.DataFrame) -> pd.DataFrame:
 from recsys_workshop.labchecks import operations
 
 selfcheck.check(
-    "8.4", lambda: operations.feedback_to_ratings(feedback_to_ratings, feedback),
+    "9.4", lambda: operations.feedback_to_ratings(feedback_to_ratings, feedback),
     hint="One row per (user, film) pair, and the latest event decides it: order the events by time before "
          "dropping duplicates, with a sort that keeps two events of the same time in their stored order. Each "
          "action maps to a fixed rating; the timestamp is whole seconds.",

@@ -230,7 +230,7 @@ def _check_body() -> None:
 
 
 selfcheck.check(
-    "9.1",
+    "10.1",
     _check_body,
     hint="Group the history by user_id, turn each user's item ids into a sorted list of int; then one "
     'dict {"user_id": ..., "k": ..., "exclude": ...} per user, in the order of user_ids.',
@@ -347,7 +347,7 @@ def _check_rollback() -> None:
 
 
 selfcheck.check(
-    "9.2",
+    "10.2",
     _check_rollback,
     hint="Rollback changes what everybody is served, so it is an admin call: a POST to the model's ':rollback' "
     "route carrying the admin token as a bearer token; fail loudly on an error status, and read the new active "
@@ -455,7 +455,7 @@ def models_config(name, base_path, versions, labels):
 # %%
 # Self-check
 selfcheck.check(
-    "9.3",
+    "10.3",
     lambda: version_policy.check_models_config(models_config),
     hint="One model_config_list holding one config block: name, base_path and model_platform as strings; "
     "model_version_policy with a specific block that lists every version (one versions: line each), so that "
@@ -673,7 +673,7 @@ def sweep(version, users, exact_top, settings):
 # %%
 # Self-check
 selfcheck.check(
-    "9.4",
+    "10.4",
     lambda: retrieval_checks.check_sweep(sweep, scale_hnsw, scale_users[:50], scale_exact_top[:50]),
     hint="Per setting, in order: tune the version first (by name), then one request per user; recall@10 is the "
     "share of a user's exact top-10 found anywhere in the answer, averaged over the users.",
@@ -703,7 +703,7 @@ def choose(table, min_recall):
 # %%
 # Self-check
 selfcheck.check(
-    "9.5",
+    "10.5",
     lambda: retrieval_checks.check_choose(choose),
     hint="Keep the rows that reach the floor (a recall equal to it counts); none left: None. Otherwise the "
     "fastest of them, the higher recall breaking a tie in time; return its two settings as ints.",

@@ -153,7 +153,7 @@ def _check_filter():
 
 
 selfcheck.check(
-    "10.1", _check_filter,
+    "11.1", _check_filter,
     hint="One pass over the ranked list, best first: an item is skipped when the user has seen it or when it is "
          "already kept, and the walk stops at k. One set can answer both questions if every kept item joins it; "
          "build it from seen (a copy: the caller's seen must not change).",
@@ -241,7 +241,7 @@ def _check_mmr():
 
 
 selfcheck.check(
-    "10.2", _check_mmr,
+    "11.2", _check_mmr,
     hint="A greedy loop: each step scores every candidate not yet chosen by its relevance (scaled to [0, 1]) "
          "minus its closeness to what is already on the page, measured as its highest cosine to a chosen item. "
          "The usual slips: the raw score instead of the scaled relevance, the mean instead of the max similarity, "
@@ -306,7 +306,7 @@ def choose_arm(arms, pulls, rewards, rng):
 from recsys_workshop.labchecks import operations
 
 selfcheck.check(
-    "10.3", lambda: operations.choose_arm(choose_arm),
+    "11.3", lambda: operations.choose_arm(choose_arm),
     hint="Each arm's belief about its click rate is a Beta distribution: successes (rewards) and failures "
          "(pulls - rewards), each plus the prior's 1 so that an arm with no data still gets a wide belief. Draw "
          "one sample per arm, in the order of arms, and play the arm with the highest sample (the first on a tie). "

@@ -208,7 +208,7 @@ def _test():
 
 
 selfcheck.check(
-    "11.1", _test,
+    "12.1", _test,
     hint="A task plays one visit: draw a user once and keep that id, since the feedback must be about the same "
          "user the recommendations were for. The API accepts it only with the signed id of that recommendation, "
          "which get_recommendations leaves on the user object, so read it after the call. An empty list (a failed "
@@ -307,7 +307,7 @@ def _test():
 
 
 selfcheck.check(
-    "11.2", _test,
+    "12.2", _test,
     hint="Read one row, 'Aggregated' (the whole run), not the first one. Both conditions are strict: a p95 equal "
          "to the threshold misses, and so does an error rate equal to the maximum. A run with no requests proves "
          "nothing (and has no error rate to divide). Each broken condition gives its own reason.",

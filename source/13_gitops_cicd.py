@@ -223,7 +223,7 @@ def _check_bump():
 
 
 selfcheck.check(
-    "12.1",
+    "13.1",
     _check_bump,
     hint="A release is a one-line diff: change the newTag of the one images entry for the workshop's image "
     "(matched by its name), add that entry only when the overlay has none, and leave every other key alone. "
@@ -440,7 +440,7 @@ def _check_sync_policy():
 
 
 selfcheck.check(
-    "12.2",
+    "13.2",
     _check_sync_policy,
     hint="The sync policy says when Argo CD syncs (automated), what it may do on its own (prune what left git, "
     "heal what drifted from it), how (sync options are 'Name=value' strings) and how it retries a failed sync "

@@ -5,9 +5,9 @@ no cache and no artefacts, and its terminal output must be what the README promi
 long step, no TensorFlow or kernel chatter, a summary that ends with where things are and what to do next.
 
 The job's own steps (data, reference models, pipeline, serving stack) run in full; of the labs it runs 00
-(the data) and 05 (the Kubeflow CRDs), the two things a fresh clone has to fetch for itself. Every one of
-the 13 lab notebooks is run from a fresh clone by ``test_labs_unsolved.py``, and every solution by nbval
-(``make test``), so running all 13 here again would only cost CI ten minutes.
+(the data) and 06 (the Kubeflow CRDs), the two things a fresh clone has to fetch for itself. Every one of
+the 14 lab notebooks is run from a fresh clone by ``test_labs_unsolved.py``, and every solution by nbval
+(``make test``), so running all 14 here again would only cost CI ten minutes.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from fresh_clone import make_fresh_clone
 
 pytestmark = [pytest.mark.notebooks, pytest.mark.slow]
 
-LABS_RUN = ("00", "05")
+LABS_RUN = ("00", "06")
 
 
 def test_the_main_job_runs_on_a_fresh_clone(tmp_path):

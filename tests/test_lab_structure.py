@@ -106,6 +106,22 @@ def test_stubs_are_numbered_in_order_and_followed_by_a_self_check():
         assert numbers == [(lab_number, m) for m in range(1, len(numbers) + 1)], name
 
 
+CHECK_ID = re.compile(r"""\b(?:check|yours_or)\(\s*["'](\d+)\.(\d+)["']""")
+
+
+def test_self_checks_carry_their_labs_number():
+    """A self-check prints 'Exercise N.M: correct': N must be the lab's number (a renumbering once left the
+    old numbers in the checks while the headings moved on)."""
+    for name, _, solution in _pairs():
+        lab_number = int(name[:2])
+        ids = [(int(n), int(m)) for cell in _code_cells(solution) for n, m in CHECK_ID.findall(cell.source)]
+        assert ids, f"{name}: no self-check"
+        assert {n for n, _ in ids} == {lab_number}, f"{name}: self-check ids {sorted(set(ids))}"
+        headings = {int(n) for cell in solution.cells if cell.cell_type == "markdown"
+                    for n in re.findall(r"Exercise (\d+)\.\d+", cell.source)}
+        assert headings <= {lab_number}, f"{name}: exercises of other labs named in the text: {sorted(headings)}"
+
+
 def test_only_checkpoint_cells_carry_output():
     for name, lab, solution in _pairs():
         for nb in (lab, solution):

@@ -85,7 +85,16 @@ def test_every_slide_has_speaker_notes():
 
 def test_every_lab_has_a_pointer_in_order():
     pointers = re.findall(r"^\{\{lab:(\d\d)\|", DECK.read_text(encoding="utf-8"), re.M)
-    assert pointers == LABS, "each section ends with its lab: 00 to 12, in order, once each"
+    assert pointers == LABS, "each section ends with its lab: 00 to 13, in order, once each"
+
+
+def test_every_lab_slide_gives_the_labs_time_in_its_notes():
+    """Issue 15: each hand-over slide's notes say how long the lab takes: its source's Time line."""
+    for slide in source_slides():
+        if match := re.search(r"^\{\{lab:(\d\d)\|", slide, re.M):
+            source = next((REPO / "source").glob(f"{match[1]}_*.py")).read_text(encoding="utf-8")
+            minutes = re.search(r"^# \*\*Time:\*\* about (\d+) minutes", source, re.M)[1]
+            assert f"Time: {minutes} min for the lab." in notes_of(slide), f"lab {match[1]}: notes without its Time"
 
 
 def test_deck_covers_the_workshop():
