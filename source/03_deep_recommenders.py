@@ -91,13 +91,14 @@ print(f"test: {len(test):,} interactions, {test.user_id.nunique()} users")
 # test: 24,934 interactions, 943 users
 
 # %% [markdown]
-# **Trained once, loaded after.** At full size this lab trains for a few minutes, and
-# labs 04 and 05 compare the same models again. So every network here is trained through
-# `saved.fit(model, train, config=...)`: the first time it trains the model with `model.fit` and saves its weights and learning curves under a
-# *fingerprint*, a hash of the training data, the model's settings, the training config and the
-# package's code; the next time (Run All again, or lab 04 or 05 asking for the same model) it loads them, and
-# when anything differs it trains again and prints which part differs. Every call prints one line:
-# `trained`, `loaded` and why. (`RECSYS_SAVED_MODELS=off` turns it off; the models are in
+# **Trained once, loaded after.** At full size this lab trains for a few minutes, and labs 04 and 05
+# compare the same models again. So every network here is trained through
+# `saved.fit(model, train, config=...)`: the first time it trains the model with `model.fit` and
+# saves its weights and learning curves under a *fingerprint*, a hash of the training data, the
+# model's settings, the training config and the package's code; the next time (Run All again, or lab
+# 04 or 05 asking for the same model) it loads them, and when anything differs it trains again and
+# prints which part differs. Every call says what it did: `loaded from ...`, or `training (...)` with
+# the reason, then `saved to ...`. (`RECSYS_SAVED_MODELS=off` turns it off; the models are in
 # `artifacts/saved-models`.)
 #
 # Two helpers used all along: one evaluates a model on the held-out split with `metrics.evaluate`
@@ -142,7 +143,8 @@ evaluate(popular)[["model", "precision@10", "ndcg@10", "popularity_bias"]].round
 # - `uniform`: every unseen film equally likely (the NCF paper);
 # - `popularity`: $P(j) \propto (c_j + 1)^{0.75}$, with $c_j$ the film's number of interactions
 #   (word2vec's trick). A popular film the user did not watch is a *harder*, more informative negative
-#   than an obscure film they never heard of.
+#   than an obscure film they never heard of (lab 04 trains with both and measures what that changes;
+#   the models of this lab use uniform negatives).
 #
 # Here are 1,000 negatives drawn each way for user 1, and how popular they are:
 
@@ -281,7 +283,6 @@ pd.DataFrame(ncf_table).T.round(3)
 #   which we skip; on ml-100k the MLP path adds little to what GMF's products already capture.
 # - The AUCs hardly differ (all about 0.92): telling a held-out film from a random one is the easy
 #   part. Ordering the top of the list, which NDCG@10 measures, is where models differ.
-#
 
 # %% [markdown]
 # ## 3. The hybrid network: metadata, two heads, and the cold start
@@ -583,7 +584,8 @@ comparison.round(3)
 
 # %% [markdown]
 # What the full-size table says: every deep model trained for ranking is far above "most popular",
-# and the best of them (NeuMF, the hybrid, GMF) are within about 0.02 NDCG@10 of each other. And item-kNN, the neighbourhood method of lab 02, is still ahead of all of them on ml-100k.
+# and the best of them (NeuMF, the hybrid, GMF) are within about 0.02 NDCG@10 of each other. And
+# item-kNN, the neighbourhood method of lab 02, is still ahead of all of them on ml-100k.
 # That is a known and sobering result (Dacrema et al., *Are we really making much progress?*, RecSys
 # 2019): on small public data sets, well-tuned simple baselines often match neural recommenders. The
 # deep models earn their place with what kNN cannot do: read metadata and score the new (section 3),

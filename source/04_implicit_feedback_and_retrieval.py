@@ -42,7 +42,7 @@ WORKSHOP_SCALE = os.environ.get("WORKSHOP_SCALE", "full")  # "full" or "ci"
 DATASET = "ml-100k"
 K = 10
 SEED = 42
-N_FACTORS = {"full": 32, "ci": 8}[WORKSHOP_SCALE]  # the models below use 2 x N_FACTORS dimensions
+N_FACTORS = {"full": 32, "ci": 8}[WORKSHOP_SCALE]  # lab 03's; the triplet and two-tower models use 2 x N_FACTORS
 EPOCHS = {"full": 20, "ci": 1}[WORKSHOP_SCALE]  # at most: early stopping usually ends a run sooner
 PATIENCE = 2
 TRIPLET_BATCH_SIZE = {"full": 512, "ci": 4096}[WORKSHOP_SCALE]
@@ -82,8 +82,9 @@ genres = data.genre_matrix(items)
 
 # %% [markdown]
 # Lab 03's split: 75% of each film's ratings for training, the rest held out, every rating an
-# interaction. Every network is trained through `saved.fit`, as in lab 03: trained once, then loaded
-# while nothing it depends on changes (the line it prints says which). And lab 03's `evaluate`
+# interaction. The triplet networks and lab 03's models go through `saved.fit`, as in lab 03: trained
+# once, then loaded while nothing they depend on changes (the line it prints says which); the
+# two-tower always trains, since it runs your code. And lab 03's `evaluate`
 # helper, which keeps each model's row for the comparison at the end:
 
 # %%
@@ -230,7 +231,6 @@ sampling[["precision@10", "ndcg@10", "coverage", "novelty", "popularity_bias"]].
 #   a lever between accuracy and discovery, not a free gain; which side matters is a business
 #   decision (lab 01), and an offline split that rewards popularity will always favour uniform
 #   sampling.
-#
 
 # %% [markdown]
 # ## 2. Two-tower retrieval
@@ -276,10 +276,12 @@ sampling[["precision@10", "ndcg@10", "coverage", "novelty", "popularity_bias"]].
 # Write `correct_logits(logits, probability, item_ids)`. `logits` is the batch's `(B, B)` matrix
 # (row $b$: user $b$; column $c$: the film of row $c$), `probability` the `(B,)` sampling probabilities
 # of each row's film, `item_ids` the `(B,)` film ids. Return the `(B, B)` logits with the logQ
-# correction applied and the accidental hits removed (any logit of $-10^6$ or less counts as removed;
-# $-10^9$ is a good choice). Use `keras.ops` (`ops.log`, `ops.expand_dims`, `ops.equal`, `ops.eye`,
-# `ops.where`, ...): the function runs inside the two-tower's training graph. The check compares it
-# with the package's on named batches, then the two-tower below trains with *your* function.
+# correction applied and the accidental hits removed (any finite logit of $-10^6$ or less counts as
+# removed; $-10^9$ is a good choice, $-\infty$ is not: the loss multiplies it by a zero label, which
+# gives NaN). Use `keras.ops` (`ops.log`, `ops.expand_dims`, `ops.equal`, `ops.eye`, `ops.where`, ...)
+# and `ops.shape(logits)[0]` for $B$: the function runs inside the two-tower's training graph, where
+# the batch size is not known in advance. The check compares it with the package's on named batches,
+# then the two-tower below trains with *your* function.
 
 # %%
 def correct_logits(logits, probability, item_ids):
@@ -311,8 +313,8 @@ selfcheck.check(
 # %% [markdown]
 # Now the two-tower model, trained with your `correct_logits` swapped into the package's training
 # graph (`mock.patch`, as lab 03's check did with the fusion layer; the package's stands in while
-# Exercise 4.2 is not done). It is not loaded from a save: a saved model would not run your code. A bigger batch gives each positive more negatives, but fewer
-# updates per epoch: on ml-100k a batch of 256 with a high learning rate works best (try others).
+# Exercise 4.2 is not done). It is not loaded from a save: a saved model would not run your code. A
+# bigger batch gives each positive more negatives, but fewer updates per epoch: on ml-100k a batch of 256 with a high learning rate works best (try others).
 
 # %%
 two_tower_config = TrainConfig(

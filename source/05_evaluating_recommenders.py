@@ -14,7 +14,8 @@
 # **Time:** about 60 minutes (the full-size run trains some thirty models: start it, then read on).
 #
 # > **Before you start**
-# > - **You need:** labs 02 and 03 (the models it compares; it trains them again, on its own splits).
+# > - **You need:** labs 02 to 04 (the models it compares: it loads what labs 03 and 04 saved, and trains
+# >   the rest on its own splits).
 # > - **A cluster:** no: everything runs on this machine, in local mode.
 # > - **Run All** (2 CPU cores): under a minute at CI size, about 8 min at full size
 # >   (`bench/results/lab-times.json`).

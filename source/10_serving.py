@@ -14,7 +14,7 @@
 # **Time:** about 70 minutes.
 #
 # > **Before you start**
-# > - **You need:** labs 02 and 03 (the models it serves: it trains two small ones itself); lab 06 for the
+# > - **You need:** labs 02 and 04 (the models it serves: it trains two small ones itself); lab 06 for the
 # >   InferenceService.
 # > - **A cluster:** no. The model server runs on this machine; the cluster side is read as manifests.
 # > - **Run All** (2 CPU cores): under a minute at CI size, under a minute at full size
@@ -91,7 +91,7 @@ print(f"{len(train):,} training and {len(test):,} test ratings")
 # ## 1. Two versions of a model
 #
 # Version 1 is a matrix factorisation trained on the ratings (lab 02); version 2 a BPR model trained to
-# *rank* (lab 03). Both learned one vector per user and one per film, so both answer "top-k for user u"
+# *rank* (lab 04). Both learned one vector per user and one per film, so both answer "top-k for user u"
 # with one matrix product: that is what the export keeps.
 
 # %%

@@ -1,8 +1,8 @@
 """Lab 04's Exercise 4.2 (recsys_workshop.labchecks.inbatch): the in-batch softmax's corrections. The
 solution notebook's function passes; each usual wrong answer gets a message of its own (nothing done, log p
-added, the row's probability, p instead of log p, hits kept, the diagonal removed, hits set to 0, NumPy
-instead of keras.ops); and the package's corrections behave as the maths says (the logQ half is keras-rs'
-real output; a removed hit has no probability in the softmax)."""
+added, the row's probability, p instead of log p, hits kept, the diagonal removed, hits set to 0 or to
+-inf, NumPy instead of keras.ops, a static batch size); and the package's corrections behave as the maths
+says (the logQ half is keras-rs' real output; a removed hit has no probability in the softmax)."""
 
 from __future__ import annotations
 
@@ -51,12 +51,27 @@ def test_the_solution_and_the_package_pass(solution):
     inbatch.check_corrections(two_tower.correct_logits)
 
 
-def test_any_huge_negative_counts_as_removed(ops):
-    def with_inf(logits, probability, item_ids):
-        logits = logits - ops.expand_dims(ops.log(probability), 0)
-        return ops.where(_hits(ops, item_ids), float("-inf"), logits)
+def test_any_huge_finite_negative_counts_as_removed_but_not_minus_infinity(ops):
+    def masked_with(value):
+        def corrections(logits, probability, item_ids):
+            logits = logits - ops.expand_dims(ops.log(probability), 0)
+            return ops.where(_hits(ops, item_ids), value, logits)
 
-    inbatch.check_corrections(with_inf)
+        return corrections
+
+    inbatch.check_corrections(masked_with(-1e30))
+    fails(inbatch.check_corrections, masked_with(float("-inf")), match="the loss becomes NaN")
+
+
+def test_a_static_batch_size_is_told_to_use_ops_shape(ops):
+    """Training feeds batches of unknown size: len() or .shape[0] works on arrays and fails there."""
+    def static(logits, probability, item_ids):
+        logits = logits - ops.expand_dims(ops.log(probability), 0)
+        off_diagonal = ops.logical_not(ops.cast(ops.eye(len(item_ids)), "bool"))
+        same = ops.equal(ops.expand_dims(item_ids, 1), ops.expand_dims(item_ids, 0))
+        return ops.where(ops.logical_and(same, off_diagonal), -1e9, logits)
+
+    fails(inbatch.check_corrections, static, match="ops.shape(logits)[0]")
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""Lab 10's serving at catalogue scale (recsys_workshop.labchecks.retrieval): Exercises 10.4 (``sweep``) and 9.5
+"""Lab 10's serving at catalogue scale (recsys_workshop.labchecks.retrieval): Exercises 10.4 (``sweep``) and 10.5
 (``choose``) pass with the lab's solution and the package's versions, which agree; each usual wrong answer gets
 a message of its own (an untuned or swapped tune, a batched request, the wrong k, recall as a percentage, a hit
 count, a positional match, a median, one user's, misaligned rows; the floor ignored or exclusive, the highest

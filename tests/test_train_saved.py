@@ -78,12 +78,53 @@ def test_verbosity_is_not_part_of_the_fingerprint():
     assert saved.fingerprint(model, train, TrainConfig(epochs=4))["hash"] != loud["hash"]
 
 
-def test_a_change_in_the_code_changes_the_fingerprint():
+@pytest.mark.parametrize("edited", ["ncf.py", "sampling.py", "text.py", "optimizers.py", "data.py"])
+def test_a_change_in_the_code_a_network_depends_on_changes_the_fingerprint(edited):
+    """The model's module, and what it builds on: negatives, text encoders, optimisers, the data helpers."""
+    from pathlib import Path
+
     model, train = NCF("gmf", n_factors=4, seed=0), two_groups()
     before = saved.fingerprint(model, train, CONFIG)
-    with mock.patch("inspect.getsource", side_effect=lambda module: f"# edited\n{module.__name__}"):
+    real = Path.read_bytes
+
+    def read_bytes(path):
+        return real(path) + (b"\n# edited" if path.name == edited else b"")
+
+    with mock.patch.object(Path, "read_bytes", read_bytes):
         after = saved.fingerprint(model, train, CONFIG)
     assert saved.differences(before["parts"], after["parts"]) == ["code"]
+
+
+def test_object_arrays_count_by_content_not_by_address():
+    first = saved.canonical(np.array([["a", 1], ["b", 2]], dtype=object))
+    assert saved.canonical(np.array([["a", 1], ["b", 2]], dtype=object)) == first
+    assert saved.canonical(np.array([["a", 1], ["b", 3]], dtype=object)) != first
+
+
+def test_the_reason_compares_with_models_of_the_same_name_only(store):
+    """triplet-bpr's reason must not come from triplet-bpr-popularity's save (a longer name, same prefix)."""
+    train = two_groups()
+    fit_quietly(NCF("gmf", n_factors=4, seed=0), train)
+    (store / next(store.iterdir()).name.replace("gmf-", "gmf-like-")).mkdir()
+    _, said = fit_quietly(NCF("gmf", n_factors=8, seed=0), train)
+    assert said[0] == "gmf: training (the saved gmf differs in settings.n_factors (4 -> 8))"
+
+
+def test_a_saved_model_that_no_longer_loads_is_trained_again(store):
+    train = two_groups()
+    fit_quietly(NCF("gmf", n_factors=4, seed=0), train)
+    folder = next(store.iterdir())
+    np.savez(folder / "weights.npz", w0000=np.zeros(3))  # weights that fit no network of these settings
+    model, said = fit_quietly(NCF("gmf", n_factors=4, seed=0), train)
+    assert said[0].startswith("gmf: training (the saved gmf could not be loaded: ValueError"), said
+    assert hasattr(model, "history_") and said[-1].startswith("gmf: saved to")
+
+
+def test_a_failed_save_keeps_the_trained_model(store):
+    with mock.patch.object(saved, "_save", side_effect=OSError(28, "No space left on device")):
+        model, said = fit_quietly(NCF("gmf", n_factors=4, seed=0), two_groups())
+    assert said == ["gmf: training (no saved gmf yet)", "gmf: not saved ([Errno 28] No space left on device)"]
+    assert len(model.history_) >= 1
 
 
 def test_film_metadata_counts_by_content_including_list_cells():

@@ -4,6 +4,8 @@ case, what was expected and what came back (``AssertionError`` with that message
 :func:`recsys_workshop.selfcheck.check` turns into the verdict).
 
 - :mod:`.basics`: labs 00, 01, 02 and 05 (numpy and pandas; Keras only inside ``mf_model``);
+- :mod:`.inbatch`: lab 04 (the in-batch softmax's corrections, in ``keras.ops``);
+- :mod:`.sequences`: lab 05 (next-film windows for the sequence model);
 - :mod:`.training`: lab 07 (a worker's share of the global batch under ``TF_CONFIG``);
 - :mod:`.tuning`: lab 08 (an Optuna objective and the matching Katib search space);
 - :mod:`.pipelines`: lab 09 (a KFP component and its wiring into the pipeline);

@@ -7,11 +7,13 @@ removed (a column ``c != b`` whose film is row b's gets a huge negative logit).
 
 :func:`check_corrections` runs the learner's function on named batches and compares it with the
 package's :func:`recsys_workshop.models.two_tower.correct_logits`, whose logQ half is keras-rs'
-``SamplingProbabilityCorrection`` (its real output); a masked logit counts as removed when it is below
-:data:`REMOVED` (``-1e9``, ``-1e30``, ``-inf``: any is fine). Each usual mistake gets its own message:
-nothing done, the log added, the row's probability instead of the column's, ``p`` instead of
-``log p``, hits kept, the diagonal masked, hits masked with 0, not in ``keras.ops``. Then the function
-must work on the symbolic tensors of a Keras model, where NumPy fails.
+``SamplingProbabilityCorrection`` (its real output); a masked logit counts as removed when it is at
+most :data:`REMOVED` and finite (``-1e9`` or ``-1e30``; ``-inf`` is refused: TensorFlow's softmax
+cross-entropy multiplies it by a zero label and the loss becomes NaN). Each usual mistake gets its own
+message: nothing done, the log added, the row's probability instead of the column's, ``p`` instead of
+``log p``, hits kept, the diagonal masked, hits masked with 0 or with ``-inf``, not in ``keras.ops``.
+Then the function must work on the symbolic tensors of a Keras model whose batch size is unknown (as
+in training), where NumPy, ``len`` or a static shape fail.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import numpy as np
 
 __all__ = ["REMOVED", "check_corrections"]
 
-REMOVED = -1e6  # a logit at or below this is out of the softmax: exp(-1e6 + 20) == 0 in float32
+REMOVED = -1e6  # a finite logit at or below this is out of the softmax: exp(-1e6 + 20) == 0 in float32
 
 
 def _reference(logits, probability, item_ids) -> np.ndarray:
@@ -58,6 +60,9 @@ def _diagnose(got: np.ndarray, logits, probability, item_ids, expected: np.ndarr
     def near(a, b, where=keep) -> bool:
         return bool(np.allclose(a[where], b[where], rtol=1e-4, atol=1e-4))
 
+    if np.isneginf(got).any():
+        return ("a logit of -inf: the softmax cross-entropy multiplies it by a zero label and the loss becomes NaN; "
+                "use a large finite negative number such as -1e9")
     if np.allclose(got, logits, rtol=1e-5, atol=1e-5):
         return "the logits came back unchanged: subtract log p of each column's film, and remove the accidental hits"
     if near(got, logits + log_p[None, :]):
@@ -80,24 +85,32 @@ def _diagnose(got: np.ndarray, logits, probability, item_ids, expected: np.ndarr
     return ""
 
 
-def _symbolic(fn: Callable, logits, probability, item_ids) -> np.ndarray:
-    """``fn`` inside a Keras model, on symbolic tensors, as the two-tower's training graph calls it."""
+def _in_a_model(fn: Callable, logits, probability, item_ids) -> np.ndarray:
+    """``fn`` as the two-tower's training graph calls it: inside a layer of a Keras model, on tensors whose
+    batch size is unknown when the graph is traced (``predict`` traces it as ``fit`` does)."""
     import keras
 
-    n = len(item_ids)
+    class Corrections(keras.layers.Layer):
+        def call(self, logits, probability, item_ids):
+            return fn(logits, probability, item_ids)
+
+        def compute_output_spec(self, logits, probability, item_ids):
+            return keras.KerasTensor(logits.shape, dtype=logits.dtype)
+
     inputs = [
-        keras.Input(shape=(n,), batch_size=n, name="logits"),
-        keras.Input(shape=(), batch_size=n, name="probability"),
-        keras.Input(shape=(), batch_size=n, dtype="int32", name="item_ids"),
+        keras.Input(shape=(None,), name="logits"),
+        keras.Input(shape=(), name="probability"),
+        keras.Input(shape=(), dtype="int32", name="item_ids"),
     ]
+    model = keras.Model(inputs, Corrections()(*inputs))
     try:
-        model = keras.Model(inputs, fn(*inputs))
-    except Exception as err:  # noqa: BLE001 - any failure here means the code is not in keras.ops
+        return np.asarray(model.predict([logits, probability, item_ids], batch_size=len(item_ids), verbose=0))
+    except Exception as err:  # noqa: BLE001 - any failure here means the code is not graph-ready keras.ops
         raise AssertionError(
             f"inside a Keras model your function fails ({type(err).__name__}: {str(err)[:200]}): use keras.ops "
-            "(ops.log, ops.expand_dims, ops.equal, ops.where, ...), not NumPy, so that it works on symbolic tensors"
+            "(ops.log, ops.expand_dims, ops.equal, ops.where, ...), not NumPy, and ops.shape(logits)[0] rather than "
+            "len() or .shape, so that it works on symbolic tensors whose batch size is unknown"
         ) from None
-    return np.asarray(model([logits, probability, item_ids]))
 
 
 def check_corrections(fn: Callable) -> None:
@@ -110,18 +123,21 @@ def check_corrections(fn: Callable) -> None:
         if got.shape != expected.shape:
             raise AssertionError(f"{name}: expected logits of shape {expected.shape}, got {got.shape}")
         removed = expected <= REMOVED
-        right = (got[removed] <= REMOVED).all() and np.allclose(got[~removed], expected[~removed], rtol=1e-5, atol=1e-5)
+        right = (np.isfinite(got).all() and (got[removed] <= REMOVED).all()
+                 and np.allclose(got[~removed], expected[~removed], rtol=1e-5, atol=1e-5))
         if not right:
             mistake = _diagnose(got, logits, probability, item_ids, expected)
-            wrong = np.argwhere(~np.isclose(got, expected, rtol=1e-5, atol=1e-5) & ~(removed & (got <= REMOVED)))
+            wrong = np.argwhere(~np.isclose(got, expected, rtol=1e-5, atol=1e-5)
+                                & ~(removed & (got <= REMOVED) & np.isfinite(got)))
             b, c = wrong[0]
             raise AssertionError(
                 f"{name}: logit [{b}, {c}] expected {expected[b, c]:.6g}, got {got[b, c]:.6g}"
                 + (f": {mistake}" if mistake else "")
             )
     logits, probability, item_ids = _cases()["six rows, film 7 in rows 0 and 2, film 9 in rows 1 and 5"]
-    got = _symbolic(fn, logits, probability, item_ids)
+    got = _in_a_model(fn, logits, probability, item_ids)
     expected = _reference(logits, probability, item_ids)
     removed = expected <= REMOVED
-    if not ((got[removed] <= REMOVED).all() and np.allclose(got[~removed], expected[~removed], rtol=1e-5, atol=1e-5)):
+    if not (np.isfinite(got).all() and (got[removed] <= REMOVED).all()
+            and np.allclose(got[~removed], expected[~removed], rtol=1e-5, atol=1e-5)):
         raise AssertionError("inside a Keras model (symbolic tensors) your function gives other logits than on arrays")

@@ -83,8 +83,8 @@ def remove_accidental_hits(logits, item):
 
     Written here rather than taken from keras-rs: ``keras_rs.layers.RemoveAccidentalHits`` (0.4.0, the
     newest release) adds ``finfo(float32).smallest_normal / 100`` (about 1e-40) to those logits, which
-    leaves them unchanged (keras-team/keras-rs#206); ``tests/test_two_tower.py`` notices when a release
-    fixes it."""
+    leaves them unchanged (keras-team/keras-rs#206); ``tests/test_labchecks_inbatch.py`` notices when a
+    release fixes it."""
     from keras import ops
 
     same_item = ops.equal(ops.expand_dims(item, 1), ops.expand_dims(item, 0))

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 def plot_learning_curves(models: dict, metric: str = "loss", heading: str = "", *, show: bool = True):
     """Plots ``metric`` per epoch for each ``{name: model}``: training dashed, validation solid, one
-    colour per model. Returns the matplotlib Axes (shown first unless ``show=False``)."""
+    colour per model. Shows the figure, or with ``show=False`` returns its Axes to draw on."""
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.5, 3.2))
@@ -21,6 +21,7 @@ def plot_learning_curves(models: dict, metric: str = "loss", heading: str = "", 
     ax.set(xlabel="epoch", ylabel=metric, title=heading)
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.legend(fontsize=8, ncol=2)
-    if show:
-        plt.show()
-    return ax
+    if not show:
+        return ax
+    plt.show()
+    return None

@@ -7,11 +7,13 @@ the result,
 - the data: the training interactions (and the catalogue and validation set when given);
 - the model: its class and every constructor setting (DataFrames such as the film metadata by content);
 - the training config (``TrainConfig``, all but ``verbose``);
-- the code: the source of the model's modules and of the training function, and the Keras version.
+- the code: the package's models, training and data helpers (their source), and the Keras and keras-rs
+  versions.
 
 The next call with the same fingerprint (the same lab run again, or a later lab asking for the same
 model on the same split) builds the network and loads the weights instead of training; a call whose
-fingerprint differs trains again and says which parts differ from the saved models of that name.
+fingerprint differs trains again and says which parts differ from the saved models of that name (as
+does a saved model that no longer loads; a save that fails costs the save, not the trained model).
 
 Saved models live in ``$RECSYS_SAVED_MODELS`` (``off`` disables saving and loading), by default
 ``artifacts/saved-models`` in a checkout (git-ignored), else ``~/.cache/recsys-workshop/saved-models``.
@@ -26,8 +28,8 @@ import hashlib
 import inspect
 import json
 import os
+import re
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
@@ -81,7 +83,8 @@ def canonical(value):
         return {"frame": _frame_digest(value), "rows": len(value)}
     if isinstance(value, np.ndarray):
         array = np.ascontiguousarray(value)
-        return {"array": _digest(array.tobytes(), str(array.dtype).encode()), "shape": list(array.shape)}
+        content = repr(array.tolist()).encode() if array.dtype == object else array.tobytes()  # not pointers
+        return {"array": _digest(content, str(array.dtype).encode()), "shape": list(array.shape)}
     raise TypeError(f"cannot fingerprint a {type(value).__name__}")
 
 
@@ -91,13 +94,20 @@ def settings(model) -> dict:
     return {k: v for k, v in vars(model).items() if not k.startswith("_") and not k.endswith("_")}
 
 
-def _code_digest(model) -> str:
-    """Hash of the source of the model's own modules (its class and bases in this package) and of training."""
-    from recsys_workshop import train as training
+CODE = ("models", "train", "data.py")  # what decides a trained network, under recsys_workshop/
 
-    modules = {training.__name__}
-    modules.update(cls.__module__ for cls in type(model).__mro__ if cls.__module__.startswith("recsys_workshop."))
-    return _digest(*(inspect.getsource(sys.modules[name]).encode() for name in sorted(modules)))
+
+def _code_digest(model) -> str:
+    """Hash of the package code a trained network depends on: every model (a model builds on sampling, text
+    encoders and shared bases), training (the loop, the optimisers) and the data helpers, plus the model's own
+    module if it lives elsewhere."""
+    import recsys_workshop
+
+    root = Path(recsys_workshop.__file__).parent
+    files = sorted(f for part in map(root.joinpath, CODE) for f in (part.rglob("*.py") if part.is_dir() else [part]))
+    own = {inspect.getsourcefile(cls) for cls in type(model).__mro__ if cls.__module__.startswith("recsys_workshop.")}
+    files += sorted(Path(f) for f in own if f and Path(f) not in files)
+    return _digest(*(f"{f.relative_to(root)}\n".encode() + f.read_bytes() for f in files))
 
 
 def fingerprint(model, interactions: pd.DataFrame, config, *, items=None, validation=None) -> dict:
@@ -113,8 +123,18 @@ def fingerprint(model, interactions: pd.DataFrame, config, *, items=None, valida
         "validation": canonical(validation),
         "code": _code_digest(model),
         "keras": keras.__version__,
+        "keras-rs": _version("keras-rs"),
     }
     return {"hash": _digest(json.dumps(parts, sort_keys=True).encode()), "parts": parts}
+
+
+def _version(distribution: str) -> str | None:
+    from importlib import metadata
+
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return None
 
 
 def differences(saved: dict, wanted: dict) -> list[str]:
@@ -144,7 +164,8 @@ def _complete(folder: Path) -> bool:
 
 def _why_training(store: Path, name: str, wanted: dict) -> str:
     """One sentence: why this model is trained rather than loaded."""
-    others = sorted(p for p in store.glob(f"{name}-*") if _complete(p)) if store.is_dir() else []
+    own = re.compile(rf"{re.escape(name)}-[0-9a-f]{{16}}")  # not triplet-bpr-popularity-... for triplet-bpr
+    others = sorted(p for p in store.iterdir() if own.fullmatch(p.name) and _complete(p)) if store.is_dir() else []
     if not others:
         return f"no saved {name} yet"
     closest = min(
@@ -200,13 +221,21 @@ def fit(model, interactions: pd.DataFrame, *, config, items=None, validation=Non
     if store is None:
         return model.fit(interactions, items=items, config=config, validation=validation)
     folder = store / f"{model.name}-{wanted['hash']}"
+    why = None
     if _complete(folder):
-        _load(model, folder, interactions, config=config, items=items, validation=validation)
-        model.fingerprint_ = wanted
-        print_fn(f"{model.name}: loaded from {folder} (same data, split, settings, config and code)")
-        return model
-    print_fn(f"{model.name}: training ({_why_training(store, model.name, wanted)})")
+        try:
+            _load(model, folder, interactions, config=config, items=items, validation=validation)
+        except (ValueError, OSError, KeyError) as err:  # unreadable, or weights that no longer fit the network
+            why = f"the saved {model.name} could not be loaded: {type(err).__name__}: {str(err)[:120]}"
+        else:
+            model.fingerprint_ = wanted
+            print_fn(f"{model.name}: loaded from {folder} (same data, split, settings, config and code)")
+            return model
+    print_fn(f"{model.name}: training ({why or _why_training(store, model.name, wanted)})")
     model.fit(interactions, items=items, config=config, validation=validation)
     model.fingerprint_ = wanted
-    _save(model, folder, print_fn)
+    try:
+        _save(model, folder, print_fn)
+    except OSError as err:  # a full or read-only disk costs the save, not the trained model
+        print_fn(f"{model.name}: not saved ({err})")
     return model
