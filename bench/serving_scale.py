@@ -5,9 +5,12 @@ Protocol ``serving-scale``. For each catalogue size (``--sizes``; datasets ``syn
 seed by :func:`recsys_workshop.synthetic.catalogue` (64-dimensional embeddings with topic structure and a
 long-tail popularity, 1M users by default: ``--users``; no download) and exported twice with
 :func:`recsys_workshop.export.export_arrays`: once with exact retrieval (``RetrievalConfig(index="exact")``,
-every item scored) and once with an HNSW index (``m`` 32, ``ef_construction`` 80, ``ef_search`` 128:
-``--ef-search``; ``candidates`` 200: ``--candidates``). The generation, both exports and the recall
-measurements run in a child process, which exits (and frees its memory) before any server starts.
+every item scored) and once with an HNSW index (``m`` 32, ``ef_construction`` 80, ``candidates`` 200:
+``--candidates``; ``ef_search`` as many as the candidates: ``--ef-search``, since the server searches at
+``max(ef_search, candidates)`` anyway, so the index's own top-10 is measured at the width the server really
+uses; at 1M items and ``ef_search`` 128 that top-10 has recall 0.94, at 200 0.97). The generation, both
+exports and the recall measurements run in a child process, which exits (and frees its memory) before any
+server starts.
 
 Measured, per size:
 
@@ -230,7 +233,8 @@ def run_size(n_items: int, args, results: Results, work: Path) -> None:
     from recsys_workshop.retrieval import RetrievalConfig
 
     dataset = f"synthetic-{size_label(n_items)}"
-    retrieval = RetrievalConfig(index="hnsw", ef_search=args.ef_search, candidates=args.candidates)
+    ef_search = args.candidates if args.ef_search is None else args.ef_search
+    retrieval = RetrievalConfig(index="hnsw", ef_search=ef_search, candidates=args.candidates)
     print(f"{dataset}: generating {n_items:,} items x {args.users:,} users, exporting (exact, HNSW)", flush=True)
     prepared = prepare_in_child(n_items, args.users, args.sample, retrieval, work)
     print(f"  generated, exported, measured: {prepared.seconds:.0f} s, peak {prepared.peak_mb:.0f} MB", flush=True)
@@ -338,7 +342,9 @@ def main(argv=None) -> int:
     parser.add_argument("--sample", type=int, default=1000, help="users whose exact top-10 is the recall reference")
     parser.add_argument("--requests", type=int, default=1000, help="measured sequential requests per model server")
     parser.add_argument("--warmup", type=int, default=200, help="unmeasured requests first")
-    parser.add_argument("--ef-search", type=int, default=128, help="HNSW efSearch of the exported index")
+    parser.add_argument(
+        "--ef-search", type=int, default=None, help="HNSW efSearch of the index (default: --candidates, as the server)"
+    )
     parser.add_argument("--candidates", type=int, default=200, help="items retrieval hands to ranking")
     parser.add_argument("--api-sizes", nargs="*", default=list(API_SIZES), help="sizes with the API target")
     parser.add_argument("--seconds", type=float, default=60.0, help="measured Locust run of the API target")
