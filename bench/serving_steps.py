@@ -142,6 +142,7 @@ def main(argv=None) -> int:
     parser.add_argument("--no-write", action="store_true", help="print only, keep bench/results as it is")
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="bench-steps-"))
+    results = Results(NAME)  # the commit now: the files written below would make the tree look dirty
     started = time.perf_counter()
     args.load_before = os.getloadavg()[0]
     print(f"load average before the run: {args.load_before:.2f} on {os.cpu_count()} CPUs", flush=True)
@@ -162,7 +163,6 @@ def main(argv=None) -> int:
             RESULTS.mkdir(parents=True, exist_ok=True)
             steps.to_csv(RESULTS / f"{NAME}_steps.csv", index=False)
             shutil.copyfile(result.file("failures"), RESULTS / f"{NAME}_failures.csv")
-            results = Results(NAME)
             results.add(PROTOCOL, "ml-100k", "api", values, seed=0, n=int(values["requests"]))
             print(f"wrote {results.write()} and {RESULTS / f'{NAME}_steps.csv'}")
     finally:

@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 
 from deck_figures import BENCH_RESULTS, Context, Figure, Pending, Result, _pyplot, _save
+from deck_tables import short_commit
 
 RUN = "serving-steps"
 SLO_P95_MS = 100.0  # the deck's example SLO: p95 under 100 ms, errors under 0.1%
@@ -38,7 +39,10 @@ def read_run(results: Path | None = None):
     steps["fallbacks_per_s"] = steps.get("fallbacks", 0) / steps["seconds"]
     record = results / f"{RUN}.json"
     records = json.loads(record.read_text()) if record.is_file() else []
-    meta = {r["metric"]: r["value"] for r in records} | {"date": records[0]["date"][:10] if records else "?"}
+    meta = {r["metric"]: r["value"] for r in records} | {
+        "date": records[0]["date"][:10] if records else "?",
+        "commit": short_commit(records[0].get("commit", "?")) if records else "?",
+    }
     return steps, loadtest.find_knee(steps, slo), meta
 
 
@@ -89,6 +93,7 @@ def load_test(ctx: Context) -> Result:
     fig.tight_layout()
     return Figure(
         _save(fig, ctx, "load_test"),
-        f"bench/serving_steps.py, a step-load run of the API and model server on one 2-core machine ({meta['date']}); "
+        f"bench/serving_steps.py, a step-load run of the API and model server on one 2-core machine ({meta['date']}, "
+        f"commit {meta['commit']}); "
         f"bench/results/{RUN}_steps.csv",
     )

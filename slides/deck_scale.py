@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 
 from deck_figures import BENCH_RESULTS, Context, Figure, Pending, Result, _pyplot, _save
+from deck_tables import short_commit
 
 RUN = "serving-scale"
 MODELS = (("exact", "exact search", "o-", "#1f77b4"), ("ann", "HNSW index", "s-", "#ff7f0e"))
@@ -58,9 +59,10 @@ def serving_scale(ctx: Context) -> Result:
         axes.legend(loc="upper left")
         axes.grid(alpha=0.3)
     fig.tight_layout()
-    date = json.loads((BENCH_RESULTS / f"{RUN}.json").read_text())[0]["date"][:10]
+    first = json.loads((BENCH_RESULTS / f"{RUN}.json").read_text())[0]
     return Figure(
         _save(fig, ctx, "serving_scale"),
-        f"bench/serving_scale.py on one 2-core machine ({date}): synthetic catalogues, 64-dim embeddings, "
-        f"1M users; bench/results/{RUN}.json",
+        f"bench/serving_scale.py on one 2-core machine ({first['date'][:10]}, commit "
+        f"{short_commit(first.get('commit', '?'))}): synthetic catalogues, 64-dim embeddings, 1M users; "
+        f"bench/results/{RUN}.json",
     )

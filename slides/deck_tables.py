@@ -26,7 +26,7 @@ def format_value(metric: str, value: float, std: float | None = None) -> str:
     return f"{value:.{digits}f}" + (f" ± {std:.{digits}f}" if std else "")
 
 
-def _short_commit(commit: str) -> str:
+def short_commit(commit: str) -> str:
     """7 hex digits, keeping the ``-dirty`` mark of a run from a tree with uncommitted changes."""
     base = commit.removesuffix("-dirty")
     return base[:7] + commit[len(base):]
@@ -50,7 +50,7 @@ def _bench_table(name: str, module: str, wanted: list[tuple[str, str]], minutes:
                                                                if len(protocols) > 1 else "")
                           for protocol, metric in wanted]  # fmt: skip
     rows = [[m] + [values.get((m, p, metric), "–") for p, metric in wanted] for m in models]
-    commits = sorted({_short_commit(r.get("commit", "?")) for r in records})
+    commits = sorted({short_commit(r.get("commit", "?")) for r in records})
     seeds = max((len(r.get("seeds", [])) for r in records), default=0)
     return Table(
         _html_table(header, rows),

@@ -11,7 +11,7 @@
 # %% [markdown]
 # # Lab 03: deep recommenders: neural CF and the hybrid network
 #
-# **Time:** about 50 minutes (the full-size training runs take a few minutes: read ahead while
+# **Time:** about 55 minutes (the full-size training runs take a few minutes: read ahead while
 # they run).
 #
 # > **Before you start**
@@ -67,6 +67,7 @@ from recsys_workshop import data, metrics, models, selfcheck
 from recsys_workshop.models import hybrid, ncf
 from recsys_workshop.models.hybrid import HybridModel
 from recsys_workshop.models.ncf import NCF
+from recsys_workshop.labchecks import negatives as negatives_check
 from recsys_workshop.models.sampling import NegativeSampler
 from recsys_workshop.train import TrainConfig, saved
 from recsys_workshop.train.curves import plot_learning_curves
@@ -166,6 +167,76 @@ pd.DataFrame({
 })
 
 # %% [markdown]
+# ### Exercise 3.1: the uniform sampler
+#
+# NCF below trains on *your* uniform negatives. Write `sample_negatives(seen, user_rows, rng)`:
+#
+# - `seen`: a users x films `scipy.sparse.csr_matrix` of booleans (`popular.seen_` above; row = user row,
+#   column = film column, both 0-based), True where the user has interacted with the film;
+# - `user_rows`: an integer array of user rows, a row may repeat (4 entries per positive in training);
+# - `rng`: a `numpy.random.Generator`, the only source of randomness (the package seeds one per epoch,
+#   so a seed reproduces the run);
+# - return an integer array of film columns, one per entry of `user_rows`, each a film that user has
+#   **not** seen, every unseen film equally likely.
+#
+# Every user has at least one unseen film. Training asks for about 300,000 negatives per epoch at full
+# size, in one call: a Python loop over the entries is too slow, work on whole arrays. `seen[rows, cols]`
+# looks up many (row, column) pairs at once (`np.asarray(...).ravel()` makes it a flat boolean array).
+
+# %%
+def sample_negatives(seen, user_rows, rng):
+    ### BEGIN SOLUTION
+    user_rows = np.asarray(user_rows)
+    items = rng.integers(0, seen.shape[1], len(user_rows))
+    todo = np.flatnonzero(np.asarray(seen[user_rows, items]).ravel())  # the draws that hit a seen film
+    while len(todo):
+        items[todo] = rng.integers(0, seen.shape[1], len(todo))
+        todo = todo[np.asarray(seen[user_rows[todo], items[todo]]).ravel()]
+    return items
+    ### END SOLUTION
+
+
+# %%
+# Self-check
+selfcheck.check(
+    "3.1",
+    lambda: negatives_check.check_sampler(sample_negatives),
+    hint="Draw a film column for every entry at once, uniformly over all films, then find the draws that "
+    "hit a film the user has seen and draw those again, as often as it takes (a user who has seen most "
+    "films needs many rounds). Draw only from rng.",
+    code_hint="items = rng.integers(0, seen.shape[1], len(user_rows))\n"
+    "todo = np.flatnonzero(np.asarray(seen[user_rows, items]).ravel())\n"
+    "while len(todo):\n"
+    "    items[todo] = rng.integers(0, seen.shape[1], len(todo))\n"
+    "    todo = todo[np.asarray(seen[user_rows[todo], items[todo]]).ravel()]\n"
+    "return items",
+)
+
+# %% [markdown]
+# This "draw, then redraw the misses" is **rejection sampling**: it is exactly uniform over the unseen
+# films, and cheap as long as a user has seen a small share of the catalogue (at most a few rounds). The
+# package's `NegativeSampler` does the same, and draws the popularity strategy's candidates from
+# $P(j) \propto (c_j + 1)^{0.75}$ before the same rejection step. Below, `your_negatives` puts your
+# function in the place of its uniform draws (the package's while Exercise 3.1 is not done).
+
+# %%
+def _yours(sampler, user_rows, rng, max_rounds=100):
+    return sample_negatives(sampler.seen, user_rows, rng)
+
+
+def your_negatives():
+    """`NegativeSampler.sample` with your sampler for the uniform strategy, in a `with` block."""
+    package = NegativeSampler.sample
+    yours = selfcheck.yours_or("3.1", _yours, package)
+
+    def sample(sampler, user_rows, rng, max_rounds=100):
+        call = yours if sampler.strategy == "uniform" else package
+        return call(sampler, user_rows, rng, max_rounds)
+
+    return mock.patch.object(NegativeSampler, "sample", sample)
+
+
+# %% [markdown]
 # ## 2. Neural collaborative filtering: GMF, MLP and NeuMF
 #
 # He et al. (*Neural Collaborative Filtering*, WWW 2017) replace matrix factorisation's fixed dot
@@ -184,7 +255,7 @@ pd.DataFrame({
 # All three are trained with the binary cross-entropy above, `N_NEGATIVES` negatives per positive (4 at
 # full size, as in the paper).
 #
-# ### Exercise 3.1: NeuMF's fusion layer
+# ### Exercise 3.2: NeuMF's fusion layer
 #
 # Write `fuse(gmf_vector, mlp_vector)`. Both arguments are Keras tensors of shape `(batch, d1)` and
 # `(batch, d2)`. Concatenate them (GMF first) with a `layers.Concatenate` named `"fusion"`, and return
@@ -220,7 +291,7 @@ def _check_fusion() -> None:
 
 
 selfcheck.check(
-    "3.1",
+    "3.2",
     _check_fusion,
     hint="NeuMF fuses its two branches by stacking their vectors side by side (GMF first) and mapping the "
     "result to one number. That number is a logit: the loss applies the sigmoid, so a sigmoid here would be "
@@ -233,7 +304,7 @@ selfcheck.check(
 # The package's `NCF(kind)` builds GMF, MLP or NeuMF and trains it through `train.fit`: fresh
 # negatives every epoch, early stopping on the loss of a validation split (10% of `train`, with its own
 # fixed negatives). The three get the same budget, and NeuMF is built with *your* `fuse`, swapped into
-# the package with `mock.patch` (the package's while Exercise 3.1 is not done). Your layers carry the
+# the package with `mock.patch` (the package's while Exercise 3.2 is not done). Your layers carry the
 # package's names, so a saved NeuMF loads into them as well.
 
 # %%
@@ -241,8 +312,8 @@ config = TrainConfig(
     epochs=EPOCHS, batch_size=BATCH_SIZE, learning_rate=LEARNING_RATE, patience=PATIENCE, seed=SEED, verbose=2
 )
 ncf_models = {}
-with mock.patch.object(ncf, "fuse", selfcheck.yours_or("3.1", fuse, ncf.fuse)):  # NeuMF with your fusion layer
-    for kind in ("gmf", "mlp", "neumf"):
+with your_negatives(), mock.patch.object(ncf, "fuse", selfcheck.yours_or("3.2", fuse, ncf.fuse)):
+    for kind in ("gmf", "mlp", "neumf"):  # your negatives, and NeuMF with your fusion layer
         print(f"--- {kind}")
         model = NCF(kind, N_FACTORS, MLP_LAYERS, n_negatives=N_NEGATIVES, seed=SEED)
         ncf_models[kind] = saved.fit(model, train, config=config)
@@ -299,7 +370,7 @@ pd.DataFrame(ncf_table).T.round(3)
 #   mean squared error); `task="ranking"` outputs a logit (implicit feedback, binary cross-entropy with
 #   sampled negatives, as NCF).
 #
-# ### Exercise 3.2: the metadata tower
+# ### Exercise 3.3: the metadata tower
 #
 # Write the item side, `metadata_tower(item_id, genres, year, popularity, n_items, n_factors)`.
 # Inputs: `item_id` (integer, shape `(batch,)`; 0 means "unknown film", so the table has `n_items + 1`
@@ -352,7 +423,7 @@ def _check_metadata_tower() -> None:
 
 
 selfcheck.check(
-    "3.2",
+    "3.3",
     _check_metadata_tower,
     hint="Each input gets its own layer (the ID an embedding, the genres a small dense layer, year and "
     "popularity are joined as they are), then all three are concatenated and mapped to the item vector. The "
@@ -594,7 +665,8 @@ comparison.round(3)
 # close; lab 05 compares them properly.
 #
 # ## What you saw
-# - Implicit feedback needs negatives; drawn afresh every epoch, they turn recommendation into a
+# - Implicit feedback needs negatives. Your rejection sampler draws them exactly uniformly over each
+#   user's unseen films, afresh every epoch, and NCF trained on them: they turn recommendation into a
 #   classification (the binary cross-entropy).
 # - The NCF family: GMF generalises MF, MLP learns interactions, NeuMF fuses both into one logit.
 #   Trained for ranking, even GMF beats lab 02's rating-trained MF by far; NeuMF wins by a hair.

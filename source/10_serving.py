@@ -232,8 +232,11 @@ def _check_body() -> None:
 selfcheck.check(
     "10.1",
     _check_body,
-    hint="Group the history by user_id, turn each user's item ids into a sorted list of int; then one "
-    'dict {"user_id": ..., "k": ..., "exclude": ...} per user, in the order of user_ids.',
+    hint="Each user's films to exclude are the distinct item ids of their rows in the history, sorted, as "
+    "plain Python ints (numpy integers do not travel as JSON); a user with no history excludes nothing. "
+    "The body holds one instance per user, in the order of user_ids.",
+    code_hint="seen = history.groupby('user_id')['item_id'].apply(lambda s: sorted(int(i) for i in s.unique()))\n"
+    "return {'instances': [{'user_id': int(u), 'k': int(k), 'exclude': seen.get(u, [])} for u in user_ids]}",
 )
 
 # %% [markdown]
@@ -612,8 +615,9 @@ print("the model server answers version 4 the same:", served["item_ids"] == two_
 # graph costs more than 1,664 dot products. Where does that change? `bench/serving_scale.py` measures the model
 # server (its own process, one thread, REST, one request at a time) on synthetic catalogues of 1.7k to a million
 # items (`recsys_workshop.synthetic`: 64-dimensional vectors, a million users), with exact search and with HNSW
-# (m 32, ef_construction 80, ef_search 128, 200 candidates). The cell reads its committed results: every figure
-# below comes from `bench/results/serving-scale.json`, measured on the machine that ran it.
+# (m 32, ef_construction 80, 200 candidates, ef_search 200: the server searches at the larger of ef_search
+# and the candidates anyway). The cell reads its committed results: every figure below comes from
+# `bench/results/serving-scale.json`, measured on the machine that ran it.
 
 # %%
 results_dir = paths.REPO_ROOT / "bench" / "results"

@@ -122,6 +122,19 @@ def test_self_checks_carry_their_labs_number():
         assert headings <= {lab_number}, f"{name}: exercises of other labs named in the text: {sorted(headings)}"
 
 
+def test_every_self_check_has_both_hint_tiers():
+    """Issue 15: hints come in two tiers, the concept first, then the code on request; a check without its
+    code hint leaves a stuck learner with nothing but the concept."""
+    for source in sorted((ROOT / "source").glob("[0-9][0-9]_*.py")):
+        text = source.read_text(encoding="utf-8")
+        calls = text.split("selfcheck.check(")[1:]
+        assert calls, f"{source.name}: no self-check"
+        for call in calls:
+            exercise = re.match(r'\s*"(\d+\.\d+)"', call)
+            body = call[: call.index("\n)\n")] if "\n)\n" in call else call
+            assert "hint=" in body and "code_hint=" in body, f"{source.name} {exercise and exercise.group(1)}"
+
+
 def test_only_checkpoint_cells_carry_output():
     for name, lab, solution in _pairs():
         for nb in (lab, solution):

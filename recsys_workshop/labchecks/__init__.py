@@ -4,6 +4,7 @@ case, what was expected and what came back (``AssertionError`` with that message
 :func:`recsys_workshop.selfcheck.check` turns into the verdict).
 
 - :mod:`.basics`: labs 00, 01, 02 and 05 (numpy and pandas; Keras only inside ``mf_model``);
+- :mod:`.negatives`: lab 03 (the uniform negative sampler, numpy and scipy);
 - :mod:`.inbatch`: lab 04 (the in-batch softmax's corrections, in ``keras.ops``);
 - :mod:`.sequences`: lab 05 (next-film windows for the sequence model);
 - :mod:`.training`: lab 07 (a worker's share of the global batch under ``TF_CONFIG``);
