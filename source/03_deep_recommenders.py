@@ -17,7 +17,7 @@
 # > **Before you start**
 # > - **You need:** lab 02 (matrix factorisation: this lab builds it again in Keras, then goes further).
 # > - **A cluster:** no: everything runs on this machine, in local mode.
-# > - **Run All** (2 CPU cores): under a minute at CI size, about 2 min at full size
+# > - **Run All** (2 CPU cores): under a minute at CI size, about 3 min at full size
 # >   (`bench/results/lab-times.json`).
 # > - **Cost on GKE:** none: it runs on your machine or your hub server.
 #
@@ -64,10 +64,10 @@ import pandas as pd
 from keras import layers
 
 from recsys_workshop import data, metrics, models, selfcheck
+from recsys_workshop.labchecks import negatives as negatives_check
 from recsys_workshop.models import hybrid, ncf
 from recsys_workshop.models.hybrid import HybridModel
 from recsys_workshop.models.ncf import NCF
-from recsys_workshop.labchecks import negatives as negatives_check
 from recsys_workshop.models.sampling import NegativeSampler
 from recsys_workshop.train import TrainConfig, saved
 from recsys_workshop.train.curves import plot_learning_curves
@@ -171,17 +171,20 @@ pd.DataFrame({
 #
 # NCF below trains on *your* uniform negatives. Write `sample_negatives(seen, user_rows, rng)`:
 #
-# - `seen`: a users x films `scipy.sparse.csr_matrix` of booleans (`popular.seen_` above; row = user row,
-#   column = film column, both 0-based), True where the user has interacted with the film;
+# - `seen`: a users x films `scipy.sparse.csr_matrix` of booleans (row = user row, column = film column,
+#   both 0-based), True where the user has interacted with the film (for this lab's data:
+#   `NegativeSampler(popular.seen_).seen`);
 # - `user_rows`: an integer array of user rows, a row may repeat (4 entries per positive in training);
 # - `rng`: a `numpy.random.Generator`, the only source of randomness (the package seeds one per epoch,
 #   so a seed reproduces the run);
-# - return an integer array of film columns, one per entry of `user_rows`, each a film that user has
-#   **not** seen, every unseen film equally likely.
+# - return a numpy array of film columns, one per entry of `user_rows` and in the same order (entry i's
+#   column at position i), each a film that user has **not** seen, every unseen film equally likely.
 #
 # Every user has at least one unseen film. Training asks for about 300,000 negatives per epoch at full
 # size, in one call: a Python loop over the entries is too slow, work on whole arrays. `seen[rows, cols]`
 # looks up many (row, column) pairs at once (`np.asarray(...).ravel()` makes it a flat boolean array).
+# Do not make the users' rows dense (`seen[user_rows].toarray()`): at full size that is 300,000 x 1,682
+# cells, half a gigabyte for one epoch's negatives.
 
 # %%
 def sample_negatives(seen, user_rows, rng):
@@ -204,7 +207,8 @@ selfcheck.check(
     hint="Draw a film column for every entry at once, uniformly over all films, then find the draws that "
     "hit a film the user has seen and draw those again, as often as it takes (a user who has seen most "
     "films needs many rounds). Draw only from rng.",
-    code_hint="items = rng.integers(0, seen.shape[1], len(user_rows))\n"
+    code_hint="user_rows = np.asarray(user_rows)\n"
+    "items = rng.integers(0, seen.shape[1], len(user_rows))\n"
     "todo = np.flatnonzero(np.asarray(seen[user_rows, items]).ravel())\n"
     "while len(todo):\n"
     "    items[todo] = rng.integers(0, seen.shape[1], len(todo))\n"
@@ -217,17 +221,18 @@ selfcheck.check(
 # films, and cheap as long as a user has seen a small share of the catalogue (at most a few rounds). The
 # package's `NegativeSampler` does the same, and draws the popularity strategy's candidates from
 # $P(j) \propto (c_j + 1)^{0.75}$ before the same rejection step. Below, `your_negatives` puts your
-# function in the place of its uniform draws (the package's while Exercise 3.1 is not done).
+# function in the place of its uniform draws once it has passed its check (until then the package's
+# stands in: the models are saved and later labs load them, so nothing unchecked trains them).
 
 # %%
 def _yours(sampler, user_rows, rng, max_rounds=100):
-    return sample_negatives(sampler.seen, user_rows, rng)
+    return np.asarray(sample_negatives(sampler.seen, user_rows, rng))
 
 
 def your_negatives():
     """`NegativeSampler.sample` with your sampler for the uniform strategy, in a `with` block."""
     package = NegativeSampler.sample
-    yours = selfcheck.yours_or("3.1", _yours, package)
+    yours = selfcheck.yours_if_passed("3.1", _yours, package)
 
     def sample(sampler, user_rows, rng, max_rounds=100):
         call = yours if sampler.strategy == "uniform" else package
@@ -303,16 +308,18 @@ selfcheck.check(
 # %% [markdown]
 # The package's `NCF(kind)` builds GMF, MLP or NeuMF and trains it through `train.fit`: fresh
 # negatives every epoch, early stopping on the loss of a validation split (10% of `train`, with its own
-# fixed negatives). The three get the same budget, and NeuMF is built with *your* `fuse`, swapped into
-# the package with `mock.patch` (the package's while Exercise 3.2 is not done). Your layers carry the
-# package's names, so a saved NeuMF loads into them as well.
+# fixed negatives). The three get the same budget, train on your negatives, and NeuMF is built with
+# *your* `fuse`, swapped into the package with `mock.patch` (for each exercise, the package's version
+# until its check has passed). Your layers carry the package's names, so a saved NeuMF loads into them
+# as well. A model saved by an earlier run on this machine (for instance the solution notebook's) is
+# loaded, not trained: `RECSYS_SAVED_MODELS=off` makes this cell train with your code whatever is saved.
 
 # %%
 config = TrainConfig(
     epochs=EPOCHS, batch_size=BATCH_SIZE, learning_rate=LEARNING_RATE, patience=PATIENCE, seed=SEED, verbose=2
 )
 ncf_models = {}
-with your_negatives(), mock.patch.object(ncf, "fuse", selfcheck.yours_or("3.2", fuse, ncf.fuse)):
+with your_negatives(), mock.patch.object(ncf, "fuse", selfcheck.yours_if_passed("3.2", fuse, ncf.fuse)):
     for kind in ("gmf", "mlp", "neumf"):  # your negatives, and NeuMF with your fusion layer
         print(f"--- {kind}")
         model = NCF(kind, N_FACTORS, MLP_LAYERS, n_negatives=N_NEGATIVES, seed=SEED)

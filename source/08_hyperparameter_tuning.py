@@ -269,7 +269,7 @@ print("best trial (validation):", json.loads((Path(RUN_DIR) / "best_params.json"
 # The goal here: validation NDCG@10 `GOAL = 0.16`. At full size the default config scores about 0.15
 # on validation (0.155 in `bench/results/training-best-params.json`, where none of 12 Bayesian trials did
 # better, so that the "tuned" config of `bench/results/training.json` is the default itself; an earlier
-# run's best trial beat its default by 0.001 on validation and lost 0.012 NDCG@10 on test): a trial 3-7 %
+# run's best trial beat its default by 0.0006 on validation and lost 0.012 NDCG@10 on test): a trial 3-7 %
 # above the default would be worth stopping for, and a 12-trial budget will usually run to its end
 # without reaching it.
 

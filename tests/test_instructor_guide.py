@@ -304,7 +304,7 @@ def test_the_stated_lab_totals_are_right():
     assert f"00-05 alone take {first // 60} h {first % 60:02d} min hands-on" in TEXT
     rows = [r for title, rows in AGENDAS.items() if title.startswith("Day") for r in rows]
     every = sum(r["min"] for r in rows if r["block"].startswith("lab "))
-    assert f"all fourteen about {round(every / 60)} h" in TEXT
+    assert f"all fourteen {every // 60} h {every % 60:02d} min" in TEXT
 
 
 # --- the cost of the day -------------------------------------------------------------------------------------

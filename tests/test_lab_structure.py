@@ -106,7 +106,7 @@ def test_stubs_are_numbered_in_order_and_followed_by_a_self_check():
         assert numbers == [(lab_number, m) for m in range(1, len(numbers) + 1)], name
 
 
-CHECK_ID = re.compile(r"""\b(?:check|yours_or)\(\s*["'](\d+)\.(\d+)["']""")
+CHECK_ID = re.compile(r"""\b(?:check|yours_or|yours_if_passed)\(\s*["'](\d+)\.(\d+)["']""")
 
 
 def test_self_checks_carry_their_labs_number():
@@ -132,7 +132,8 @@ def test_every_self_check_has_both_hint_tiers():
         for call in calls:
             exercise = re.match(r'\s*"(\d+\.\d+)"', call)
             body = call[: call.index("\n)\n")] if "\n)\n" in call else call
-            assert "hint=" in body and "code_hint=" in body, f"{source.name} {exercise and exercise.group(1)}"
+            has_hint = re.search(r"(?<!code_)hint=", body) is not None
+            assert has_hint and "code_hint=" in body, f"{source.name} {exercise and exercise.group(1)}"
 
 
 def test_only_checkpoint_cells_carry_output():

@@ -2,8 +2,8 @@
 notebook's function and the package's NegativeSampler pass, as does another correct way (a choice among the
 unseen films); each usual wrong answer gets a message of its own (no redraw, one redraw only, the first
 unseen film, popularity-weighted draws, np.random instead of rng, item ids instead of columns, floats, a
-list of the wrong length, seen changed). And the solution, swapped into NCF's training the way the lab
-swaps it, gives negatives that are unseen and spread over the catalogue."""
+list of the wrong length, seen changed). And the lab's own swap (``your_negatives``) puts the solution into
+NCF's sampler only once its check has passed."""
 
 from __future__ import annotations
 
@@ -130,14 +130,39 @@ def test_the_uniform_test_is_not_fooled_by_a_fair_sampler_at_other_seeds():
         negatives.check_sampler(fair(seed))
 
 
-def test_the_solution_swapped_into_training_draws_unseen_films_over_the_catalogue(solution):
-    """As lab 03 swaps it in (``NegativeSampler.sample`` patched): every negative unseen, most films drawn."""
+def test_the_lab_swaps_the_solution_into_training_only_after_its_check_passed(solution):
+    """``your_negatives()`` as lab 03 defines it: the package's sampler until Exercise 3.1 passed, then the
+    learner's, whose negatives are unseen and spread over the catalogue; the popularity strategy is the
+    package's either way."""
+    import ast
     from unittest import mock
 
-    rng = np.random.default_rng(0)
+    from recsys_workshop import selfcheck
+
+    calls = []
+
+    def spy(seen, user_rows, rng):
+        calls.append(len(user_rows))
+        return solution(seen, user_rows, rng)
+
+    notebook = nbformat.read(REPO / "solutions" / "03_deep_recommenders.ipynb", as_version=4)
+    cell = next(c.source for c in notebook.cells if c.cell_type == "code" and "def your_negatives(" in c.source)
+    tree = ast.parse(cell)
+    tree.body = [node for node in tree.body if isinstance(node, ast.FunctionDef)]
+    namespace = {"np": np, "mock": mock, "selfcheck": selfcheck, "NegativeSampler": NegativeSampler,
+                 "sample_negatives": spy}  # fmt: skip
+    exec(compile(tree, "solution-03-your_negatives", "exec"), namespace)  # noqa: S102 - the repository's own
     seen = sp.random(50, 200, density=0.3, format="csr", random_state=1).astype(bool)
     rows = np.repeat(np.arange(50), 100)
-    with mock.patch.object(NegativeSampler, "sample", lambda self, user_rows, rng: solution(self.seen, user_rows, rng)):
-        drawn = NegativeSampler(seen).sample(rows, rng)
+    with pytest.raises(selfcheck.ExerciseIncorrect):
+        selfcheck.check("3.1", lambda: negatives.check_sampler(_no_redraw))
+    with namespace["your_negatives"]():
+        NegativeSampler(seen).sample(rows, np.random.default_rng(0))
+    assert calls == [], "the package's sampler stands in until the check passed"
+    selfcheck.check("3.1", lambda: negatives.check_sampler(solution))
+    with namespace["your_negatives"]():
+        drawn = NegativeSampler(seen).sample(rows, np.random.default_rng(0))
+        NegativeSampler(seen, "popularity").sample(rows, np.random.default_rng(0))
+    assert calls == [len(rows)] and isinstance(drawn, np.ndarray)
     assert not np.asarray(seen[rows, drawn]).ravel().any()
     assert len(np.unique(drawn)) > 190

@@ -157,3 +157,18 @@ def test_yours_or_falls_back_to_the_reference_only_for_an_exercise_stub(capsys):
     assert selfcheck.yours_or("10.9", lambda x: x * 10, lambda x: x + 1)(1) == 10
     with pytest.raises(NotImplementedError, match="something else"):
         selfcheck.yours_or("10.9", broken, lambda x: x + 1)(1)
+
+
+def test_yours_if_passed_takes_the_learners_code_only_after_its_check_passed(capsys):
+    """For saved models: the package's version stands in until the latest check of the exercise passed."""
+    yours, package = (lambda: "yours"), (lambda: "package")
+    assert selfcheck.yours_if_passed("10.8", yours, package)() == "package"
+    assert "Exercise 10.8 has not passed its self-check yet" in capsys.readouterr().out
+    selfcheck.check("10.8", lambda: None)
+    assert selfcheck.passed("10.8") and selfcheck.yours_if_passed("10.8", yours, package)() == "yours"
+    with pytest.raises(ExerciseIncorrect):
+        selfcheck.check("10.8", lambda: selfcheck.equal(1, 2))
+    assert not selfcheck.passed("10.8") and selfcheck.yours_if_passed("10.8", yours, package)() == "package"
+    with pytest.raises(ExerciseNotDone):
+        selfcheck.check("10.8", _stub)
+    assert not selfcheck.passed("10.8")

@@ -148,14 +148,15 @@ def test_load_test_chart_draws_the_step_run_and_waits_for_one(tmp_path, monkeypa
     rows = [(50, 750, 0, 50.0, 30), (100, 1500, 0, 100.0, 60), (150, 1800, 0, 120.0, 400), (200, 1800, 90, 120.0, 9e3)]
     _steps_csv(tmp_path / "serving-steps_steps.csv", rows)
     think = {"think_min_s": 0.5, "think_max_s": 2.0}
-    records = [{"metric": m, "value": v, "date": "2026-01-02T03:04:05Z"} for m, v in think.items()]
+    records = [{"metric": m, "value": v, "date": "2026-01-02T03:04:05Z", "commit": "0123456789ab-dirty"}
+               for m, v in think.items()]  # fmt: skip
     (tmp_path / "serving-steps.json").write_text(json.dumps(records))
     steps, knee, meta = module.read_run()
     assert (knee.users, knee.rps, knee.first_miss_users) == (100, 100.0, 150), "p95 400 ms misses the 100 ms SLO"
     assert steps["failures_per_s"].tolist() == [0, 0, 0, 6] and meta["date"] == "2026-01-02"
     assert module._think_time(meta) == "think time 0.5-2 s" and module._think_time({}) == "think time not recorded"
     figure = module.load_test(context)
-    assert isinstance(figure, deck_figures.Figure) and "(2026-01-02)" in figure.source
+    assert isinstance(figure, deck_figures.Figure) and "(2026-01-02, commit 0123456-dirty)" in figure.source
     assert figure.path.name == "load_test.svg" and figure.path.stat().st_size > 20_000
 
 
@@ -193,13 +194,14 @@ def test_serving_scale_chart_draws_the_benchmark_and_its_notes_quote_it(tmp_path
     context = deck_figures.Context(tmp_path / "figures", log=lambda _: None)
     pending = deck_scale.serving_scale(context)
     assert isinstance(pending, deck_figures.Pending) and "python -m bench.serving_scale" in pending.message
-    records = [{"dataset": d, "model": m, "metric": "p99_ms", "value": v, "date": "2026-01-02T03:04:05Z"}
-               for d, m, v in (("synthetic-1.7k", "exact", 1.0), ("synthetic-1m", "exact", 90.0),
-                               ("synthetic-1.7k", "ann", 2.0), ("synthetic-1m", "ann", 3.0))]  # fmt: skip
+    points = (("synthetic-1.7k", "exact", 1.0), ("synthetic-1m", "exact", 90.0),
+              ("synthetic-1.7k", "ann", 2.0), ("synthetic-1m", "ann", 3.0))  # fmt: skip
+    records = [{"dataset": d, "model": m, "metric": "p99_ms", "value": v, "date": "2026-01-02T03:04:05Z",
+                "commit": "89abcdef0123"} for d, m, v in points]  # fmt: skip
     (tmp_path / "serving-scale.json").write_text(json.dumps(records))
     assert deck_scale.read_curve()[("exact", "p99_ms")] == [(1_700, 1.0), (1_000_000, 90.0)]
     figure = deck_scale.serving_scale(context)
-    assert isinstance(figure, deck_figures.Figure) and "(2026-01-02)" in figure.source
+    assert isinstance(figure, deck_figures.Figure) and "(2026-01-02, commit 89abcde)" in figure.source
     assert figure.path.name == "serving_scale.svg" and figure.path.stat().st_size > 10_000
 
 

@@ -76,7 +76,8 @@ def _check_unseen(got: np.ndarray, user_rows: np.ndarray, seen: sp.csr_matrix) -
                 advice = "find the draws that hit a seen film and draw those again"
             else:
                 advice = ("redraw the entries that hit a seen film again and again until none does (one redraw is "
-                          "not enough when a user has seen most films)")  # fmt: skip
+                          "not enough when a user has seen most films), and keep each column at its entry's "
+                          "position in user_rows")  # fmt: skip
             raise AssertionError(f"{name} got film column {first}, which it has seen, in {hits.sum():,} of its "
                                  f"{len(drawn):,} draws: {advice}")  # fmt: skip
 
