@@ -84,6 +84,23 @@ def measure() -> Iterator[Measurement]:
         result.peak_mb = max(peak[0], process.memory_info().rss) / 2**20
 
 
+def record_key(record: dict) -> tuple:
+    """What a record measures: a newer record with the same key replaces it."""
+    return record.get("protocol"), record.get("dataset"), record.get("model"), record.get("metric")
+
+
+def read_records(path: Path) -> list[dict]:
+    """The records of a results file, or none if there is no file yet."""
+    return json.loads(path.read_text()) if path.is_file() else []
+
+
+def merge_records(old: list[dict], fresh: list[dict], key=record_key) -> list[dict]:
+    """``old`` without the records ``fresh`` replaces (the same ``key``), then ``fresh``: a partial run refreshes
+    its part of a results file and keeps the rest."""
+    replaced = {key(record) for record in fresh}
+    return [record for record in old if key(record) not in replaced] + fresh
+
+
 class Results:
     """Collects per-seed values and writes the aggregated records."""
 

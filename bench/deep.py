@@ -53,7 +53,7 @@ import pandas as pd
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from bench import deep_beyond_ids as beyond_ids  # noqa: E402
-from bench.common import RESULTS, Measurement, Results, measure  # noqa: E402
+from bench.common import RESULTS, Measurement, Results, measure, merge_records, read_records  # noqa: E402
 from recsys_workshop import data, metrics, models  # noqa: E402
 
 ENSEMBLE = 5  # members of the hybrid rating ensemble (strata2018-explicit)
@@ -257,15 +257,11 @@ def keep_previous_records(path: Path, previous: list[dict]) -> int:
     """After a partial run (``--protocols``, ``--models``): put back the ``previous`` records this run
     did not produce, so a partial run refreshes its part without dropping the rest of the file."""
 
-    def key(record: dict) -> tuple:
-        return record.get("protocol"), record.get("dataset"), record.get("model"), record.get("metric")
-
-    fresh = json.loads(path.read_text())
-    produced = {key(record) for record in fresh}
-    others = [record for record in previous if key(record) not in produced]
-    if others:
-        path.write_text(json.dumps(others + fresh, indent=1) + "\n")
-    return len(others)
+    fresh = read_records(path)
+    merged = merge_records(previous, fresh)
+    if len(merged) > len(fresh):
+        path.write_text(json.dumps(merged, indent=1) + "\n")
+    return len(merged) - len(fresh)
 
 
 def main() -> None:

@@ -29,7 +29,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench.common import RESULTS, Results
+from bench.common import RESULTS, Results, merge_records, read_records, record_key
 from recsys_workshop import notebook_runner, paths
 from recsys_workshop.train import saved
 
@@ -50,14 +50,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def solutions(only: list[str] | None = None) -> list[Path]:
     notebooks = sorted((paths.REPO_ROOT / "solutions").glob("[0-9][0-9]_*.ipynb"))
     return [nb for nb in notebooks if not only or any(nb.name.startswith(prefix) for prefix in only)]
-
-
-def merge_records(old: list[dict], new: list[dict]) -> list[dict]:
-    """``old`` with every record of ``new`` replacing the one of the same (protocol, dataset, model, metric)."""
-    key = lambda r: (r["protocol"], r["dataset"], r["model"], r["metric"])  # noqa: E731
-    replaced = {key(r) for r in new}
-    merged = [r for r in old if key(r) not in replaced] + new
-    return sorted(merged, key=lambda r: (r["dataset"], r["model"]))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -88,10 +80,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {record['model']:<8} {record['dataset']:<5} {record['value']:8.0f} s")
     if not args.no_write and records:
         path = RESULTS / f"{NAME}.json"
-        old = json.loads(path.read_text()) if path.is_file() else []
-        old = [r for r in old if (r["protocol"], r["dataset"], r["model"], r["metric"]) not in stale]
+        old = [r for r in read_records(path) if record_key(r) not in stale]
+        merged = sorted(merge_records(old, records), key=lambda r: (r["dataset"], r["model"]))
         RESULTS.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(merge_records(old, records), indent=1) + "\n")
+        path.write_text(json.dumps(merged, indent=1) + "\n")
         print(f"wrote {path}")
     return 1 if failed else 0
 

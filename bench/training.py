@@ -30,7 +30,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from bench.common import RESULTS, Measurement, Results  # noqa: E402
+from bench.common import RESULTS, Measurement, Results, merge_records, read_records  # noqa: E402
 from recsys_workshop import tune  # noqa: E402
 from recsys_workshop.paths import TRAIN_CONFIG  # noqa: E402
 from recsys_workshop.train.job import JobConfig, merge_config  # noqa: E402
@@ -112,9 +112,8 @@ def main() -> None:
     print(results.table())
     path = RESULTS / "training.json"
     fresh = results.records()
-    produced = {r["protocol"] for r in fresh}
-    kept = [r for r in json.loads(path.read_text()) if r["protocol"] not in produced] if path.exists() else []
-    path.write_text(json.dumps(kept + fresh, indent=1) + "\n")  # a part run alone keeps the other part's records
+    merged = merge_records(read_records(path), fresh, key=lambda r: r["protocol"])  # a part run alone keeps the rest
+    path.write_text(json.dumps(merged, indent=1) + "\n")
     print("wrote", path)
 
 

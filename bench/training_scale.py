@@ -57,7 +57,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import RESULTS, Measurement, Results, parse_size, size_label
+from bench.common import RESULTS, Measurement, Results, merge_records, parse_size, read_records, size_label
 
 PROTOCOL, BENCHMARK = "training-scale", "training-scale"
 QUALITY_PROTOCOL, QUALITY_DATASET = "msr-stratified-75", "ml-100k"
@@ -186,20 +186,17 @@ def measure_quality(optimizer: str, seeds: list[int], results: Results) -> None:
 # ------------------------------------------------------------------------------------ records and chart
 
 
-def merge_records(path: Path, fresh: list[dict]) -> list[dict]:
+def merged_records(path: Path, fresh: list[dict]) -> list[dict]:
     """The records of ``path`` for other (protocol, dataset, model), then ``fresh``; the scale records first,
     by model, rows and metric."""
-    replaced = {(r["protocol"], r["dataset"], r["model"]) for r in fresh}
-    kept = []
-    if path.exists():
-        kept = [r for r in json.loads(path.read_text()) if (r["protocol"], r["dataset"], r["model"]) not in replaced]
+    kept = merge_records(read_records(path), fresh, key=lambda r: (r["protocol"], r["dataset"], r["model"]))
 
     def order(record: dict) -> tuple:
         if record["protocol"] != PROTOCOL:
             return (1, record["model"], 0, record["metric"])
         return (0, record["model"], parse_size(record["dataset"].removeprefix("synthetic-")), record["metric"])
 
-    return sorted(kept + fresh, key=order)
+    return sorted(kept, key=order)
 
 
 def _curve(records: list[dict], model: str, metric: str) -> tuple[list[int], list[float]]:
@@ -344,7 +341,7 @@ def main(argv: list[str] | None = None) -> None:
     path = args.out / f"{BENCHMARK}.json"
 
     def save(fresh: list[dict]) -> None:
-        records = merge_records(path, fresh)
+        records = merged_records(path, fresh)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(records, indent=1) + "\n")
         chart(records, args.out / f"{BENCHMARK}.png")

@@ -41,3 +41,19 @@ def test_importing_the_benchmarks_starts_nothing_heavy():
 def test_no_benchmark_edits_sys_path():
     offenders = [p.name for p in sorted((REPO / "bench").glob("*.py")) if "sys.path" in p.read_text(encoding="utf-8")]
     assert offenders == [], "run benchmarks with `python -m bench.<name>` from the repository root"
+
+
+def test_a_partial_run_replaces_only_what_it_measured(tmp_path):
+    from bench.common import merge_records, read_records
+
+    def record(model, metric, value):
+        return {"protocol": "p", "dataset": "ml-100k", "model": model, "metric": metric, "value": value}
+
+    assert read_records(tmp_path / "none.json") == []
+    old = [record("mf", "ndcg@10", 0.1), record("mf", "auc", 0.8), record("ease", "ndcg@10", 0.3)]
+    merged = merge_records(old, [record("mf", "ndcg@10", 0.2)])
+    assert [(r["model"], r["metric"], r["value"]) for r in merged] == [
+        ("mf", "auc", 0.8), ("ease", "ndcg@10", 0.3), ("mf", "ndcg@10", 0.2),
+    ]  # fmt: skip
+    by_model = merge_records(old, [record("mf", "ndcg@10", 0.2)], key=lambda r: r["model"])
+    assert [(r["model"], r["value"]) for r in by_model] == [("ease", 0.3), ("mf", 0.2)]

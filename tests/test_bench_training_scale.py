@@ -138,7 +138,7 @@ def test_a_run_of_one_size_keeps_the_records_of_the_others(tmp_path):
         {"protocol": scale, "dataset": "synthetic-1m", "model": lazy, "metric": m, "value": 2.0}
         for m in ("peak_mb", "epoch_seconds")
     ]
-    merged = training_scale.merge_records(path, fresh)
+    merged = training_scale.merged_records(path, fresh)
     assert [(r["dataset"], r["model"], r["metric"], r["value"]) for r in merged] == [
         ("synthetic-1m", adam, "epoch_seconds", 3.0),  # another optimizer's record at that size is kept
         ("synthetic-1m", lazy, "epoch_seconds", 2.0),  # the old lazy 1m record is replaced, the 20m one kept

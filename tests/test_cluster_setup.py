@@ -18,6 +18,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import gke_cost
 import pytest
 from tool_stub import STUB
 
@@ -694,27 +695,13 @@ def test_gke_up_dry_run_prints_the_cost_before_creating_anything(run_script):
     assert_only_read_only_calls(calls)
 
 
-def expected_hourly_cost(hub: bool) -> float:
-    n, disk = int(V["GKE_NUM_NODES"]), float(V["GKE_PRICE_DISK_PER_GB_MONTH"])
-    ip, rule = float(V["GKE_PRICE_EXTERNAL_IP_PER_HOUR"]), float(V["GKE_PRICE_FORWARDING_RULE_PER_HOUR"])
-    volumes = int(V["GKE_PROFILE_VOLUMES_GB"])
-    if hub:
-        volumes += int(V["GKE_HUB_VOLUME_GB"]) + int(V["GKE_CLASS_SIZE"]) * int(V["GKE_USER_VOLUME_GB"])
-    total = n * float(V["GKE_PRICE_NODE_PER_HOUR"]) + n * int(V["GKE_DISK_SIZE_GB"]) * disk / 730
-    total += n * ip + volumes * disk / 730 + (ip + rule if hub else 0)
-    total += int(V["GKE_IMAGE_SIZE_GB"]) * float(V["GKE_PRICE_ARTIFACT_STORAGE_PER_GB_MONTH"]) / 730
-    if V["GKE_PRICE_CLUSTER_FEE_CREDITED"] != "yes":
-        total += float(V["GKE_PRICE_CLUSTER_FEE_PER_HOUR"])
-    return total
-
-
 @pytest.mark.parametrize("hub", [False, True], ids=["profile", "with-jupyterhub"])
 def test_gke_cost_counts_ips_load_balancers_volumes_and_the_registry(run_script, hub):
     """Issue 14: the estimate left out external IPs and load balancers and undercounted the volumes."""
     args = ("--jupyterhub",) if hub else ()
     result, _ = run_script("gke/up", "--dry-run", "--project", "demo-project", *args, env=GITHUB_APP)
     block = cost_block(result.stdout)
-    assert block.startswith(f"COST: about ${expected_hourly_cost(hub):.2f} per hour")
+    assert block.startswith(f"COST: about ${gke_cost.everything_hourly(V, hub=hub):.2f} per hour")
     n = int(V["GKE_NUM_NODES"])
     assert f"{n} node external IPs at ${V['GKE_PRICE_EXTERNAL_IP_PER_HOUR']}/h" in block
     volumes = int(V["GKE_PROFILE_VOLUMES_GB"])

@@ -9,39 +9,24 @@ lab rendered) and are exercised by nbval on the solutions instead: 6.1, 6.2, 9.1
 
 from __future__ import annotations
 
-import ast
 import copy
-from pathlib import Path
 from unittest import mock
 
-import nbformat
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from check_helpers import fails
+from check_helpers import fails, solution_functions
 
 from recsys_workshop import selfcheck
 
 pytestmark = pytest.mark.unit
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def _cell_defining(notebook: str, name: str) -> str:
-    nb = nbformat.read(REPO / "solutions" / notebook, as_version=4)
-    return next(c.source for c in nb.cells if c.cell_type == "code" and f"def {name}(" in c.source)
-
-
 def definitions(notebook: str, *names: str, **namespace) -> dict:
-    """Exec the function definitions of the solution cells that define ``names`` in ``namespace``."""
+    """The solution's definitions of ``names``, with ``selfcheck`` and ``np`` as their globals unless given."""
     namespace.setdefault("selfcheck", selfcheck)
     namespace.setdefault("np", np)
-    for name in names:
-        tree = ast.parse(_cell_defining(notebook, name))
-        tree.body = [node for node in tree.body if isinstance(node, ast.FunctionDef)]
-        exec(compile(tree, f"{notebook}:{name}", "exec"), namespace)  # noqa: S102 - the repository's own notebooks
-    return namespace
+    return solution_functions(notebook, *names, **namespace)
 
 
 # --- 3.2, NeuMF's fusion layer (lab 03) -------------------------------------------------------------------------

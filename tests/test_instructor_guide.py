@@ -16,6 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import gke_cost
 import pytest
 import yaml
 from test_gitops import READ_ONLY, stub_environment
@@ -311,11 +312,11 @@ def test_the_stated_lab_totals_are_right():
 
 
 def test_the_cost_arithmetic_comes_from_versions_env():
-    nodes, price = int(V["GKE_NUM_NODES"]), float(V["GKE_PRICE_NODE_PER_HOUR"])
-    disk_gb, disk_price = int(V["GKE_DISK_SIZE_GB"]), float(V["GKE_PRICE_DISK_PER_GB_MONTH"])
-    node_cost, disk_cost = nodes * price, nodes * disk_gb * disk_price / 730
+    nodes, disk_gb = int(V["GKE_NUM_NODES"]), int(V["GKE_DISK_SIZE_GB"])
+    disk_price = float(V["GKE_PRICE_DISK_PER_GB_MONTH"])
+    node_cost, disk_cost = gke_cost.nodes_and_disks(V)
     assert V["GKE_PRICE_CLUSTER_FEE_CREDITED"] == "yes"
-    hourly = node_cost + disk_cost
+    hourly = gke_cost.cluster_hourly(V)
     volumes = int(V["GKE_PROFILE_VOLUMES_GB"])
     ip, rule = V["GKE_PRICE_EXTERNAL_IP_PER_HOUR"], V["GKE_PRICE_FORWARDING_RULE_PER_HOUR"]
     expected = [

@@ -11,6 +11,7 @@ import json
 import re
 from pathlib import Path
 
+import gke_cost
 import pytest
 
 from recsys_workshop import kube
@@ -55,10 +56,7 @@ def measured() -> dict[tuple[str, str], float]:
 
 
 def hourly_cost() -> float:
-    v = kube.versions()
-    nodes = int(v["GKE_NUM_NODES"])
-    disks = nodes * int(v["GKE_DISK_SIZE_GB"]) * float(v["GKE_PRICE_DISK_PER_GB_MONTH"]) / 730
-    return nodes * float(v["GKE_PRICE_NODE_PER_HOUR"]) + disks
+    return gke_cost.cluster_hourly(kube.versions())
 
 
 @pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.name[:2])

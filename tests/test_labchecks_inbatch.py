@@ -6,19 +6,13 @@ says (the logQ half is keras-rs' real output; a removed hit has no probability i
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import nbformat
 import numpy as np
 import pytest
-from check_helpers import fails
+from check_helpers import fails, solution_functions
 
 from recsys_workshop.labchecks import inbatch
 
 pytestmark = [pytest.mark.unit, pytest.mark.tf]
-
-REPO = Path(__file__).resolve().parents[1]
-
 
 @pytest.fixture(scope="module")
 def ops():
@@ -30,11 +24,7 @@ def ops():
 @pytest.fixture(scope="module")
 def solution(ops):
     """``correct_logits`` as the solution notebook defines it."""
-    notebook = nbformat.read(REPO / "solutions" / "04_implicit_feedback_and_retrieval.ipynb", as_version=4)
-    cell = next(c.source for c in notebook.cells if c.cell_type == "code" and "def correct_logits(" in c.source)
-    namespace: dict = {"ops": ops}
-    exec(compile(cell, "solution-04-correct_logits", "exec"), namespace)  # noqa: S102 - the repository's own
-    return namespace["correct_logits"]
+    return solution_functions("04_implicit_feedback_and_retrieval.ipynb", "correct_logits", ops=ops)["correct_logits"]
 
 
 def _hits(ops, item_ids, diagonal=False):

@@ -7,30 +7,20 @@ NCF's sampler only once its check has passed."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import nbformat
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from check_helpers import fails
+from check_helpers import fails, solution_functions
 
 from recsys_workshop.labchecks import negatives
 from recsys_workshop.models.sampling import NegativeSampler
 
 pytestmark = pytest.mark.unit
 
-REPO = Path(__file__).resolve().parents[1]
-
-
 @pytest.fixture(scope="module")
 def solution():
     """``sample_negatives`` as the solution notebook defines it."""
-    notebook = nbformat.read(REPO / "solutions" / "03_deep_recommenders.ipynb", as_version=4)
-    cell = next(c.source for c in notebook.cells if c.cell_type == "code" and "def sample_negatives(" in c.source)
-    namespace: dict = {"np": np}
-    exec(compile(cell, "solution-03-sample_negatives", "exec"), namespace)  # noqa: S102 - the repository's own
-    return namespace["sample_negatives"]
+    return solution_functions("03_deep_recommenders.ipynb", "sample_negatives", np=np)["sample_negatives"]
 
 
 def _until_unseen(seen, rows, rng, draw):
@@ -134,7 +124,6 @@ def test_the_lab_swaps_the_solution_into_training_only_after_its_check_passed(so
     """``your_negatives()`` as lab 03 defines it: the package's sampler until Exercise 3.1 passed, then the
     learner's, whose negatives are unseen and spread over the catalogue; the popularity strategy is the
     package's either way."""
-    import ast
     from unittest import mock
 
     from recsys_workshop import selfcheck
@@ -145,13 +134,9 @@ def test_the_lab_swaps_the_solution_into_training_only_after_its_check_passed(so
         calls.append(len(user_rows))
         return solution(seen, user_rows, rng)
 
-    notebook = nbformat.read(REPO / "solutions" / "03_deep_recommenders.ipynb", as_version=4)
-    cell = next(c.source for c in notebook.cells if c.cell_type == "code" and "def your_negatives(" in c.source)
-    tree = ast.parse(cell)
-    tree.body = [node for node in tree.body if isinstance(node, ast.FunctionDef)]
-    namespace = {"np": np, "mock": mock, "selfcheck": selfcheck, "NegativeSampler": NegativeSampler,
-                 "sample_negatives": spy}  # fmt: skip
-    exec(compile(tree, "solution-03-your_negatives", "exec"), namespace)  # noqa: S102 - the repository's own
+    namespace = solution_functions("03_deep_recommenders.ipynb", "your_negatives", np=np, mock=mock,
+                                   selfcheck=selfcheck, NegativeSampler=NegativeSampler,
+                                   sample_negatives=spy)  # fmt: skip
     seen = sp.random(50, 200, density=0.3, format="csr", random_state=1).astype(bool)
     rows = np.repeat(np.arange(50), 100)
     with pytest.raises(selfcheck.ExerciseIncorrect):

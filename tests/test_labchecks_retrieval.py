@@ -11,11 +11,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import nbformat
 import numpy as np
 import pandas as pd
 import pytest
-from check_helpers import fails
+from check_helpers import fails, solution_functions
 from threadpoolctl import threadpool_limits
 
 from recsys_workshop import retrieval, synthetic
@@ -24,20 +23,13 @@ from recsys_workshop.serving import LoadedVersion
 
 pytestmark = pytest.mark.unit
 
-REPO = Path(__file__).resolve().parents[1]
 K = 10
 
 
 def _solution_functions() -> dict:
     """``one_by_one``, ``sweep`` and ``choose`` as the solution notebook defines them."""
-    notebook = nbformat.read(REPO / "solutions" / "10_serving.ipynb", as_version=4)
-    namespace: dict = {"np": np, "pd": pd, "time": time, "retrieval": retrieval, "K": K,
-                       "threadpool_limits": threadpool_limits}  # fmt: skip
-    for name in ("one_by_one", "sweep", "choose"):
-        cell = next(c.source for c in notebook.cells if c.cell_type == "code" and f"def {name}(" in c.source)
-        definition = cell.split("\n\n\n")[0]  # the function, without the code that follows it in its cell
-        exec(compile(definition, f"solution-09-{name}", "exec"), namespace)  # noqa: S102 - the repository's own
-    return namespace
+    return solution_functions("10_serving.ipynb", "one_by_one", "sweep", "choose", np=np, pd=pd, time=time,
+                              retrieval=retrieval, K=K, threadpool_limits=threadpool_limits)  # fmt: skip
 
 
 @pytest.fixture(scope="module")

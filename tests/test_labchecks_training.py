@@ -12,8 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import nbformat
 import pytest
+from check_helpers import solution_functions
 
 from recsys_workshop.labchecks import training
 from recsys_workshop.train import tfconfig
@@ -159,11 +159,8 @@ def test_an_unwritten_exercise_is_not_an_error_of_the_check():
 
 def _solution_function():
     """The lab's ``worker_share``, as the solution notebook defines it."""
-    notebook = nbformat.read(REPO / "solutions" / "07_training_at_scale.ipynb", as_version=4)
-    cell = next(c.source for c in notebook.cells if c.cell_type == "code" and "def worker_share(" in c.source)
-    namespace = {"json": json, "WorkerShare": WorkerShare}
-    exec(compile(cell, "solution-06", "exec"), namespace)  # noqa: S102 - the repository's own solution
-    return namespace["worker_share"]
+    return solution_functions("07_training_at_scale.ipynb", "worker_share", json=json,
+                              WorkerShare=WorkerShare)["worker_share"]
 
 
 def test_the_lab_solution_passes():

@@ -6,16 +6,13 @@ version, a wrong name or path, a version folder as base path, a wrong label)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import nbformat
 import pytest
+from check_helpers import solution_functions
 
 from recsys_workshop.labchecks import version_policy
 
 pytestmark = pytest.mark.unit
 
-REPO = Path(__file__).resolve().parents[1]
 
 # The example of TF Serving's "Assigning String Labels to Model Versions" (tensorflow_serving/g3doc/
 # serving_config.md), inside a model_config_list, single quotes and all.
@@ -143,11 +140,7 @@ def test_render_writes_what_it_was_asked_for():
 
 def _solution_function():
     """The lab's ``models_config``, as the solution notebook defines it."""
-    notebook = nbformat.read(REPO / "solutions" / "10_serving.ipynb", as_version=4)
-    cell = next(c.source for c in notebook.cells if c.cell_type == "code" and "def models_config(" in c.source)
-    namespace: dict = {}
-    exec(compile(cell, "solution-09", "exec"), namespace)  # noqa: S102 - the repository's own solution
-    return namespace["models_config"]
+    return solution_functions("10_serving.ipynb", "models_config")["models_config"]
 
 
 def test_the_lab_solution_and_the_package_pass_and_agree():
