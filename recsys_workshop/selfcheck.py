@@ -226,3 +226,9 @@ def yours_if_passed(exercise: str, yours: Callable[..., Any], reference: Callabl
         return yours
     print(f"(Exercise {exercise} has not passed its self-check yet: the package's version stands in for yours.)")
     return reference
+
+
+def yours_in_use(functions: dict[str, Callable[..., Any]]) -> dict[str, Callable[..., Any]]:
+    """The learner's functions among ``functions`` (``{exercise: function}``) whose checks have passed: those
+    :func:`yours_if_passed` swaps in, for ``saved.fit(..., yours=...)`` to train with and record."""
+    return {exercise: function for exercise, function in functions.items() if exercise in _PASSED}

@@ -310,9 +310,10 @@ selfcheck.check(
 # negatives every epoch, early stopping on the loss of a validation split (10% of `train`, with its own
 # fixed negatives). The three get the same budget, train on your negatives, and NeuMF is built with
 # *your* `fuse`, swapped into the package with `mock.patch` (for each exercise, the package's version
-# until its check has passed). Your layers carry the package's names, so a saved NeuMF loads into them
-# as well. A model saved by an earlier run on this machine (for instance the solution notebook's) is
-# loaded, not trained: `RECSYS_SAVED_MODELS=off` makes this cell train with your code whatever is saved.
+# until its check has passed). `saved.fit(..., yours=...)` records which of your functions trained a
+# model: one saved by other code (the solution notebook's, say) is trained again with yours and replaced,
+# and Run All again loads yours. Your layers carry the package's names, so lab 04 and lab 05 load your
+# NeuMF as they would the package's.
 
 # %%
 config = TrainConfig(
@@ -323,7 +324,8 @@ with your_negatives(), mock.patch.object(ncf, "fuse", selfcheck.yours_if_passed(
     for kind in ("gmf", "mlp", "neumf"):  # your negatives, and NeuMF with your fusion layer
         print(f"--- {kind}")
         model = NCF(kind, N_FACTORS, MLP_LAYERS, n_negatives=N_NEGATIVES, seed=SEED)
-        ncf_models[kind] = saved.fit(model, train, config=config)
+        mine = {"3.1": sample_negatives, "3.2": fuse} if kind == "neumf" else {"3.1": sample_negatives}
+        ncf_models[kind] = saved.fit(model, train, config=config, yours=selfcheck.yours_in_use(mine))
 
 plot_learning_curves(ncf_models, heading="NCF: binary cross-entropy per epoch")
 

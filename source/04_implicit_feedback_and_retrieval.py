@@ -193,7 +193,8 @@ plt.show()
 # with the same similarity it was trained with. We train the margin loss and BPR with uniform
 # negatives, then BPR with popularity negatives. The margin model trains with *your* `margin_loss`,
 # swapped into the package's network with `mock.patch` once it has passed its check (the package's until
-# then: the models are saved, and later runs load them).
+# then: the models are saved, and later runs load them). As in lab 03, a margin model saved by other code
+# is trained again with yours.
 
 # %%
 triplet_config = TrainConfig(
@@ -205,7 +206,8 @@ with mock.patch.object(triplet, "margin_loss", selfcheck.yours_if_passed("4.1", 
     for loss, negatives in (("margin", "uniform"), ("bpr", "uniform"), ("bpr", "popularity")):
         model = TripletModel(2 * N_FACTORS, loss=loss, negatives=negatives, seed=SEED)  # margin: with your loss
         print(f"--- {model.name}")
-        triplet_models[model.name] = saved.fit(model, train, config=triplet_config)
+        mine = selfcheck.yours_in_use({"4.1": margin_loss}) if loss == "margin" else {}
+        triplet_models[model.name] = saved.fit(model, train, config=triplet_config, yours=mine)
 
 plot_learning_curves(triplet_models, heading="Triplet networks: loss per epoch")
 

@@ -172,3 +172,12 @@ def test_yours_if_passed_takes_the_learners_code_only_after_its_check_passed(cap
     with pytest.raises(ExerciseNotDone):
         selfcheck.check("10.8", _stub)
     assert not selfcheck.passed("10.8")
+
+
+def test_yours_in_use_names_the_learners_functions_that_are_swapped_in():
+    """What ``saved.fit(..., yours=...)`` records: only the exercises whose check passed."""
+    yours, theirs = (lambda: "yours"), (lambda: "also yours")
+    selfcheck.check("10.9", lambda: None)
+    with pytest.raises(ExerciseIncorrect):
+        selfcheck.check("10.10", lambda: selfcheck.equal(1, 2))
+    assert selfcheck.yours_in_use({"10.9": yours, "10.10": theirs, "10.11": theirs}) == {"10.9": yours}

@@ -52,6 +52,50 @@ def test_a_second_run_loads_the_same_model_instead_of_training(store):
     pd.testing.assert_frame_equal(second.history_, first.history_, check_dtype=False)
 
 
+def _learners_fuse(gmf_vector, mlp_vector):  # stands for a learner's function defined in a notebook
+    from keras import layers
+
+    return layers.Dense(1, name="prediction")(layers.Concatenate(name="fusion")([gmf_vector, mlp_vector]))
+
+
+def _another_draft(gmf_vector, mlp_vector):
+    from keras import layers
+
+    fused = layers.Concatenate(name="fusion")([gmf_vector, mlp_vector])
+    return layers.Dense(1, name="prediction")(fused)
+
+
+def test_a_model_saved_by_other_code_is_trained_again_with_the_learners(store):
+    train, make = two_groups(), lambda: NCF("neumf", n_factors=4, mlp_layers=(8, 4), seed=3)
+    fit_quietly(make(), train)  # the solution notebook, say: the package's code, no learner's function
+    folder = next(store.iterdir())
+    _, said = fit_quietly(make(), train, yours={"3.2": _learners_fuse})
+    assert said[0] == "neumf: training (the saved neumf was trained by other code for Exercise 3.2: this run " \
+        "trains it with yours)"  # fmt: skip
+    assert said[1] == f"neumf: saved to {folder}" and list(store.iterdir()) == [folder], "replaced, not beside it"
+    assert json.loads((folder / "yours.json").read_text()) == {"3.2": saved.function_digest(_learners_fuse)}
+
+    with mock.patch("keras.Model.fit", side_effect=AssertionError("trained again")):
+        _, said = fit_quietly(make(), train, yours={"3.2": _learners_fuse})  # Run All again: the same code
+        assert said[0].endswith("and trained with your code for Exercise 3.2)")
+        _, said = fit_quietly(make(), train)  # a later lab asks for the package's model: loads the learner's
+        assert said[0].startswith("neumf: loaded from")
+    _, said = fit_quietly(make(), train, yours={"3.2": _another_draft})
+    assert said[0].startswith("neumf: training (the saved neumf was trained by other code for Exercise 3.2")
+
+
+def test_the_package_standing_in_for_an_unchecked_exercise_loads_what_is_saved(store):
+    from recsys_workshop.models import ncf
+
+    train, make = two_groups(), lambda: NCF("neumf", n_factors=4, mlp_layers=(8, 4), seed=3)
+    fit_quietly(make(), train)
+    assert saved.learners_code({"3.2": ncf.fuse, "3.1": _learners_fuse}) == {
+        "3.1": saved.function_digest(_learners_fuse)}  # fmt: skip
+    with mock.patch("keras.Model.fit", side_effect=AssertionError("trained again")):
+        _, said = fit_quietly(make(), train, yours={"3.2": ncf.fuse})
+    assert said[0].startswith("neumf: loaded from")
+
+
 @pytest.mark.parametrize(
     ("change", "reason"),
     [
@@ -157,7 +201,7 @@ def test_a_half_written_model_is_never_loaded(store):
     (folder / "weights.npz").unlink()
     _, said = fit_quietly(NCF("gmf", n_factors=4, seed=0), train)
     assert said[0] == "gmf: training (no saved gmf yet)"
-    assert sorted(p.name for p in folder.iterdir()) == sorted(saved.FILES)
+    assert sorted(p.name for p in folder.iterdir()) == sorted([*saved.FILES, "yours.json"])
     assert json.loads((folder / "fingerprint.json").read_text())["hash"] == model.fingerprint_["hash"]
     assert not [p for p in store.iterdir() if p.name.startswith(".")], "a staging folder was left behind"
 
@@ -176,3 +220,15 @@ def test_an_unfingerprintable_setting_trains_without_saving(store):
     _, said = fit_quietly(model, two_groups())
     assert said == ["gmf: training (not saved: cannot fingerprint a object)"]
     assert not store.exists()
+
+
+def test_a_function_without_source_is_known_by_what_it_does_not_where_it_was_compiled():
+    def compiled(text: str, filename: str):
+        namespace: dict = {}
+        exec(compile(text, filename, "exec"), namespace)  # noqa: S102 - no source file: inspect cannot find it
+        return namespace["f"]
+
+    text = "def f(x):\n    g = lambda y: y + 1\n    return g(x)\n"
+    first, second = compiled(text, "<cell-1>"), compiled("\n\n" + text, "<cell-2>")
+    assert saved.function_digest(first) == saved.function_digest(second)
+    assert saved.function_digest(first) != saved.function_digest(compiled(text.replace("+ 1", "+ 2"), "<cell-1>"))

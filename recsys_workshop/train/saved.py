@@ -15,10 +15,18 @@ model on the same split) builds the network and loads the weights instead of tra
 fingerprint differs trains again and says which parts differ from the saved models of that name (as
 does a saved model that no longer loads; a save that fails costs the save, not the trained model).
 
+A lab that swaps a learner's function into the package (``saved.fit(..., yours={"3.1": sample_negatives})``)
+passes it along: the saved model then records a digest of that function's source (``yours.json``, outside the
+fingerprint, since the exercise's check has accepted it as equivalent). A saved model made by other code for that
+exercise (the solution notebook's, or an earlier draft) is trained again with the learner's function and
+replaced, so the learner's code does train the lab's models; a later lab, which passes no ``yours``, loads
+whichever was saved last.
+
 Saved models live in ``$RECSYS_SAVED_MODELS`` (``off`` disables saving and loading), by default
 ``artifacts/saved-models`` in a checkout (git-ignored), else ``~/.cache/recsys-workshop/saved-models``.
-Each is a folder ``<name>-<fingerprint>`` holding ``weights.npz``, ``history.csv`` and ``fingerprint.json``
-(the parts, readable), written to a temporary folder and renamed, so a half-written model is never loaded.
+Each is a folder ``<name>-<fingerprint>`` holding ``weights.npz``, ``history.csv``, ``fingerprint.json``
+(the parts, readable) and ``yours.json`` (the learners' functions that trained it, if any), written to a
+temporary folder and renamed, so a half-written model is never loaded.
 """
 
 from __future__ import annotations
@@ -31,6 +39,8 @@ import os
 import re
 import shutil
 import tempfile
+import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -128,6 +138,36 @@ def fingerprint(model, interactions: pd.DataFrame, config, *, items=None, valida
     return {"hash": _digest(json.dumps(parts, sort_keys=True).encode()), "parts": parts}
 
 
+def function_digest(function: Callable) -> str:
+    """Hash of a function's source (its bytecode and constants when the source cannot be found)."""
+    try:
+        source = textwrap.dedent(inspect.getsource(function)).encode()
+    except (OSError, TypeError):
+        source = repr(_code_parts(function.__code__)).encode()
+    return _digest(source)
+
+
+def _code_parts(code) -> tuple:
+    """What a code object does, without where it was compiled (no file names, lines or addresses)."""
+    consts = tuple(_code_parts(c) if inspect.iscode(c) else c for c in code.co_consts)
+    return code.co_code, code.co_names, consts
+
+
+def learners_code(yours: dict[str, Callable] | None) -> dict[str, str]:
+    """``{exercise: source digest}`` of the learner's functions among ``yours``; the package's own functions
+    (which stand in until an exercise's check has passed) are in the code digest already."""
+    return {
+        exercise: function_digest(function)
+        for exercise, function in sorted((yours or {}).items())
+        if not getattr(function, "__module__", "").startswith("recsys_workshop")
+    }
+
+
+def _trained_by(folder: Path) -> dict[str, str]:
+    path = folder / "yours.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
 def _version(distribution: str) -> str | None:
     from importlib import metadata
 
@@ -175,8 +215,9 @@ def _why_training(store: Path, name: str, wanted: dict) -> str:
     return f"the saved {name} differs in {', '.join(closest)}"
 
 
-def _save(model, folder: Path, print_fn) -> None:
-    """Weights, learning curves and fingerprint into ``folder``, atomically (temporary folder, then rename)."""
+def _save(model, folder: Path, print_fn, *, yours: dict[str, str] | None = None) -> None:
+    """Weights, learning curves, fingerprint and the learners' code into ``folder``, atomically (temporary folder,
+    then rename); a complete folder already there is replaced only when ``yours`` trained this one."""
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
     broken = None
@@ -185,7 +226,8 @@ def _save(model, folder: Path, print_fn) -> None:
         np.savez(staging / "weights.npz", **{f"w{i:04d}": w for i, w in enumerate(weights)})
         model.history_.to_csv(staging / "history.csv")
         (staging / "fingerprint.json").write_text(json.dumps(model.fingerprint_, indent=1, sort_keys=True) + "\n")
-        if folder.exists() and not _complete(folder):  # a broken earlier save: set it aside, then replace it
+        (staging / "yours.json").write_text(json.dumps(yours or {}, indent=1, sort_keys=True) + "\n")
+        if folder.exists() and (yours or not _complete(folder)):  # set the earlier save aside, then replace it
             broken = Path(tempfile.mkdtemp(prefix=f".{folder.name}-broken-", dir=folder.parent))
             folder.rename(broken / "model")
         try:
@@ -209,10 +251,14 @@ def _load(model, folder: Path, interactions, *, config, items, validation) -> No
         model.fit(interactions, items=items, config=config, validation=validation)
 
 
-def fit(model, interactions: pd.DataFrame, *, config, items=None, validation=None, print_fn=print):
+def fit(model, interactions: pd.DataFrame, *, config, items=None, validation=None, yours=None, print_fn=print):
     """Load ``model`` trained on ``interactions`` with ``config`` if it was saved before, else train it (through
-    ``model.fit``) and save it. Prints which of the two happened and why. Returns the fitted model."""
+    ``model.fit``) and save it. Prints which of the two happened and why. Returns the fitted model.
+
+    ``yours``: ``{exercise: function}``, the learner's functions this training runs with (see the module
+    docstring); a saved model trained by other code for them is trained again."""
     store = directory()
+    learners = learners_code(yours)
     try:
         wanted = fingerprint(model, interactions, config, items=items, validation=validation)
     except TypeError as err:
@@ -222,20 +268,26 @@ def fit(model, interactions: pd.DataFrame, *, config, items=None, validation=Non
         return model.fit(interactions, items=items, config=config, validation=validation)
     folder = store / f"{model.name}-{wanted['hash']}"
     why = None
-    if _complete(folder):
+    other = sorted(e for e in learners if _trained_by(folder).get(e) != learners[e]) if _complete(folder) else []
+    if other:
+        why = (f"the saved {model.name} was trained by other code for Exercise {', '.join(other)}: "
+               "this run trains it with yours")  # fmt: skip
+    elif _complete(folder):
         try:
             _load(model, folder, interactions, config=config, items=items, validation=validation)
         except (ValueError, OSError, KeyError) as err:  # unreadable, or weights that no longer fit the network
             why = f"the saved {model.name} could not be loaded: {type(err).__name__}: {str(err)[:120]}"
         else:
             model.fingerprint_ = wanted
-            print_fn(f"{model.name}: loaded from {folder} (same data, split, settings, config and code)")
+            same = "same data, split, settings, config and code" + (
+                f", and trained with your code for Exercise {', '.join(learners)}" if learners else "")
+            print_fn(f"{model.name}: loaded from {folder} ({same})")
             return model
     print_fn(f"{model.name}: training ({why or _why_training(store, model.name, wanted)})")
     model.fit(interactions, items=items, config=config, validation=validation)
     model.fingerprint_ = wanted
     try:
-        _save(model, folder, print_fn)
+        _save(model, folder, print_fn, yours=learners)
     except OSError as err:  # a full or read-only disk costs the save, not the trained model
         print_fn(f"{model.name}: not saved ({err})")
     return model
