@@ -55,6 +55,7 @@ ID_DROPOUT = 0.1  # hybrid: probability of hiding a user or film ID during train
 COLD_USER_SHARE = 0.1  # users held out entirely to test the cold start
 
 # %%
+import contextlib
 from unittest import mock
 
 import keras
@@ -65,6 +66,7 @@ from keras import layers
 
 from recsys_workshop import data, metrics, models, selfcheck
 from recsys_workshop.labchecks import negatives as negatives_check
+from recsys_workshop.labchecks import towers as towers_check
 from recsys_workshop.models import hybrid, ncf
 from recsys_workshop.models.hybrid import HybridModel
 from recsys_workshop.models.ncf import NCF
@@ -381,21 +383,31 @@ pd.DataFrame(ncf_table).T.round(3)
 #
 # ### Exercise 3.3: the metadata tower
 #
-# Write the item side, `metadata_tower(item_id, genres, year, popularity, n_items, n_factors)`.
+# Write the item side, `metadata_tower(item_id, genres, year, popularity, n_items, n_factors, seed, l2)`.
 # Inputs: `item_id` (integer, shape `(batch,)`; 0 means "unknown film", so the table has `n_items + 1`
 # rows), `genres` (shape `(batch, n_genres)`), `year` and `popularity` (shape `(batch, 1)` each,
 # already scaled). Use these layers, with these names:
 #
-# 1. `layers.Embedding(n_items + 1, n_factors, name="item_id_embedding")` on `item_id`;
+# 1. `layers.Embedding(n_items + 1, n_factors, name="item_id_embedding")` on `item_id`, its table
+#    initialised with `keras.initializers.RandomNormal(stddev=0.05, seed=seed)` (small values, so no
+#    film starts far from the others; the seed makes a run repeatable) and, when `l2 > 0`, penalised with
+#    `embeddings_regularizer=keras.regularizers.L2(l2)`: the ID table is where the network overfits, a
+#    row per film and most films rated a few times;
 # 2. `layers.Dense(8, activation="relu", name="genre_dense")` on `genres`;
 # 3. `layers.Concatenate(name="item_numeric")` of `[year, popularity]`;
 # 4. `layers.Concatenate(name="item_features")` of the three results, in that order;
 # 5. return `layers.Dense(n_factors, activation="relu", name="item_tower")` of that: the item vector.
+#
+# Once its check has passed, every hybrid network of this lab is built with your tower.
 
 # %%
-def metadata_tower(item_id, genres, year, popularity, n_items: int, n_factors: int):
+def metadata_tower(item_id, genres, year, popularity, n_items: int, n_factors: int, seed=None, l2: float = 0.0):
     ### BEGIN SOLUTION
-    embedded_id = layers.Embedding(n_items + 1, n_factors, name="item_id_embedding")(item_id)
+    init = keras.initializers.RandomNormal(stddev=0.05, seed=seed)
+    reg = keras.regularizers.L2(l2) if l2 else None
+    embedded_id = layers.Embedding(
+        n_items + 1, n_factors, embeddings_initializer=init, embeddings_regularizer=reg, name="item_id_embedding"
+    )(item_id)
     genre_vector = layers.Dense(8, activation="relu", name="genre_dense")(genres)
     numeric = layers.Concatenate(name="item_numeric")([year, popularity])
     features = layers.Concatenate(name="item_features")([embedded_id, genre_vector, numeric])
@@ -405,45 +417,37 @@ def metadata_tower(item_id, genres, year, popularity, n_items: int, n_factors: i
 
 # %%
 # Self-check
-def _tower_model(tower, n_items: int, n_factors: int, n_genres: int) -> keras.Model:
-    inputs = {
-        "item_id": keras.Input(shape=(), dtype="int32", name="item_id"),
-        "genres": keras.Input(shape=(n_genres,), name="genres"),
-        "year": keras.Input(shape=(1,), name="year"),
-        "popularity": keras.Input(shape=(1,), name="popularity"),
-    }
-    return keras.Model(inputs, tower(**inputs, n_items=n_items, n_factors=n_factors))
-
-
-def _check_metadata_tower() -> None:
-    n_items, n_factors, n_genres = 30, 6, genres.shape[1]
-    package = _tower_model(hybrid.metadata_tower, n_items, n_factors, n_genres)
-    yours = _tower_model(metadata_tower, n_items, n_factors, n_genres)
-    for name in ("item_id_embedding", "genre_dense", "item_tower"):
-        yours.get_layer(name).set_weights(package.get_layer(name).get_weights())
-    rng = np.random.default_rng(0)
-    x = {
-        "item_id": rng.integers(0, n_items + 1, 50).astype("int32"),
-        "genres": (rng.random((50, n_genres)) < 0.2).astype("float32"),
-        "year": rng.normal(size=(50, 1)).astype("float32"),
-        "popularity": rng.random((50, 1)).astype("float32"),
-    }
-    selfcheck.close(np.asarray(yours(x)), np.asarray(package(x)), rtol=1e-5, atol=1e-6, what="the item vectors")
-
-
 selfcheck.check(
     "3.3",
-    _check_metadata_tower,
+    lambda: towers_check.check_tower(metadata_tower),
     hint="Each input gets its own layer (the ID an embedding, the genres a small dense layer, year and "
     "popularity are joined as they are), then all three are concatenated and mapped to the item vector. The "
-    "ID table needs a row for 'unknown' (ID 0), the layers the names given, and the order of the "
-    "concatenation matters: the check copies the package's weights into yours.",
-    code_hint="embedded_id = layers.Embedding(n_items + 1, n_factors, name='item_id_embedding')(item_id)\n"
+    "ID table needs a row for 'unknown' (ID 0), a seeded small normal initialiser and, only when l2 > 0, an "
+    "L2 penalty; the layers need the names given, and the order of the concatenation matters: the check "
+    "copies the package's weights into yours.",
+    code_hint="init = keras.initializers.RandomNormal(stddev=0.05, seed=seed)\n"
+    "reg = keras.regularizers.L2(l2) if l2 else None\n"
+    "embedded_id = layers.Embedding(n_items + 1, n_factors, embeddings_initializer=init,\n"
+    "                               embeddings_regularizer=reg, name='item_id_embedding')(item_id)\n"
     "genre_vector = layers.Dense(8, activation='relu', name='genre_dense')(genres)\n"
     "numeric = layers.Concatenate(name='item_numeric')([year, popularity])\n"
     "features = layers.Concatenate(name='item_features')([embedded_id, genre_vector, numeric])\n"
     "return layers.Dense(n_factors, activation='relu', name='item_tower')(features)",
 )
+
+
+# %%
+def _your_tower(item_id, genres, year, popularity, n_items, n_factors, seed=None, l2=0.0, **text_encoder):
+    return metadata_tower(item_id, genres, year, popularity, n_items, n_factors, seed, l2)  # no text in this lab
+
+
+@contextlib.contextmanager
+def your_tower():
+    """The package's hybrid network built with your `metadata_tower` (once checked), in a `with` block that
+    gives what `saved.fit(..., yours=...)` records as your code."""
+    with mock.patch.object(hybrid, "metadata_tower",
+                           selfcheck.yours_if_passed("3.3", _your_tower, hybrid.metadata_tower)):  # fmt: skip
+        yield selfcheck.yours_in_use({"3.3": metadata_tower})
 
 # %% [markdown]
 # **ID dropout: learning to do without the ID.** Row 0 of each ID table means "unknown". During
@@ -462,9 +466,9 @@ selfcheck.check(
 # lab 02's bias baseline:
 
 # %%
-hybrid_rating = saved.fit(
-    HybridModel(users, items, task="rating", n_factors=N_FACTORS, id_dropout=ID_DROPOUT, seed=SEED), train, config=config
-)
+with your_tower() as yours:  # your metadata tower, once its check has passed
+    hybrid_rating = saved.fit(HybridModel(users, items, task="rating", n_factors=N_FACTORS, id_dropout=ID_DROPOUT,
+                                          seed=SEED), train, config=config, yours=yours)  # fmt: skip
 plot_learning_curves({"hybrid, rating head": hybrid_rating}, metric="rmse", heading="Hybrid rating head: RMSE per epoch")
 
 bias_baseline = models.BiasBaseline().fit(train)
@@ -483,11 +487,12 @@ pd.Series({
 # metadata):
 
 # %%
-members = [hybrid_rating] + [
-    saved.fit(HybridModel(users, items, task="rating", n_factors=N_FACTORS, id_dropout=ID_DROPOUT, seed=SEED + j),
-              train, config=config)
-    for j in (1, 2)
-]
+with your_tower() as yours:
+    members = [hybrid_rating] + [
+        saved.fit(HybridModel(users, items, task="rating", n_factors=N_FACTORS, id_dropout=ID_DROPOUT, seed=SEED + j),
+                  train, config=config, yours=yours)
+        for j in (1, 2)
+    ]
 hybrid_x3 = models.Blend(members, [1.0, 1.0, 1.0], name="hybrid x3", standardise=False).fit(train)
 pd.Series({
     name: metrics.rmse(test["rating"], model.score(test.user_id, test.item_id))
@@ -525,11 +530,12 @@ predicted.assign(difference=predicted.iloc[:, 0] - predicted.iloc[:, 1]).round(2
 # top-k models:
 
 # %%
-hybrid_ranking = saved.fit(
-    HybridModel(users, items, task="ranking", n_factors=N_FACTORS, id_dropout=ID_DROPOUT, n_negatives=N_NEGATIVES,
-                seed=SEED),
-    train, config=config,
-)
+with your_tower() as yours:
+    hybrid_ranking = saved.fit(
+        HybridModel(users, items, task="ranking", n_factors=N_FACTORS, id_dropout=ID_DROPOUT, n_negatives=N_NEGATIVES,
+                    seed=SEED),
+        train, config=config, yours=yours,
+    )
 plot_learning_curves({"hybrid, ranking head": hybrid_ranking, "neumf": ncf_models["neumf"]},
                      heading="Hybrid ranking head vs NeuMF: binary cross-entropy")
 evaluate(hybrid_ranking)[["model", "precision@10", "ndcg@10", "coverage", "popularity_bias"]].round(3)
@@ -557,11 +563,12 @@ cold_users = rng.choice(users.user_id.to_numpy(), size=int(COLD_USER_SHARE * len
 warm_train = train[~train.user_id.isin(cold_users)]
 cold_truth = ratings[ratings.user_id.isin(cold_users)]
 
-hybrid_cold = saved.fit(
-    HybridModel(users, catalogue, task="ranking", n_factors=N_FACTORS, id_dropout=ID_DROPOUT, n_negatives=N_NEGATIVES,
-                seed=SEED),
-    warm_train, config=config,
-)
+with your_tower() as yours:
+    hybrid_cold = saved.fit(
+        HybridModel(users, catalogue, task="ranking", n_factors=N_FACTORS, id_dropout=ID_DROPOUT,
+                    n_negatives=N_NEGATIVES, seed=SEED),
+        warm_train, config=config, yours=yours,
+    )
 fallback = models.MostPopular().fit(warm_train)
 gmf = ncf_models["gmf"]
 print("GMF's list for an unknown user is the popularity list:",
