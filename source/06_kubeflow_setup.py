@@ -648,7 +648,8 @@ def _check_model_server():
         selfcheck.equal(spec.get("replicas"), replicas, f"spec.replicas for model_server_deployment(..., {replicas})")
         labels = spec["template"]["metadata"].get("labels") or {}
         assert spec["selector"].get("matchLabels", {}).items() <= labels.items(), (
-            "the selector must match the pod template's labels (the API server rejects it otherwise)")
+            f"spec.selector.matchLabels is {spec['selector'].get('matchLabels')}, the pod template's labels are "
+            f"{labels}: the selector must match them (the API server rejects it otherwise)")
         assert service["spec"]["selector"].items() <= labels.items(), (
             f"the Service selects pods labelled {service['spec']['selector']}; yours are labelled {labels}")
         containers = spec["template"]["spec"]["containers"]

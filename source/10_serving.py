@@ -223,10 +223,13 @@ def _check_body() -> None:
     json.dumps(v1_request_body([USER_ID], K, train))  # plain Python types only: it must travel as JSON
     users = train["user_id"].unique()[:3].tolist()
     answer = requests.post(server.predict_url, json=v1_request_body(users, K, train), timeout=10)
-    assert answer.status_code == 200, answer.text
+    assert answer.status_code == 200, f"the model server answered your body with {answer.status_code}, expected 200: " \
+        f"{answer.text[:300]}"  # fmt: skip
     for user, prediction in zip(users, answer.json()["predictions"], strict=True):
         seen = set(train.loc[train["user_id"] == user, "item_id"])
-        assert len(prediction["item_ids"]) == K and not seen & set(prediction["item_ids"]), "a seen film came back"
+        selfcheck.equal(len(prediction["item_ids"]), K, f"the number of films for user {user}")
+        again = sorted(seen & set(prediction["item_ids"]))
+        assert not again, f"user {user} got films they have already rated back: {again}; expected none (exclude them)"
 
 
 selfcheck.check(
