@@ -299,7 +299,8 @@ def gated_pipeline(gate):
 # %%
 # Self-check
 selfcheck.check(
-    "9.3", lambda: pipeline_checks.gated_pipeline(gated_pipeline, push_gate or pipelines.push_gate),
+    "9.3", lambda: pipeline_checks.gated_pipeline(gated_pipeline, selfcheck.yours_if_passed("9.2", push_gate,
+                                                                                         pipelines.push_gate)),
     hint="Wire it like training_pipeline above: each input is another task's output (task.outputs['name'], or "
          ".output for a return value) or a pipeline parameter. The split needs .after() on the validation, because "
          "no data flows between them.",

@@ -162,6 +162,30 @@ def test_a_saved_model_that_no_longer_loads_is_trained_again(store):
     model, said = fit_quietly(NCF("gmf", n_factors=4, seed=0), train)
     assert said[0].startswith("gmf: training (the saved gmf could not be loaded: ValueError"), said
     assert hasattr(model, "history_") and said[-1].startswith("gmf: saved to")
+    with mock.patch("keras.Model.fit", side_effect=AssertionError("trained again")):
+        _, said = fit_quietly(NCF("gmf", n_factors=4, seed=0), train)  # the unloadable one was replaced
+    assert said[0].startswith("gmf: loaded from") and list(store.iterdir()) == [folder]
+
+
+def test_a_replacement_that_cannot_take_the_place_of_the_saved_model_keeps_it(store):
+    from pathlib import Path
+
+    train, make = two_groups(), lambda: NCF("gmf", n_factors=4, seed=0)
+    fit_quietly(make(), train)
+    folder = next(store.iterdir())
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    rename = Path.rename
+
+    def failing(self, target):
+        if self.name.startswith(f".{folder.name}-") and "-old-" not in self.name and Path(target) == folder:
+            raise OSError("disk full")  # the new model's move into place fails
+        return rename(self, target)
+
+    with mock.patch.object(Path, "rename", failing):
+        model, said = fit_quietly(make(), train, yours={"3.1": _learners_fuse})
+    assert said[-1].startswith("gmf: not saved (disk full") and hasattr(model, "history_")
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before, "the earlier model is back, unchanged"
+    assert list(store.iterdir()) == [folder], "nothing left aside"
 
 
 def test_a_failed_save_keeps_the_trained_model(store):
@@ -232,3 +256,25 @@ def test_a_function_without_source_is_known_by_what_it_does_not_where_it_was_com
     first, second = compiled(text, "<cell-1>"), compiled("\n\n" + text, "<cell-2>")
     assert saved.function_digest(first) == saved.function_digest(second)
     assert saved.function_digest(first) != saved.function_digest(compiled(text.replace("+ 1", "+ 2"), "<cell-1>"))
+
+
+def test_a_function_without_source_has_the_same_digest_in_every_process():
+    """A set constant's order follows the hash seed; the digest must not (else every Run All would retrain)."""
+    import subprocess
+    import sys
+
+    script = ("from recsys_workshop.train import saved\n"
+              "ns = {}\nexec(compile('def f(x):\\n    return x in {\"alpha\", \"beta\", \"gamma\", \"delta\"}\\n',"
+              " '<cell>', 'exec'), ns)\nprint(saved.function_digest(ns['f']))")  # fmt: skip
+    digests = {
+        subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                       env={**__import__("os").environ, "PYTHONHASHSEED": str(seed)}).stdout.strip()
+        for seed in (1, 2, 3)
+    }  # fmt: skip
+    assert len(digests) == 1, digests
+
+
+def test_a_changed_default_changes_the_digest_of_a_function_without_source():
+    namespace: dict = {}
+    exec(compile("def f(x, k=1):\n    return x + k\ndef g(x, k=2):\n    return x + k\n", "<cell>", "exec"), namespace)  # noqa: S102
+    assert saved.function_digest(namespace["f"]) != saved.function_digest(namespace["g"])

@@ -143,13 +143,18 @@ def function_digest(function: Callable) -> str:
     try:
         source = textwrap.dedent(inspect.getsource(function)).encode()
     except (OSError, TypeError):
-        source = repr(_code_parts(function.__code__)).encode()
+        defaults = function.__defaults__, sorted((function.__kwdefaults__ or {}).items())
+        source = repr((_code_parts(function.__code__), defaults)).encode()
     return _digest(source)
 
 
 def _code_parts(code) -> tuple:
-    """What a code object does, without where it was compiled (no file names, lines or addresses)."""
-    consts = tuple(_code_parts(c) if inspect.iscode(c) else c for c in code.co_consts)
+    """What a code object does, without where it was compiled (no file names, lines or addresses) and in an order
+    that does not change from process to process (a frozenset constant's order follows the hash seed)."""
+    consts = tuple(
+        _code_parts(c) if inspect.iscode(c) else sorted(map(repr, c)) if isinstance(c, frozenset) else c
+        for c in code.co_consts
+    )
     return code.co_code, code.co_names, consts
 
 
@@ -217,28 +222,32 @@ def _why_training(store: Path, name: str, wanted: dict) -> str:
 
 def _save(model, folder: Path, print_fn, *, yours: dict[str, str] | None = None) -> None:
     """Weights, learning curves, fingerprint and the learners' code into ``folder``, atomically (temporary folder,
-    then rename); a complete folder already there is replaced only when ``yours`` trained this one."""
+    then rename). ``fit`` saves only what it trained because the folder there would not do (missing, broken, not
+    loadable, or trained by other code for the learner's exercises): that one is set aside, replaced, then removed,
+    and put back if the new one cannot take its place."""
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
-    broken = None
+    aside = None
     try:
         weights = model.network_.get_weights()
         np.savez(staging / "weights.npz", **{f"w{i:04d}": w for i, w in enumerate(weights)})
         model.history_.to_csv(staging / "history.csv")
         (staging / "fingerprint.json").write_text(json.dumps(model.fingerprint_, indent=1, sort_keys=True) + "\n")
         (staging / "yours.json").write_text(json.dumps(yours or {}, indent=1, sort_keys=True) + "\n")
-        if folder.exists() and (yours or not _complete(folder)):  # set the earlier save aside, then replace it
-            broken = Path(tempfile.mkdtemp(prefix=f".{folder.name}-broken-", dir=folder.parent))
-            folder.rename(broken / "model")
+        if folder.exists():
+            aside = Path(tempfile.mkdtemp(prefix=f".{folder.name}-old-", dir=folder.parent))
+            folder.rename(aside / "model")
         try:
             staging.rename(folder)
-        except OSError:  # another process saved the same model meanwhile: theirs is as good
-            if not _complete(folder):
+        except OSError:
+            if not _complete(folder):  # (complete: another process saved the same model meanwhile, as good)
+                if aside is not None and not folder.exists():
+                    (aside / "model").rename(folder)  # the earlier one stays where it was
                 raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-        if broken is not None:
-            shutil.rmtree(broken, ignore_errors=True)
+        if aside is not None:
+            shutil.rmtree(aside, ignore_errors=True)
     print_fn(f"{model.name}: saved to {folder}")
 
 
