@@ -635,38 +635,13 @@ def model_server_deployment(image: str, replicas: int) -> dict:
 
 # %%
 # Self-check
-def _check_model_server():
-    for image, replicas in [(f"{VERSIONS['WORKSHOP_IMAGE']}:{VERSIONS['WORKSHOP_IMAGE_TAG']}", 1),
-                            (f"{VERSIONS['WORKSHOP_IMAGE_LOCAL']}:{VERSIONS['WORKSHOP_IMAGE_TAG']}", 3)]:
-        manifest = model_server_deployment(image, replicas)
-        assert isinstance(manifest, dict), f"return the manifest as a dict, not a {type(manifest).__name__}"
-        findings = kube.validate_core([manifest]) + kube.policy_violations([manifest])
-        assert not findings, "the checks found:\n  " + "\n  ".join(map(str, findings))
-        selfcheck.equal((manifest["apiVersion"], manifest["kind"]), ("apps/v1", "Deployment"), "apiVersion and kind")
-        selfcheck.equal(manifest["metadata"].get("name"), "recsys-model-server", "metadata.name")
-        spec = manifest["spec"]
-        selfcheck.equal(spec.get("replicas"), replicas, f"spec.replicas for model_server_deployment(..., {replicas})")
-        labels = spec["template"]["metadata"].get("labels") or {}
-        assert spec["selector"].get("matchLabels", {}).items() <= labels.items(), (
-            f"spec.selector.matchLabels is {spec['selector'].get('matchLabels')}, the pod template's labels are "
-            f"{labels}: the selector must match them (the API server rejects it otherwise)")
-        assert service["spec"]["selector"].items() <= labels.items(), (
-            f"the Service selects pods labelled {service['spec']['selector']}; yours are labelled {labels}")
-        containers = spec["template"]["spec"]["containers"]
-        selfcheck.equal(len(containers), 1, "the number of containers")
-        container = containers[0]
-        selfcheck.equal(container["image"], image, "the image (use the argument, unchanged)")
-        ports = {p.get("name"): p["containerPort"] for p in container.get("ports", [])}
-        assert 8080 in ports.values(), f"the container must declare containerPort 8080, it declares {ports}"
-        for probe in ("readinessProbe", "livenessProbe"):
-            http = container[probe].get("httpGet") or {}
-            selfcheck.equal(http.get("path"), "/v1/models/recsys", f"{probe}.httpGet.path")
-            selfcheck.equal(ports.get(http.get("port"), http.get("port")), 8080, f"{probe}.httpGet.port")
+from recsys_workshop.labchecks import manifests
 
-
+IMAGES = [(f"{VERSIONS['WORKSHOP_IMAGE']}:{VERSIONS['WORKSHOP_IMAGE_TAG']}", 1),
+          (f"{VERSIONS['WORKSHOP_IMAGE_LOCAL']}:{VERSIONS['WORKSHOP_IMAGE_TAG']}", 3)]
 selfcheck.check(
     "6.1",
-    _check_model_server,
+    lambda: manifests.model_server_deployment(model_server_deployment, service, IMAGES),
     hint="A Deployment is a selector, a pod template whose labels match it, and the containers; the "
     "workshop's policy adds probes, requests and limits, a non-root securityContext and a read-only root "
     "filesystem. The recsys-api Deployment printed in section 5 has all of it: start from it and change the "
@@ -783,28 +758,9 @@ def fix_canary(manifest: dict) -> dict:
 
 # %%
 # Self-check
-def _check_canary():
-    original = copy.deepcopy(BROKEN_CANARY)
-    fixed = fix_canary(BROKEN_CANARY)
-    assert BROKEN_CANARY == original, "change a copy (copy.deepcopy(manifest)), not the manifest you are given"
-    findings = kube.validate_core([fixed]) + kube.policy_violations([fixed])
-    assert not findings, "the checks still find:\n  " + "\n  ".join(map(str, findings))
-    spec = fixed["spec"]
-    labels = spec["template"]["metadata"].get("labels") or {}
-    assert spec["selector"]["matchLabels"].items() <= labels.items(), (
-        f"the selector {spec['selector']['matchLabels']} does not match the pod labels {labels}: "
-        "the API server would reject this Deployment")
-    selfcheck.equal(fixed["metadata"]["name"], "recsys-api-canary", "metadata.name")
-    container = spec["template"]["spec"]["containers"][0]
-    before = original["spec"]["template"]["spec"]["containers"][0]
-    selfcheck.equal((container["command"], container["args"]), (before["command"], before["args"]), "command and args")
-    selfcheck.equal(container["ports"][0]["containerPort"], 8000, "containerPort")
-    selfcheck.equal(container["image"], f"{VERSIONS['WORKSHOP_IMAGE']}:{VERSIONS['WORKSHOP_IMAGE_TAG']}", "image")
-
-
 selfcheck.check(
     "6.2",
-    _check_canary,
+    lambda: manifests.fix_canary(fix_canary, BROKEN_CANARY, IMAGES[0][0]),
     hint="Read the findings one by one: the schema says which field has the wrong type or the wrong name "
     "(names are case-sensitive), the policy says what a pod must declare (a pinned tag, limits as well as "
     "requests, a non-root user). Fix one, run the checks again: the schema stops at its first error. Then "

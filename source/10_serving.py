@@ -345,16 +345,11 @@ def rollback(server_url, token, model_name="recsys"):
 
 # %%
 # Self-check
-def _check_rollback() -> None:
-    requests.post(f"{versions_url}/1:activate", headers=ADMIN, timeout=30).raise_for_status()  # the starting state
-    selfcheck.equal(rollback(server.url, server.admin_token), 2, "the version active after the rollback")
-    served = requests.post(server.predict_url, json=question, timeout=10).json()["predictions"][0]["version"]
-    selfcheck.equal(served, 2, "the version that answers after the rollback")
-
+from recsys_workshop.labchecks import operations
 
 selfcheck.check(
     "10.2",
-    _check_rollback,
+    lambda: operations.rollback(rollback, server, question),
     hint="Rollback changes what everybody is served, so it is an admin call: a POST to the model's ':rollback' "
     "route carrying the admin token as a bearer token; fail loudly on an error status, and read the new active "
     "version from the JSON answer. A 401 means the header is missing; a 403 that the token is not the server's.",

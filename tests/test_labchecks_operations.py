@@ -1,13 +1,13 @@
-"""The self-checks of Exercises 9.4, 11.3 and 12.2 (recsys_workshop.labchecks.operations): the package's
-versions pass, and a wrong answer of each usual kind gets a message that names the case, expected vs got and
-the mistake."""
+"""The self-checks of Exercises 9.1, 9.4, 11.3, 12.1 and 12.2 (recsys_workshop.labchecks.operations; 10.2 is in
+test_labchecks_rollback.py): the solutions and the package's versions pass, and a wrong answer of each usual kind
+gets a message that names the case, expected vs got and the mistake."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 import pytest
-from check_helpers import fails
+from check_helpers import fails, solution_functions
 
 from recsys_workshop import loadtest
 from recsys_workshop.api import logic
@@ -18,7 +18,45 @@ pytestmark = pytest.mark.unit
 RATINGS = {"like": 5.0, "click": 4.0, "dislike": 1.0}
 
 
-# ------------------------------------------------------------------------------------------ 8.4 feedback
+# ------------------------------------------------------------------------------------------- 9.1 leakage
+
+
+def ratings_table(users: int = 60, items: int = 80, seed: int = 0) -> pd.DataFrame:
+    """About 1,700 ratings, no pair twice, every user with a few."""
+    rng = np.random.default_rng(seed)
+    pairs = {(u, int(i)) for u in range(1, users + 1) for i in rng.choice(items, size=rng.integers(5, 50)) + 1}
+    users_, items_ = map(np.array, zip(*sorted(pairs), strict=True))
+    return pd.DataFrame({"user_id": users_, "item_id": items_, "rating": rng.integers(1, 6, len(users_)),
+                         "timestamp": 880_000_000 + rng.integers(0, 10**6, len(users_))})  # fmt: skip
+
+
+LEAKAGE = {
+    "users": lambda train, test: len(set(train.user_id) & set(test.user_id)),
+    "films": lambda train, test: len(set(train.item_id) & set(test.item_id)),
+    "rows": lambda train, test: len(test.merge(train[["user_id", "item_id"]], on=["user_id", "item_id"])),
+    "a float": lambda train, test: 0.5,
+}
+
+
+def test_the_solution_passes_the_leakage_check():
+    solution = solution_functions("09_pipelines.ipynb", "leaked_pairs", pd=pd)["leaked_pairs"]
+    operations.leaked_pairs(solution, ratings_table())
+
+
+@pytest.mark.parametrize(
+    ("mistake", "says"),
+    [
+        ("users", "a proper split): expected 0, got 60: you counted the users in both splits"),
+        ("films", "you counted the films in both splits"),
+        ("rows", "added twice): expected 7, got 14: you counted rows"),
+        ("a float", "expected 0, got 0.5"),
+    ],
+)
+def test_a_wrong_leakage_count_is_diagnosed(mistake, says):
+    fails(operations.leaked_pairs, LEAKAGE[mistake], ratings_table(), match=says)
+
+
+# ------------------------------------------------------------------------------------------ 9.4 feedback
 
 
 def to_ratings(events: pd.DataFrame, mistake: str = "") -> pd.DataFrame:
@@ -82,7 +120,7 @@ def test_feedback_stub_propagates():
         operations.feedback_to_ratings(stub)
 
 
-# ----------------------------------------------------------------------------------------- 10.3 bandit
+# ----------------------------------------------------------------------------------------- 11.3 bandit
 
 
 def choose(arms, pulls, rewards, rng, mistake=""):
@@ -130,7 +168,7 @@ def test_an_always_first_arm_fails_on_the_sequence():
           match="pulls {'1': 0, '2': 0}")  # fmt: skip
 
 
-# --------------------------------------------------------------------------------------------- 11.2 SLO
+# --------------------------------------------------------------------------------------------- 12.2 SLO
 
 
 def slo(stats, p95_ms, max_error_rate, mistake=""):
@@ -177,3 +215,39 @@ def test_a_wrong_slo_check_is_diagnosed(mistake, match):
 def test_the_slo_cases_follow_the_given_thresholds():
     fails(operations.meets_slo, lambda stats, p95_ms, rate: (True, []), 200, 0.01,
           match="5 failures, p95 500 ms (SLO p95 < 200 ms, error rate < 0.01): expected passed=False")  # fmt: skip
+
+
+# -------------------------------------------------------------------------------------------- 12.1 task
+
+
+def dislike(user, mistake=""):
+    """The solution's task, or the one a learner who makes ``mistake`` writes."""
+    user_id = user.pick_user()
+    items = user.get_recommendations(user.pick_user() if mistake == "draws twice" else user_id,
+                                     10 if mistake == "k" else 5)  # fmt: skip
+    if items or mistake == "no empty check":
+        body = {"user_id": user_id, "item_id": items[0] if items else None, "action": "dislike",
+                "recommendation_id": None if mistake == "no id" else user.recommendation_id}  # fmt: skip
+        if mistake == "last item":
+            body["item_id"] = items[-1]
+        user.client.post("/feedback", json=body, name=None if mistake == "no name" else "/feedback [dislike]")
+
+
+def test_the_solution_passes_the_task_check():
+    operations.dislike_top(dislike)
+    operations.dislike_top(solution_functions("12_load_testing.ipynb", "dislike_top")["dislike_top"])
+
+
+@pytest.mark.parametrize(
+    ("mistake", "says"),
+    [
+        ("draws twice", "the task drew 2 users"),
+        ("k", "expected one get_recommendations(196, 5)"),
+        ("no id", "differ {'recommendation_id': None} (expected {'recommendation_id': 'v1.the-signed-id'})"),
+        ("last item", "these fields differ {'item_id': 181} (expected {'item_id': 50})"),
+        ("no name", "expected the post"),
+        ("no empty check", "with no recommendations (a failed answer) there is nothing to dislike"),
+    ],
+)  # fmt: skip
+def test_a_wrong_task_is_diagnosed(mistake, says):
+    fails(operations.dislike_top, lambda user: dislike(user, mistake), match=says)

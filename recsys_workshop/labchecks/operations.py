@@ -1,13 +1,14 @@
-"""The checks behind three self-checks of the labs on running the service: feedback as ratings (lab 09,
-Exercise 9.4), Thompson sampling's arm choice (lab 11, Exercise 11.3) and the SLO check (lab 12,
-Exercise 12.2)::
+"""The checks behind the self-checks of the labs on running the service: leakage between splits and feedback as
+ratings (lab 09, Exercises 9.1 and 9.4), a rollback (lab 10, Exercise 10.2), Thompson sampling's arm choice
+(lab 11, Exercise 11.3), a Locust task and the SLO check (lab 12, Exercises 12.1 and 12.2)::
 
     from recsys_workshop.labchecks import operations
 
     selfcheck.check("9.4", lambda: operations.feedback_to_ratings(feedback_to_ratings, feedback), hint=...)
 
-Each runs the learner's function on named cases against the package's version
-(``pipelines.steps.feedback_to_ratings``, ``api.logic.ThompsonSampling``, ``loadtest.verdict``) and raises
+Each runs the learner's function on named cases against the package's version (``data.check_split``,
+``pipelines.steps.feedback_to_ratings``, the model server's own answer, ``api.logic.ThompsonSampling``,
+``loadtest.verdict``) and raises
 ``AssertionError`` naming the case, what was expected and what came back, and the likely mistake. The
 package modules are imported inside the functions.
 """
@@ -20,7 +21,8 @@ from typing import Any
 
 import pandas as pd
 
-__all__ = ["FEEDBACK_EXAMPLE", "choose_arm", "feedback_to_ratings", "meets_slo"]
+__all__ = ["FEEDBACK_EXAMPLE", "choose_arm", "dislike_top", "feedback_to_ratings", "leaked_pairs", "meets_slo",
+           "rollback"]  # fmt: skip
 
 # Five pairs, each with a trap: a click then a like (the latest wins); a single dislike; a like and a
 # dislike at the same time (the later row wins); a like stored *before* a click that came earlier (sort by
@@ -36,6 +38,31 @@ RATING_COLUMNS = ["user_id", "item_id", "rating", "timestamp"]
 
 
 # ------------------------------------------------------------------------------------------------ lab 09
+
+
+def leaked_pairs(yours: Callable[[pd.DataFrame, pd.DataFrame], Any], ratings: pd.DataFrame) -> None:
+    """Exercise 9.1: a proper split, 7 training rows added to the test split, the same rows added twice; and
+    the package's ``data.check_split`` (which the pipeline runs) reports the same 7."""
+    from recsys_workshop import data
+
+    train, test = data.stratified_split(ratings, 0.75, seed=42)
+    leaky = pd.concat([test, train.head(7)])
+    cases = [("a proper split", test, 0), ("a test split with 7 training rows added", leaky, 7),
+             ("the same 7 training rows added twice", pd.concat([leaky, train.head(7)]), 7)]  # fmt: skip
+    for case, test_split, expected in cases:
+        got = yours(train, test_split)
+        if _equal_number(got, expected):
+            continue
+        mistakes = {
+            len(set(train.user_id) & set(test_split.user_id)): "you counted the users in both splits",
+            len(set(train.item_id) & set(test_split.item_id)): "you counted the films in both splits",
+            len(test_split) - len(test): "you counted rows: count each (user_id, item_id) pair once",
+        }
+        advice = next((f": {text}" for count, text in mistakes.items() if _equal_number(got, count)), "")
+        raise AssertionError(f"leaked_pairs(train, {case}): expected {expected}, got {got!r}{advice}")
+    reported = data.check_split(train, leaky)[0]
+    if not reported.startswith("leakage: 7 "):
+        raise AssertionError(f"data.check_split, which the pipeline runs, reports {reported!r}")
 
 
 def feedback_to_ratings(yours: Callable[[pd.DataFrame], Any], feedback: pd.DataFrame | None = None) -> None:
@@ -109,6 +136,50 @@ def _rating_mistake(events: pd.DataFrame, pair: tuple[int, int], got: Any, mappi
     return "like -> 5.0, click -> 4.0, dislike -> 1.0, from the latest event of the pair"
 
 
+# ------------------------------------------------------------------------------------------------ lab 10
+
+REFUSED = {
+    401: "the server saw no credential: send the header Authorization: Bearer <token>",
+    403: "the token sent is not the server's admin token",
+    404: "no such model: the route is POST <server_url>/v1/models/<model_name>:rollback",
+    405: "no POST route there: the route is POST <server_url>/v1/models/<model_name>:rollback",
+}
+
+
+def rollback(yours: Callable[..., Any], server: Any, question: dict, model_name: str = "recsys") -> None:
+    """Exercise 10.2 against the running model ``server`` (a ``serving.LocalServer`` with versions 1 and 2, 2
+    active): version 1 is activated, ``yours(server.url, server.admin_token)`` must roll back to 2, return 2 and
+    have version 2 answer ``question``; with a wrong token it must raise, and nothing changes."""
+    import requests
+
+    versions = f"{server.url}/v1/models/{model_name}/versions"
+    requests.post(f"{versions}/1:activate", headers=server.admin_headers(), timeout=30).raise_for_status()
+    try:
+        got = yours(server.url, server.admin_token)
+    except requests.HTTPError as error:
+        status = error.response.status_code
+        raise AssertionError(f"rollback(server.url, token): the server answered {status}: "
+                             f"{REFUSED.get(status, error.response.text[:200])}") from error  # fmt: skip
+    if not isinstance(got, int) or isinstance(got, bool):
+        advice = ": the answer's 'active' field, as an int" if isinstance(got, dict | str | float) else ""
+        raise AssertionError(f"rollback(server.url, token): return the version active afterwards, got {got!r}{advice}")
+    active = requests.get(versions, timeout=10).json()["active"]
+    if active != 2:
+        raise AssertionError(f"after rollback(server.url, token) version {active} is active, expected 2 (1 was active)")
+    if got != 2:
+        raise AssertionError(f"rollback(server.url, token): expected 2 (the version active afterwards), got {got!r}")
+    served = requests.post(f"{server.url}/v1/models/{model_name}:predict", json=question, timeout=10)
+    version = served.json()["predictions"][0]["version"]
+    if version != 2:
+        raise AssertionError(f"after the rollback version {version} answers, expected 2")
+    try:
+        got = yours(server.url, "not-the-admin-token")
+    except Exception:  # noqa: BLE001 - any error will do: the refusal must not pass unnoticed
+        return
+    raise AssertionError(f"rollback(server.url, 'not-the-admin-token'): the server refused (403) but yours "
+                         f"returned {got!r}: fail loudly (response.raise_for_status())")  # fmt: skip
+
+
 # ------------------------------------------------------------------------------------------------ lab 11
 
 # (pulls, rewards) per arm for the two arms "1" and "2": no data, a clear winner, uneven data, a small sample
@@ -178,6 +249,65 @@ def _choices(choose: Callable[..., Any], arms: list[str], pulls: dict, rewards: 
 
 
 # ------------------------------------------------------------------------------------------------ lab 12
+
+
+class _Client:
+    """Records what a task sends, without any network."""
+
+    def __init__(self) -> None:
+        self.posts: list[tuple] = []
+        self.gets: list[tuple] = []
+
+    def post(self, path: str, json: Any = None, name: str | None = None, **kwargs: Any) -> None:
+        self.posts.append((path, json, name))
+
+    def get(self, path: str, name: str | None = None, **kwargs: Any) -> None:
+        self.gets.append((path, name))
+
+
+class _User:
+    """A simulated user whose recommendations are ``items``; records what the task asks for."""
+
+    def __init__(self, items: list[int]) -> None:
+        self.client, self.items, self.asked, self.recommendation_id = _Client(), items, [], None
+        self.drawn = 0
+
+    def pick_user(self) -> int:
+        self.drawn += 1
+        return 196 if self.drawn == 1 else 405
+
+    def get_recommendations(self, user_id: int, k: int, name: str | None = None) -> list[int]:
+        self.asked.append((user_id, k))
+        self.recommendation_id = "v1.the-signed-id" if self.items else None
+        return list(self.items)
+
+
+def dislike_top(yours: Callable[[Any], Any]) -> None:
+    """Exercise 12.1 on a simulated user (no network): 5 recommendations for the user drawn, the first one
+    disliked with the recommendation's signed id; nothing sent when the list is empty."""
+    user = _User([50, 100, 181])
+    yours(user)
+    if user.drawn > 1:
+        raise AssertionError(f"the task drew {user.drawn} users: draw one (user.pick_user()) and use it for both calls")
+    if user.asked != [(196, 5)]:
+        raise AssertionError(
+            f"expected one get_recommendations(196, 5) for the user drawn (196), got calls {user.asked}"
+        )
+    body = {"user_id": 196, "item_id": 50, "action": "dislike", "recommendation_id": "v1.the-signed-id"}
+    want = [("/feedback", body, "/feedback [dislike]")]
+    if user.client.posts != want:
+        got = user.client.posts
+        advice = ""
+        if len(got) == 1 and isinstance(got[0][1], dict):
+            wrong = {key: got[0][1].get(key) for key in body if got[0][1].get(key) != body[key]}
+            expected = {key: body[key] for key in wrong}
+            advice = f": these fields differ {wrong} (expected {expected})" if wrong else ""
+        raise AssertionError(f"user 196, recommendations [50, 100, 181]: expected the post {want}, got {got}{advice}")
+    empty = _User([])
+    yours(empty)
+    if empty.client.posts:
+        raise AssertionError(f"with no recommendations (a failed answer) there is nothing to dislike; the task "
+                             f"sent {empty.client.posts}")  # fmt: skip
 
 
 def _table(requests: int, failures: int, p95: float, first_row: dict | None = None) -> pd.DataFrame:
