@@ -23,15 +23,26 @@ The learner sees ``✅ Exercise 2.1: correct``. Otherwise :func:`check` raises :
 ``AssertionError``, so running the solutions under nbval fails on a wrong solution, and both render in
 Jupyter as the verdict and the hint instead of a long traceback (the original error is chained as
 ``__cause__``). The verdict is not printed a second time: the exception is the message.
+
+A check that passes also records the learner's functions it ran (those it names, defined in the same notebook, and
+theirs in turn) by a digest of their source. :func:`yours_if_passed` and :func:`yours_in_use`, which put a
+learner's function into code whose results are saved, take it only while it is the code that passed: a function
+redefined with other code since then (the ``def`` cell edited and run again, the check not) is left out, and the
+package's version stands in until the check passes again.
 """
 
 from __future__ import annotations
 
+import dis
+import hashlib
+import inspect
 import math
 import numbers
 import sys
+import textwrap
 import traceback
-from collections.abc import Callable
+import types
+from collections.abc import Callable, Iterator
 from typing import Any
 
 __all__ = [
@@ -41,6 +52,7 @@ __all__ = [
     "check",
     "close",
     "equal",
+    "function_digest",
     "passed",
     "yours_if_passed",
     "yours_or",
@@ -123,7 +135,7 @@ def _show_hints(hint: str, code_hint: str) -> bool:
 
 def _run(exercise: str, fn: Callable[[], Any], hint: str, code_hint: str) -> None:
     name = f"Exercise {exercise}"
-    _PASSED.discard(exercise)  # until this run says otherwise
+    _PASSED.pop(exercise, None)  # until this run says otherwise
     try:
         result = fn()
     except ExerciseFailed:
@@ -147,7 +159,7 @@ def _run(exercise: str, fn: Callable[[], Any], hint: str, code_hint: str) -> Non
         raise ExerciseIncorrect(
             exercise, f"❌ {name}: not correct yet (the check returned {result!r})", hint, code_hint
         )
-    _PASSED.add(exercise)
+    _PASSED[exercise] = _learners_code(fn, itself=False)
     print(f"✅ {name}: correct")
 
 
@@ -208,7 +220,7 @@ def yours_or(exercise: str, yours: Callable[..., Any], reference: Callable[..., 
     return call
 
 
-_PASSED: set[str] = set()  # the exercises whose latest self-check in this kernel passed
+_PASSED: dict[str, dict[str, str]] = {}  # exercise -> {name: digest} of the learner's code its latest check passed
 
 
 def passed(exercise: str) -> bool:
@@ -220,15 +232,117 @@ def yours_if_passed(exercise: str, yours: Callable[..., Any], reference: Callabl
     """``yours`` once Exercise ``exercise`` has passed its self-check in this kernel, else ``reference``.
 
     For code whose result is saved and reused, such as a model that later labs load: nothing saved was made
-    by a function its check has not accepted. Decided when called, and said when the package's stands in.
+    by a function its check has not accepted. ``yours`` (or a wrapper around the learner's function) counts as
+    passed only while the learner's functions it runs are those the check ran: one redefined with other code
+    since then makes the package's stand in again. Decided when called, and said when the package's stands in.
     """
-    if exercise in _PASSED:
-        return yours
-    print(f"(Exercise {exercise} has not passed its self-check yet: the package's version stands in for yours.)")
-    return reference
+    if exercise not in _PASSED:
+        print(f"(Exercise {exercise} has not passed its self-check yet: the package's version stands in for yours.)")
+        return reference
+    changed = _changed(exercise, yours)
+    if changed:
+        print(f"(Exercise {exercise}: your {', '.join(changed)} changed since its self-check passed: run the "
+              "self-check cell again to use it. The package's version stands in meanwhile.)")  # fmt: skip
+        return reference
+    return yours
 
 
 def yours_in_use(functions: dict[str, Callable[..., Any]]) -> dict[str, Callable[..., Any]]:
-    """The learner's functions among ``functions`` (``{exercise: function}``) whose checks have passed: those
-    :func:`yours_if_passed` swaps in, for ``saved.fit(..., yours=...)`` to train with and record."""
-    return {exercise: function for exercise, function in functions.items() if exercise in _PASSED}
+    """The learner's functions among ``functions`` (``{exercise: function}``) that :func:`yours_if_passed` swaps
+    in: their check passed and they have not changed since. For ``saved.fit(..., yours=...)`` to train with and
+    record. Silent: :func:`yours_if_passed` has said why the package's version stands in."""
+    return {
+        exercise: function
+        for exercise, function in functions.items()
+        if exercise in _PASSED and not _changed(exercise, function)
+    }
+
+
+def _changed(exercise: str, yours: Callable[..., Any]) -> list[str]:
+    """The learner's functions that ``yours`` runs whose code differs from when Exercise ``exercise`` passed
+    (functions the check did not run, such as a wrapper defined after it, are not compared)."""
+    recorded = _PASSED[exercise]
+    return sorted(name for name, digest in _learners_code(yours, itself=True).items()
+                  if name in recorded and recorded[name] != digest)  # fmt: skip
+
+
+def _learners_code(fn: Any, *, itself: bool) -> dict[str, str]:
+    """``{name: digest}`` of the learner's functions that ``fn`` runs: ``fn`` itself if ``itself``, and the functions
+    it names (globals or closure variables) that were defined in the same namespace (a notebook's), transitively.
+    A KFP component or a decorated function counts as the function it wraps; the package's are not the learner's."""
+    fn = _unwrap(fn)
+    if not _learners(fn, getattr(fn, "__globals__", None)):
+        return {}
+    found = {fn.__name__: fn} if itself else {}
+    seen, todo = {id(fn)}, [fn]
+    while todo:
+        function = todo.pop()
+        for name, value in _named(function):
+            value = _unwrap(value)
+            if id(value) not in seen and _learners(value, function.__globals__):
+                seen.add(id(value))
+                found.setdefault(name, value)
+                todo.append(value)
+    return {name: function_digest(function) for name, function in found.items()}
+
+
+def _learners(value: Any, namespace: dict | None) -> bool:
+    """Whether ``value`` is a plain function defined in ``namespace`` outside the package."""
+    return (
+        isinstance(value, types.FunctionType)
+        and value.__globals__ is namespace
+        and not str(value.__module__ or "").startswith("recsys_workshop")
+    )
+
+
+def _named(function: types.FunctionType) -> Iterator[tuple[str, Any]]:
+    """The ``(name, value)`` pairs ``function`` (and the functions and lambdas inside it) reads by name: its
+    closure variables, and the globals it loads."""
+    code = function.__code__
+    for name, cell in zip(code.co_freevars, function.__closure__ or (), strict=False):
+        try:
+            yield name, cell.cell_contents
+        except ValueError:  # a cell not yet filled
+            continue
+    todo = [code]
+    while todo:
+        code = todo.pop()
+        todo.extend(c for c in code.co_consts if inspect.iscode(c))
+        for instruction in dis.get_instructions(code):
+            name = instruction.argval
+            if instruction.opname in ("LOAD_GLOBAL", "LOAD_NAME") and name in function.__globals__:
+                yield name, function.__globals__[name]
+
+
+def _unwrap(value: Any) -> Any:
+    """The plain function behind ``value``: a KFP component's ``python_func``, a decorated one's ``__wrapped__``."""
+    for _ in range(10):
+        try:
+            inner = getattr(value, "python_func", None) or getattr(value, "__wrapped__", None)
+        except Exception:  # an object whose attributes are computed may raise anything
+            return value
+        if not isinstance(inner, types.FunctionType):
+            return value
+        value = inner
+    return value
+
+
+def function_digest(function: Callable) -> str:
+    """Hash of a function's source (its bytecode and constants when the source cannot be found): the same in every
+    process, and different when the code or a default differs."""
+    try:
+        source = textwrap.dedent(inspect.getsource(function)).encode()
+    except (OSError, TypeError):
+        defaults = function.__defaults__, sorted((function.__kwdefaults__ or {}).items())
+        source = repr((_code_parts(function.__code__), defaults)).encode()
+    return hashlib.sha256(source).hexdigest()[:16]
+
+
+def _code_parts(code) -> tuple:
+    """What a code object does, without where it was compiled (no file names, lines or addresses) and in an order
+    that does not change from process to process (a frozenset constant's order follows the hash seed)."""
+    consts = tuple(
+        _code_parts(c) if inspect.iscode(c) else sorted(map(repr, c)) if isinstance(c, frozenset) else c
+        for c in code.co_consts
+    )
+    return code.co_code, code.co_names, consts

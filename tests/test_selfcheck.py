@@ -181,3 +181,143 @@ def test_yours_in_use_names_the_learners_functions_that_are_swapped_in():
     with pytest.raises(ExerciseIncorrect):
         selfcheck.check("10.10", lambda: selfcheck.equal(1, 2))
     assert selfcheck.yours_in_use({"10.9": yours, "10.10": theirs, "10.11": theirs}) == {"10.9": yours}
+
+
+class Notebook:
+    """A kernel's namespace: each ``run`` executes a cell as IPython does (a new file name for every run, its source
+    in ``linecache`` so that ``inspect`` finds it), or, with ``source=False``, with no source to find."""
+
+    def __init__(self, source: bool = True):
+        self.namespace: dict = {"__name__": "__main__", "selfcheck": selfcheck}
+        self.source, self.runs = source, 0
+
+    def run(self, cell: str) -> None:
+        import linecache
+        import textwrap
+
+        cell, self.runs = textwrap.dedent(cell), self.runs + 1
+        filename = f"<notebook-cell-{id(self)}-{self.runs}>"
+        if self.source:
+            linecache.cache[filename] = (len(cell), None, cell.splitlines(keepends=True), filename)
+        exec(compile(cell, filename, "exec"), self.namespace)  # noqa: S102 - what a kernel does with a cell
+
+    def __getitem__(self, name: str):
+        return self.namespace[name]
+
+
+SAMPLE = "def sample(x):\n    return x + 1\n"
+CHECK = "selfcheck.check('{exercise}', lambda: selfcheck.equal(sample(1), 2, what='sample(1)'))\n"
+
+
+@pytest.fixture(params=[True, False], ids=["source", "bytecode"])
+def notebook(request) -> Notebook:
+    return Notebook(source=request.param)
+
+
+def _reference(x):
+    return "package"
+
+
+def test_a_function_unchanged_since_its_check_passed_is_used(notebook, capsys):
+    notebook.run(SAMPLE)
+    notebook.run(CHECK.format(exercise="91.1"))
+    assert capsys.readouterr().out == "✅ Exercise 91.1: correct\n"
+    assert selfcheck.yours_if_passed("91.1", notebook["sample"], _reference)(1) == 2
+    assert selfcheck.yours_in_use({"91.1": notebook["sample"]}) == {"91.1": notebook["sample"]}
+    assert capsys.readouterr().out == ""
+
+
+def test_a_function_redefined_after_its_check_passed_is_not_used(notebook, capsys):
+    notebook.run(SAMPLE)
+    notebook.run(CHECK.format(exercise="91.2"))
+    notebook.run(SAMPLE.replace("x + 1", "x + 2"))  # the def cell edited and run again, its check not
+    capsys.readouterr()
+    assert selfcheck.yours_if_passed("91.2", notebook["sample"], _reference)(1) == "package"
+    assert capsys.readouterr().out.splitlines() == [
+        "(Exercise 91.2: your sample changed since its self-check passed: run the self-check cell again to use it. "
+        "The package's version stands in meanwhile.)"
+    ]
+    assert selfcheck.yours_in_use({"91.2": notebook["sample"]}) == {}
+    assert capsys.readouterr().out == "", "yours_if_passed has said it"
+
+    notebook.run(SAMPLE)  # changed back: the code that passed
+    assert selfcheck.yours_if_passed("91.2", notebook["sample"], _reference)(1) == 2
+    assert selfcheck.yours_in_use({"91.2": notebook["sample"]}) == {"91.2": notebook["sample"]}
+
+
+def test_a_changed_default_counts_as_a_change(notebook):
+    notebook.run("def sample(x, step=1):\n    return x + step\n")
+    notebook.run(CHECK.format(exercise="91.3"))
+    notebook.run("def sample(x, step=2):\n    return x + step\n")
+    assert selfcheck.yours_in_use({"91.3": notebook["sample"]}) == {}
+
+
+def test_a_function_redefined_with_the_same_code_is_used(notebook, capsys):
+    notebook.run(SAMPLE)
+    notebook.run(CHECK.format(exercise="91.4"))
+    before = notebook["sample"]
+    notebook.run("\n\n" + SAMPLE)  # Run All again: a new function object, from a new cell, the same code
+    assert notebook["sample"] is not before
+    assert selfcheck.yours_if_passed("91.4", notebook["sample"], _reference)(1) == 2
+    assert selfcheck.yours_in_use({"91.4": notebook["sample"]}) == {"91.4": notebook["sample"]}
+    capsys.readouterr()
+
+
+def test_a_failed_check_is_not_used_even_with_the_code_that_passed_before(notebook, capsys):
+    notebook.run(SAMPLE)
+    notebook.run(CHECK.format(exercise="91.5"))
+    notebook.run(SAMPLE.replace("x + 1", "x + 2"))
+    with pytest.raises(ExerciseIncorrect, match="sample\\(1\\): expected 2, got 3"):
+        notebook.run(CHECK.format(exercise="91.5"))
+    notebook.run(SAMPLE)
+    capsys.readouterr()
+    assert selfcheck.yours_if_passed("91.5", notebook["sample"], _reference)(1) == "package"
+    assert "Exercise 91.5 has not passed its self-check yet" in capsys.readouterr().out
+    assert selfcheck.yours_in_use({"91.5": notebook["sample"]}) == {}
+
+
+def test_a_wrapper_defined_after_the_check_follows_the_function_it_calls(notebook, capsys):
+    """Lab 03 swaps in ``_yours``, a wrapper around the learner's function defined after the check."""
+    notebook.run("def helper(x):\n    return 1\n\n\ndef sample(x):\n    return x + helper(x)\n")
+    notebook.run(CHECK.format(exercise="91.6"))
+    notebook.run("def _yours(sampler, x):\n    return sample(x)\n")
+    assert selfcheck.yours_if_passed("91.6", notebook["_yours"], _reference) is notebook["_yours"]
+    notebook.run("def helper(x):\n    return 2\n")  # a function the learner's calls: changed too
+    capsys.readouterr()
+    assert selfcheck.yours_if_passed("91.6", notebook["_yours"], _reference) is _reference
+    assert "your helper changed since its self-check passed" in capsys.readouterr().out
+    assert selfcheck.yours_in_use({"91.6": notebook["sample"]}) == {}
+
+
+def test_a_component_counts_as_the_function_it_runs(notebook, capsys):
+    """A KFP component (lab 09's push gate) is known by its ``python_func``, a decorated function by its own."""
+    notebook.run("""
+        import functools
+
+        class Component:  # what @dsl.component returns
+            def __init__(self, python_func):
+                self.python_func = python_func
+
+        def logged(function):
+            @functools.wraps(function)
+            def call(*args):
+                return function(*args)
+            return call
+    """)
+    for decorator in ("Component", "logged"):
+        notebook.run(f"@{decorator}\ndef gate(x):\n    return x > 0\n")
+        notebook.run("selfcheck.check('91.7', lambda: gate.python_func(1) if hasattr(gate, 'python_func') "
+                     "else gate(1))")  # fmt: skip
+        notebook.run(f"@{decorator}\ndef gate(x):\n    return x >= 0\n")
+        capsys.readouterr()
+        assert selfcheck.yours_if_passed("91.7", notebook["gate"], _reference) is _reference, decorator
+        assert "your gate changed" in capsys.readouterr().out
+
+
+def test_a_check_written_as_a_function_records_what_it_calls(notebook):
+    """``def _check(): ...`` then ``selfcheck.check("N.M", _check)``, as most labs write it."""
+    notebook.run(SAMPLE + "\n\ndef _check():\n    assert sample(1) == 2\n")
+    notebook.run("selfcheck.check('91.8', _check)")
+    assert selfcheck._PASSED["91.8"] == {"sample": selfcheck.function_digest(notebook["sample"])}, "not _check"
+    notebook.run(SAMPLE.replace("x + 1", "x + 3"))
+    assert selfcheck.yours_in_use({"91.8": notebook["sample"]}) == {}

@@ -39,7 +39,6 @@ import os
 import re
 import shutil
 import tempfile
-import textwrap
 from collections.abc import Callable
 from pathlib import Path
 
@@ -47,6 +46,7 @@ import numpy as np
 import pandas as pd
 
 from recsys_workshop import paths
+from recsys_workshop.selfcheck import function_digest  # also saved.function_digest
 
 ENV_DIR = "RECSYS_SAVED_MODELS"
 FILES = ("weights.npz", "history.csv", "fingerprint.json")
@@ -136,26 +136,6 @@ def fingerprint(model, interactions: pd.DataFrame, config, *, items=None, valida
         "keras-rs": _version("keras-rs"),
     }
     return {"hash": _digest(json.dumps(parts, sort_keys=True).encode()), "parts": parts}
-
-
-def function_digest(function: Callable) -> str:
-    """Hash of a function's source (its bytecode and constants when the source cannot be found)."""
-    try:
-        source = textwrap.dedent(inspect.getsource(function)).encode()
-    except (OSError, TypeError):
-        defaults = function.__defaults__, sorted((function.__kwdefaults__ or {}).items())
-        source = repr((_code_parts(function.__code__), defaults)).encode()
-    return _digest(source)
-
-
-def _code_parts(code) -> tuple:
-    """What a code object does, without where it was compiled (no file names, lines or addresses) and in an order
-    that does not change from process to process (a frozenset constant's order follows the hash seed)."""
-    consts = tuple(
-        _code_parts(c) if inspect.iscode(c) else sorted(map(repr, c)) if isinstance(c, frozenset) else c
-        for c in code.co_consts
-    )
-    return code.co_code, code.co_names, consts
 
 
 def learners_code(yours: dict[str, Callable] | None) -> dict[str, str]:
