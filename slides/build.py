@@ -7,9 +7,10 @@
 What it does:
 
 1. **Figures.** Regenerates every chart the deck references (``![alt](figures/<name>.svg)``; the UI's
-   screenshot, ``figures/ui.png``, is taken from the running stack by ``deck_ui.py``) and every generated
-   table (``{{table:<name>}}``) from the workshop's own code (see ``deck_figures.py``) into
-   ``<out>/figures/``. A figure whose input does not exist yet says so on its slide instead.
+   screenshot, ``figures/ui.png``, and Locust's, ``figures/locust.png``, are taken from the running stack by
+   ``deck_ui.py`` and ``deck_locust.py``) and every generated table (``{{table:<name>}}``) from the
+   workshop's own code (see ``deck_figures.py``) into ``<out>/figures/``. A figure whose input does not
+   exist yet says so on its slide instead.
 2. **Slides.** Splits ``deck.md`` on lines ``---`` (outside code fences), takes everything after a line
    starting ``Note:`` as the speaker notes, reads ``<!-- .slide: class="..." -->`` attributes, expands the
    directives ``{{lab:NN|title}}`` (the lab's title, notebook, duration and goals, read from

@@ -7,7 +7,7 @@ table before ``bench/recsys101.py`` has been run) is not drawn: :class:`Pending`
 slide shows that sentence instead of a chart.
 
 Each generator takes the shared :class:`Context` and returns a :class:`Figure` (an SVG file it wrote, or the
-PNG screenshot of the running UI that ``deck_ui.py`` takes),
+PNG screenshots that ``deck_ui.py`` and ``deck_locust.py`` take of the running UI and of Locust's web UI),
 a :class:`Table` (HTML) or a :class:`Pending`. ``FIGURES`` and ``TABLES`` map the names the deck uses
 (``![...](figures/<name>.svg)`` and ``{{table:<name>}}``) to the generators.
 """
@@ -368,6 +368,13 @@ def ui(ctx: Context) -> Result:
     return ui_screenshot(ctx)
 
 
+def locust(ctx: Context) -> Result:
+    """A screenshot of Locust's web UI during a short load test of the local stack, taken by ``deck_locust.py``."""
+    from deck_locust import locust_screenshot
+
+    return locust_screenshot(ctx)
+
+
 def serving_scale(ctx: Context) -> Result:
     """The cost curve of serving at catalogue scale, drawn by ``deck_scale.py`` from ``bench/serving_scale.py``."""
     from deck_scale import serving_scale as draw
@@ -426,6 +433,7 @@ FIGURES: dict[str, Callable[[Context], Result]] = {
     "load_test": load_test,
     "serving_scale": serving_scale,
     "ui": ui,
+    "locust": locust,
 }
 
 TABLES: dict[str, Callable[[Context], Result]] = {

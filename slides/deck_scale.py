@@ -56,7 +56,8 @@ def serving_scale(ctx: Context) -> Result:
     latency.set(xscale="log", yscale="log", xlabel="items in the catalogue", ylabel="p99 of one request (ms)")
     memory.set(xscale="log", xlabel="items in the catalogue", ylabel="model server memory (GB)", ylim=(0, None))
     for axes in (latency, memory):
-        axes.legend(loc="upper left")
+        if axes.get_legend_handles_labels()[0]:  # a run without one of the metrics draws no line there
+            axes.legend(loc="upper left")
         axes.grid(alpha=0.3)
     fig.tight_layout()
     first = json.loads((BENCH_RESULTS / f"{RUN}.json").read_text())[0]

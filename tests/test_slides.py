@@ -46,6 +46,8 @@ SMALLEST_TEXT = """() => {
     return {size, text};
 }"""
 LABS = [f"{n:02d}" for n in range(14)]
+# The figures that are PNG screenshots the build takes of running software (deck_ui.py, deck_locust.py).
+SCREENSHOTS = ("ui", "locust")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -75,7 +77,7 @@ def notes_of(slide: str) -> str:
 
 
 def test_deck_has_a_sensible_size():
-    assert 40 <= len(source_slides()) <= 70
+    assert 40 <= len(source_slides()) <= 71
 
 
 def test_every_slide_has_speaker_notes():
@@ -114,10 +116,12 @@ def test_figures_are_generated_not_pasted():
     text = DECK.read_text(encoding="utf-8")
     images = re.findall(r"!\[[^\]]*\]\(([^)\s]+)\)", text)
     assert images, "the deck has charts"
-    assert all(src.startswith("figures/") and src.endswith(".svg") for src in images if src != "figures/ui.png"), images
+    screenshots = [f"figures/{name}.png" for name in SCREENSHOTS]
+    assert all(src.startswith("figures/") and src.endswith(".svg") for src in images if src not in screenshots), images
     for wanted in ("long_tail", "item_factors", "model_comparison", "load_test"):
         assert f"figures/{wanted}.svg" in images
     assert "figures/ui.png" in images, "the UI, screenshotted by the build from the running stack (deck_ui.py)"
+    assert "figures/locust.png" in images, "Locust's web UI, screenshotted by the build in a load test (deck_locust.py)"
     assert not re.search(r"\]\((?:https?:)?//", text), "no links or images on the network"
 
 
@@ -158,6 +162,30 @@ def test_load_test_chart_draws_the_step_run_and_waits_for_one(tmp_path, monkeypa
     figure = module.load_test(context)
     assert isinstance(figure, deck_figures.Figure) and "(2026-01-02, commit 0123456-dirty)" in figure.source
     assert figure.path.name == "load_test.svg" and figure.path.stat().st_size > 20_000
+
+
+def _deck_locust():
+    """``slides/deck_locust.py``, imported as the build imports it (``slides/`` on the path)."""
+    if str(SLIDES) not in sys.path:
+        sys.path.insert(0, str(SLIDES))
+    import deck_locust
+
+    return deck_locust
+
+
+def test_locust_screenshot_waits_for_chromium_and_load_tests_loopback_only(tmp_path, monkeypatch):
+    module = _deck_locust()
+    import deck_figures
+    import deck_ui
+
+    monkeypatch.setattr(deck_ui, "find_chromium", lambda: None)
+    pending = module.locust_screenshot(deck_figures.Context(tmp_path / "figures", log=lambda _: None))
+    assert isinstance(pending, deck_figures.Pending), "no Chromium: the slide says what to install"
+    assert "Chromium" in pending.message and "playwright" in pending.message
+    log = tmp_path / "locust.log"
+    with pytest.raises(ValueError, match="loopback"), module.locust_web("http://example.com:8000", log):
+        pass
+    assert not log.exists(), "Locust is not even started against another machine"
 
 
 def test_load_test_notes_quote_the_run_the_chart_draws():
@@ -363,10 +391,43 @@ def test_build_is_one_self_contained_file(built):
     figures = sorted(p.name for p in (built / "figures").iterdir())
     summary = json.loads((built / "deck.json").read_text())
     generated = [name for name, status in summary["figures"].items() if status == "generated"]
-    assert sorted(f"{name}.png" if name == "ui" else f"{name}.svg" for name in generated) == figures
+    assert sorted(f"{name}.png" if name in SCREENSHOTS else f"{name}.svg" for name in generated) == figures
     assert {"long_tail", "item_factors", "model_comparison"} <= set(generated), "charts from the labs' code"
     assert "ui" in generated, "the UI screenshot, taken by the build from the running stack (CI has Chromium)"
     assert (built / "figures" / "ui.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_locust_screenshot_is_taken_by_the_build_and_readable_on_its_slide(built, browser):
+    """Issue: Locust's web UI, screenshotted by the build during a load test of the running stack; its
+    smallest text (Locust's, zoomed) is drawn at the deck's minimum size or larger."""
+    module = _deck_locust()
+    summary = json.loads((built / "deck.json").read_text())
+    assert summary["figures"]["locust"] == "generated", "taken by the build (CI has Chromium)"
+    png = (built / "figures" / "locust.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+    assert (width, height) == (module.VIEWPORT["width"], module.VIEWPORT["height"])
+    offline = OfflinePage(browser)
+    try:
+        page = offline.open(built / "deck.html")
+        find = """Array.from(document.querySelectorAll('img.figure')).find(i => i.alt.startsWith("Locust's web UI"))"""
+        number = int(page.evaluate(f"{find}.closest('section').id").removeprefix("slide-"))
+        page.evaluate(f"Reveal.slide({number - 1})")  # on its slide: laid out as the room sees it
+        page.wait_for_function(f"() => Reveal.getIndices().h === {number - 1} && {find}.complete")
+        shown = page.evaluate(
+            f"""() => {{
+                const img = {find};
+                const caption = img.nextElementSibling;
+                return {{width: img.offsetWidth, natural: img.naturalWidth, caption: caption.textContent,
+                         slide: img.closest('section').id}};
+            }}"""
+        )
+    finally:
+        offline.close()
+    assert shown["natural"] == width
+    drawn = module.SMALLEST_TEXT_PX * module.ZOOM * shown["width"] / shown["natural"]
+    assert drawn >= MIN_FONT_PX, f"{shown['slide']}: Locust's smallest text drawn at {drawn:.1f} px"
+    assert shown["caption"].startswith("Generated by the build: screenshot of Locust's web UI")
 
 
 def test_deck_presents_offline_and_every_slide_renders(built, browser):
