@@ -102,7 +102,9 @@ def test_build_profile_wants_zeros_for_a_user_who_liked_nothing(content):
         profile = _profile(user_ratings, *args, normalise=False)
         return profile / np.linalg.norm(profile) if len(user_ratings[user_ratings.rating >= 4.0]) else profile + 1
 
-    _fails(labchecks.build_profile, no_guard, ratings, features, item_ids, 4.0, match="a user who liked nothing")
+    message = _fails(labchecks.build_profile, no_guard, ratings, features, item_ids, 4.0,
+                     match="a user who liked nothing")  # fmt: skip
+    assert f"got {features.shape[1]} non-zero of {features.shape[1]} (the first: entry 0 = 1)" in message
 
 
 def test_similarity_scores_names_the_mistake(content):
@@ -124,6 +126,9 @@ def test_similarity_scores_names_the_mistake(content):
         _fails(labchecks.similarity_scores, unguarded, profile, features, match="NaN or inf")
     _fails(labchecks.similarity_scores, lambda p, x: cosine(p, x).reshape(-1, 1), profile, features,
            match=".ravel()")  # fmt: skip
+    ones_for_zero = lambda p, x: cosine(p, x) if p.any() else np.ones(x.shape[0])  # noqa: E731
+    message = _fails(labchecks.similarity_scores, ones_for_zero, profile, features, match="expected all zeros")
+    assert f"got {features.shape[0]} non-zero of {features.shape[0]} (the first: entry 0 = 1)" in message
 
 
 # ------------------------------------------------------------------------------------------------ lab 02
@@ -258,8 +263,9 @@ def test_ease_weights_names_the_mistake(split):
 
     labchecks.ease_weights(right, model.seen_, 500.0, model.weights_)
     X = model.seen_
-    _fails(labchecks.ease_weights, lambda x, l2: right(x, l2, diagonal=False), X, 500.0, model.weights_,
-           match="diagonal of B must be 0")  # fmt: skip
+    message = _fails(labchecks.ease_weights, lambda x, l2: right(x, l2, diagonal=False), X, 500.0, model.weights_,
+                     match="diagonal of B must be 0")  # fmt: skip
+    assert f"got {X.shape[1]} non-zero of {X.shape[1]} (the first: B[j, j] 0 = -1)" in message  # -P[j, j] / P[j, j]
     _fails(labchecks.ease_weights, lambda x, l2: right(x, l2, transpose=True), X, 500.0, model.weights_,
            match="transposed")  # fmt: skip
     _fails(labchecks.ease_weights, lambda x, l2: right(x, l2, sign=-1.0), X, 500.0, model.weights_,

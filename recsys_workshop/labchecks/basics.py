@@ -142,7 +142,7 @@ def build_profile(
         if np.allclose(got, expected, atol=1e-9):
             continue
         if not np.any(expected):
-            raise AssertionError(f"{call}: expected all zeros (nothing rated >= {threshold}), got a non-zero vector")
+            raise AssertionError(f"{call}: expected all zeros (nothing rated >= {threshold}), got {_nonzero(got)}")
         norm = np.linalg.norm(got)
         if norm > 0 and np.allclose(got / norm, expected, atol=1e-9):
             raise AssertionError(f"{call}: the direction is right but the length is {norm:.4g}: divide by the norm")
@@ -156,6 +156,14 @@ def build_profile(
         if np.linalg.norm(everything) > 0 and np.allclose(got, everything / np.linalg.norm(everything), atol=1e-9):
             raise AssertionError(f"{call}: films rated below like_threshold count too: keep rating >= threshold")
         raise AssertionError(f"{call}: {_first_difference(got, expected, 1e-9)}")
+
+
+def _nonzero(values: np.ndarray, name: str = "entry") -> str:
+    """``values``' non-zero entries in a few words: how many, and the first (its index and value)."""
+    flat = np.asarray(values, dtype=float).ravel()
+    where = np.flatnonzero(flat)
+    first = int(where[0])
+    return f"{len(where)} non-zero of {flat.size} (the first: {name} {first} = {flat[first]:.4g})"
 
 
 def similarity_scores(yours: Callable[..., np.ndarray], profile: np.ndarray, item_features) -> None:
@@ -178,7 +186,7 @@ def similarity_scores(yours: Callable[..., np.ndarray], profile: np.ndarray, ite
     if not np.all(np.isfinite(zero)):
         raise AssertionError("similarity_scores(zero profile): got NaN or inf: return 0 where a norm is 0")
     if np.any(zero != 0):
-        raise AssertionError("similarity_scores(zero profile): expected all zeros")
+        raise AssertionError(f"similarity_scores(zero profile): expected all zeros, got {_nonzero(zero)}")
 
 
 # ------------------------------------------------------------------------------------------------ lab 02
@@ -323,7 +331,8 @@ def ease_weights(yours: Callable[[Any, float], np.ndarray], X, l2: float, expect
     """Exercise 5.3 against the package's fitted EASE (``expected`` = ``ease.weights_`` for ``l2``)."""
     got = _array(yours(X, l2), f"ease_weights(X, {l2:g})", expected.shape)
     if not np.allclose(np.diag(got), 0.0):
-        raise AssertionError("the diagonal of B must be 0: a film may not predict itself (np.fill_diagonal)")
+        raise AssertionError(f"the diagonal of B must be 0 (a film may not predict itself: np.fill_diagonal), got "
+                             f"{_nonzero(np.diag(got), 'B[j, j]')}")  # fmt: skip
     if np.allclose(got, expected, atol=1e-5):
         return
     if np.allclose(got, expected.T, atol=1e-5):
