@@ -16,7 +16,7 @@
 # > **Before you start**
 # > - **You need:** lab 01 (what a recommender is, and how a top-10 list is scored).
 # > - **A cluster:** no: everything runs on this machine, in local mode.
-# > - **Run All** (2 CPU cores): under a minute at CI size, about 2 min at full size
+# > - **Run All** (2 CPU cores): under a minute at CI size, about 1 min at full size
 # >   (`bench/results/lab-times.json`).
 # > - **Cost on GKE:** none: it runs on your machine or your hub server.
 #

@@ -17,7 +17,7 @@
 # > - **You need:** labs 02 to 04 (the models it compares: it loads what labs 03 and 04 saved, and trains
 # >   the rest on its own splits).
 # > - **A cluster:** no: everything runs on this machine, in local mode.
-# > - **Run All** (2 CPU cores): about 1 min at CI size, about 11 min at full size
+# > - **Run All** (2 CPU cores): under a minute at CI size, about 8 min at full size
 # >   (`bench/results/lab-times.json`).
 # > - **Cost on GKE:** none: it runs on your machine or your hub server.
 #

@@ -18,7 +18,7 @@
 # > - **You need:** lab 07 (the training job every trial runs).
 # > - **A cluster:** optional. The search runs as local processes either way; with one, the lab also submits the
 # >   Katib Experiment in your namespace.
-# > - **Run All** (2 CPU cores): about 1 min at CI size, about 6 min at full size
+# > - **Run All** (2 CPU cores): under a minute at CI size, about 5 min at full size
 # >   (`bench/results/lab-times.json`).
 # > - **Cost on GKE:** nothing of its own: what it starts runs on the cluster's nodes (the class cluster costs
 # >   about $0.28 per hour while it exists, see `cluster-setup/README.md`).
