@@ -13,13 +13,10 @@ the slide says what to install instead.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import json
-import secrets
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -118,28 +115,16 @@ def _shoot(web: str, chromium: str, path: Path) -> dict:
 
 def locust_screenshot(ctx):
     """Locust's web UI, :data:`USERS` users into a load test of the stack running on the deck's MF model."""
-    from deck_figures import Figure, Pending
-    from deck_ui import find_chromium
+    from deck_figures import Figure
+    from deck_ui import browser_or_pending, deck_stack
 
-    chromium = find_chromium()
-    if chromium is None or importlib.util.find_spec("playwright") is None:
-        return Pending(
-            "This screenshot of Locust's web UI is taken by the build during a load test of the local stack: "
-            "it needs Chromium (apt-get install -y chromium, or set CHROMIUM) and the playwright package "
-            "(make install)."
-        )
-    from recsys_workshop import export
-    from recsys_workshop.api import local_stack
-
+    chromium = browser_or_pending("This screenshot of Locust's web UI during a load test")
+    if not isinstance(chromium, str):
+        return chromium
     path = ctx.out_dir / "locust.png"
-    with tempfile.TemporaryDirectory(prefix="deck-locust-") as scratch:
-        models = Path(scratch) / "models"
-        export.export_model(ctx.mf, models, metadata={"dataset": "ml-100k"})
-        env = {"RECSYS_DATABASE_URL": f"sqlite:///{Path(scratch) / 'api.db'}", **STACK_ENV}
-        token = secrets.token_urlsafe(32)
-        with local_stack(models, env=env, admin_token=token) as stack, \
-                locust_web(stack.api_url, Path(scratch) / "locust.log") as web:  # fmt: skip
-            stats = _shoot(web, chromium, path)
+    with deck_stack(ctx, "deck-locust-", STACK_ENV) as (stack, scratch), \
+            locust_web(stack.api_url, scratch / "locust.log") as web:  # fmt: skip
+        stats = _shoot(web, chromium, path)
     total = next((s for s in stats.get("stats", []) if s.get("name") == "Aggregated"), {})
     ctx.log(f"  screenshot of Locust: {total.get('num_requests', '?')} requests, {total.get('num_failures', '?')} "
             f"failures ({path.stat().st_size // 1024} KB)")  # fmt: skip
